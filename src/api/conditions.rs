@@ -1,0 +1,103 @@
+//! Condition types and reasons, and the pure bookkeeping of `lastTransitionTime`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// The one condition both kinds report.
+pub const READY: &str = "Ready";
+
+/// Reasons of a RemoteDevice's `Ready` condition.
+pub mod device_reason {
+    /// Every selected node has the tunnel up with this device's rules.
+    pub const READY: &str = "TunnelsReady";
+    /// Some selected nodes have not reported the tunnel up yet.
+    pub const PENDING: &str = "TunnelsPending";
+    /// At least one node's agent reported that OVS refused the tunnel.
+    pub const TUNNEL_FAILED: &str = "TunnelFailed";
+    /// The spec is invalid; nothing is planned for it.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Another device claims the same (VNI, MAC), or maps the VNI to another VLAN.
+    pub const CONFLICT: &str = "Conflict";
+    /// The node selector matches no node (other than nodes whose own VTEP this is).
+    pub const NO_MATCHING_NODES: &str = "NoMatchingNodes";
+}
+
+/// Reasons of a TunnelPort's `Ready` condition.
+pub mod tunnel_reason {
+    /// OVS gave the interface an ofport and the forwarding rules are installed.
+    pub const READY: &str = "PortReady";
+    /// The port is written; OVS has not given it an ofport yet.
+    pub const PENDING: &str = "PortPending";
+    /// OVS refused the interface (ofport -1 or the Interface `error` column).
+    pub const OVS_ERROR: &str = "OvsError";
+    /// A port this operator does not own stands in the way (same name or same tunnel).
+    pub const FOREIGN_PORT: &str = "ForeignPortConflict";
+    /// The agent cannot reach OVSDB.
+    pub const OVS_UNAVAILABLE: &str = "OvsUnavailable";
+}
+
+/// Whether the condition of `type_` is present with status `True`.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// Builds a condition, keeping `lastTransitionTime` from `previous` when the status did
+/// not change (Kubernetes API conventions), so a resync with nothing new writes nothing new.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    observed_generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation,
+        last_transition_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(seconds).unwrap()
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_holds() {
+        let first = condition(&[], READY, false, "A", "m".into(), Some(1), at(100));
+        assert_eq!(first.last_transition_time, Time(at(100)));
+        let same = condition(
+            &[first.clone()],
+            READY,
+            false,
+            "B",
+            "n".into(),
+            Some(2),
+            at(200),
+        );
+        assert_eq!(
+            same.last_transition_time,
+            Time(at(100)),
+            "reason change is not a transition"
+        );
+        let flipped = condition(&[same], READY, true, "C", "o".into(), Some(2), at(300));
+        assert_eq!(flipped.last_transition_time, Time(at(300)));
+        assert!(is_true(&[flipped], READY));
+    }
+}

@@ -1,0 +1,99 @@
+//! `RemoteDevice`: a device that no SDN manages, reachable through a VTEP.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::TunnelType;
+use super::schema;
+
+/// A device outside the cluster (bare-metal server behind a top-of-rack VTEP, a router,
+/// a VM of another cloud) that workloads on the selected nodes reach over the overlay.
+/// The namespace is the tenant.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "remotedevice.io",
+    version = "v1alpha1",
+    kind = "RemoteDevice",
+    derive = "PartialEq",
+    namespaced,
+    shortname = "rd",
+    category = "remotedevice",
+    status = "RemoteDeviceStatus",
+    printcolumn = r#"{"name":"VTEP","type":"string","jsonPath":".spec.vtepIP"}"#,
+    printcolumn = r#"{"name":"TYPE","type":"string","jsonPath":".spec.tunnelType"}"#,
+    printcolumn = r#"{"name":"VNI","type":"integer","jsonPath":".spec.vni"}"#,
+    printcolumn = r#"{"name":"MAC","type":"string","jsonPath":".spec.macAddress"}"#,
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.ready"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!(has(self.tunnelType) && self.tunnelType == 'gre' && has(self.dstPort))").message("not allowed with tunnelType gre (GRE has no UDP port)").field_path(".dstPort"))]
+pub struct RemoteDeviceSpec {
+    /// IP address of the VTEP in front of the device (IPv4 or IPv6). Must be a unicast
+    /// address: not loopback, multicast, link-local, unspecified or IPv4-mapped.
+    #[serde(rename = "vtepIP")]
+    #[schemars(length(min = 1, max = 45))]
+    #[x_kube(validation = Rule::new("isIP(self)").message("must be an IPv4 or IPv6 address in canonical form (no leading zeros, no IPv4-mapped IPv6)"))]
+    #[x_kube(validation = Rule::new("!isIP(self) || ip(self).isGlobalUnicast()").message("must be a unicast address (not loopback, multicast, broadcast, link-local or unspecified)"))]
+    pub vtep_ip: String,
+
+    /// Encapsulation used to reach the VTEP.
+    #[serde(default)]
+    pub tunnel_type: TunnelType,
+
+    /// Virtual network identifier (VXLAN VNI, Geneve VNI or GRE key), 1..16777215.
+    #[schemars(range(min = 1, max = 16_777_215))]
+    pub vni: u32,
+
+    /// MAC address of the device; a unicast address such as `52:54:00:12:34:56`.
+    #[schemars(regex(pattern = r"^[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){5}$"))]
+    #[schemars(length(min = 17, max = 17))]
+    #[x_kube(validation = Rule::new("self != '00:00:00:00:00:00'").message("the all-zero MAC is not a device address"))]
+    pub mac_address: String,
+
+    /// IP addresses of the device (0 to 16); local workloads get ARP / neighbour answers for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(schema_with = "schema::device_ips")]
+    pub ips: Vec<String>,
+
+    /// UDP destination port of the VTEP (vxlan and geneve only); unset = the OVS default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub dst_port: Option<u16>,
+
+    /// OVS VLAN tag (Port `tag`) of the local workload ports that use this device, 0..4094;
+    /// unset = untagged ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 4094))]
+    pub local_vlan: Option<u16>,
+
+    /// Nodes that need the device; unset = every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::label_selector")]
+    pub node_selector: Option<LabelSelector>,
+}
+
+/// What the controller observed about a RemoteDevice.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteDeviceStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (with a reason) following Kubernetes API conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::conditions")]
+    pub conditions: Vec<Condition>,
+    /// Nodes whose tunnel to this device's VTEP is up and carries this device.
+    #[serde(default)]
+    pub ready_nodes: u32,
+    /// Nodes that should reach this device.
+    #[serde(default)]
+    pub total_nodes: u32,
+    /// `ready/total`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+}

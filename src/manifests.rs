@@ -1,0 +1,218 @@
+//! Reading RemoteDevice and Node manifests from files, as `kubectl apply -f` would.
+//!
+//! Used by `plan` and by `standalone`. Every document that is not a usable RemoteDevice or
+//! Node is reported with its file, field and reason; the good ones are still returned.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Node;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::{DeviceKey, RemoteDevice, validate};
+
+/// Where a document came from: file and 1-based position in a multi-document stream.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Source {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based index of the YAML document in the file.
+    pub document: usize,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {})", self.file.display(), self.document)
+    }
+}
+
+/// A document that was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// Where it came from.
+    pub source: Source,
+    /// `namespace/name` of the object, when it could be read.
+    pub object: Option<String>,
+    /// The offending field, when one can be named.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(object) = &self.object {
+            write!(f, " {object}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Everything read from a set of manifests.
+#[derive(Clone, Debug, Default)]
+pub struct Manifests {
+    /// RemoteDevices that parsed and passed validation, with where they came from.
+    pub devices: Vec<(Source, RemoteDevice)>,
+    /// Nodes.
+    pub nodes: Vec<Node>,
+    /// Documents that were rejected.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Files under `path` that hold manifests (`.yaml`, `.yml`, `.json`), sorted; `path` itself
+/// when it is a file.
+pub fn manifest_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            ) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads every manifest under each path (files or directories).
+pub fn read_paths(paths: &[PathBuf]) -> std::io::Result<Manifests> {
+    let mut out = Manifests::default();
+    for path in paths {
+        for file in manifest_files(path)? {
+            let text = std::fs::read_to_string(&file)?;
+            out.add_text(&file, &text);
+        }
+    }
+    out.reject_duplicates();
+    Ok(out)
+}
+
+impl Manifests {
+    /// Parses one file's text (one or more YAML or JSON documents).
+    pub fn add_text(&mut self, file: &Path, text: &str) {
+        for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let source = Source {
+                file: file.to_path_buf(),
+                document: index + 1,
+            };
+            match serde::Deserialize::deserialize(doc) {
+                Ok(Value::Null) => {}
+                Ok(value) => self.add_value(source, value),
+                Err(e) => self.rejected.push(Rejected {
+                    source,
+                    object: None,
+                    field: None,
+                    reason: format!("not valid YAML: {e}"),
+                }),
+            }
+        }
+    }
+
+    fn add_value(&mut self, source: Source, value: Value) {
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let object = object_name(&value);
+        let reject = |field: Option<String>, reason: String| Rejected {
+            source: source.clone(),
+            object: object.clone(),
+            field,
+            reason,
+        };
+        match (api_version.as_str(), kind.as_str()) {
+            ("remotedevice.io/v1alpha1", "RemoteDevice") => match typed::<RemoteDevice>(value) {
+                Ok(device) => {
+                    let errors = validate::validate_device(&device);
+                    if errors.is_empty() {
+                        self.devices.push((source, device));
+                    } else {
+                        self.rejected.extend(errors.into_iter().map(|e| reject(Some(e.field), e.message)));
+                    }
+                }
+                Err((field, reason)) => self.rejected.push(reject(field, reason)),
+            },
+            ("v1", "Node") => match typed::<Node>(value) {
+                Ok(node) => self.nodes.push(node),
+                Err((field, reason)) => self.rejected.push(reject(field, reason)),
+            },
+            (_, "List") | ("remotedevice.io/v1alpha1", "RemoteDeviceList") | ("v1", "NodeList") => {
+                match value.get("items").and_then(Value::as_array) {
+                    Some(items) => items.iter().cloned().for_each(|item| self.add_value(source.clone(), item)),
+                    None => self.rejected.push(reject(Some("items".into()), "a List needs an items array".into())),
+                }
+            }
+            (_, "") => self.rejected.push(reject(Some("kind".into()), "missing kind; expected RemoteDevice or Node".into())),
+            ("remotedevice.io/v1alpha1", other) | ("v1", other) => self.rejected.push(reject(
+                Some("kind".into()),
+                format!("{other} is not a RemoteDevice or Node"),
+            )),
+            (other_version, other_kind) => self.rejected.push(reject(
+                Some("apiVersion".into()),
+                format!("{other_kind} of {other_version:?} is not a RemoteDevice (remotedevice.io/v1alpha1) or Node (v1)"),
+            )),
+        }
+    }
+
+    /// A RemoteDevice defined twice (same namespace and name): the later file loses, as a
+    /// second `kubectl apply` would silently overwrite the first.
+    fn reject_duplicates(&mut self) {
+        let mut seen = BTreeSet::new();
+        let mut kept = Vec::new();
+        for (source, device) in std::mem::take(&mut self.devices) {
+            let key = DeviceKey::of(&device);
+            if seen.insert(key.clone()) {
+                kept.push((source, device));
+            } else {
+                self.rejected.push(Rejected {
+                    source,
+                    object: Some(key.to_string()),
+                    field: Some("metadata.name".into()),
+                    reason: "defined more than once; the first definition is used".into(),
+                });
+            }
+        }
+        self.devices = kept;
+    }
+}
+
+/// `namespace/name` of a raw object, when present.
+fn object_name(value: &Value) -> Option<String> {
+    let meta = value.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    Some(match meta.get("namespace").and_then(Value::as_str) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    })
+}
+
+/// Deserializes a typed object, naming the field that failed.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (Option<String>, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path);
+        (field, e.into_inner().to_string())
+    })
+}

@@ -1,0 +1,329 @@
+//! The planner: RemoteDevices + Nodes → the TunnelPorts every node must have.
+//!
+//! Pure and total: no I/O, no panics, and the same output for any order of the input.
+//! Devices that cannot be planned (invalid, conflicting) are excluded and reported, so one
+//! bad object never blocks the others.
+
+mod nodes;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::core::{Selector, SelectorExt};
+
+use crate::api::validate::{self, FieldError};
+use crate::api::{
+    DeviceKey, MANAGED_BY_LABEL, MANAGER, MAX_DEVICES_PER_TUNNEL, NODE_LABEL, RemoteDevice,
+    TunnelDevice, TunnelPort, TunnelPortSpec, TunnelType, names,
+};
+
+pub use nodes::{NodeInfo, NodeIssue};
+
+/// What the planner decided for one device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceOutcome {
+    /// Planned onto these nodes.
+    Planned {
+        /// Node name → name of the TunnelPort that carries the device there.
+        tunnel_ports: BTreeMap<String, String>,
+        /// Selected nodes skipped because the device's VTEP is the node's own tunnel IP.
+        self_tunnel_nodes: Vec<String>,
+    },
+    /// The spec breaks a validation rule; nothing is planned for it.
+    Invalid(Vec<FieldError>),
+    /// Another device (older, or first by namespace/name) holds what this one claims.
+    Conflict {
+        /// The device that keeps the claim.
+        with: Option<DeviceKey>,
+        /// What is claimed twice.
+        message: String,
+    },
+}
+
+/// The planner's answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Desired TunnelPorts, sorted by name.
+    pub tunnel_ports: Vec<TunnelPort>,
+    /// Outcome of every input device.
+    pub devices: BTreeMap<DeviceKey, DeviceOutcome>,
+    /// Nodes whose tunnel IP could not be worked out as configured.
+    pub node_issues: Vec<NodeIssue>,
+}
+
+/// A device that passed validation, with its fields parsed and normalized.
+struct Accepted {
+    key: DeviceKey,
+    tunnel: TunnelKey,
+    selector: Option<Selector>,
+    entry: TunnelDevice,
+}
+
+/// What makes tunnels distinct: one OVS port per (type, remote IP, destination port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct TunnelKey {
+    tunnel_type: TunnelType,
+    remote_ip: IpAddr,
+    dst_port: Option<u16>,
+}
+
+/// Order in which claims are settled: older objects first, then namespace/name. Objects
+/// read from files have no creation time and are settled by namespace/name alone.
+fn settle_order(device: &RemoteDevice) -> (Option<k8s_openapi::jiff::Timestamp>, DeviceKey) {
+    (
+        device.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        DeviceKey::of(device),
+    )
+}
+
+/// Computes the desired TunnelPorts from all RemoteDevices and Nodes.
+pub fn plan(devices: &[RemoteDevice], nodes: &[Node]) -> Plan {
+    let mut out = Plan::default();
+    let mut ordered: Vec<&RemoteDevice> = devices
+        .iter()
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
+        .collect();
+    ordered.sort_by_key(|d| settle_order(d));
+    ordered.dedup_by_key(|d| DeviceKey::of(d));
+
+    let accepted = accept(&ordered, &mut out.devices);
+
+    let mut node_infos: Vec<NodeInfo> = nodes
+        .iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+        .map(NodeInfo::from_node)
+        .collect();
+    node_infos.sort_by(|a, b| a.name.cmp(&b.name));
+    node_infos.dedup_by(|a, b| a.name == b.name);
+    out.node_issues = node_infos.iter().filter_map(|n| n.issue.clone()).collect();
+
+    // (node, tunnel) → devices; BTreeMap keeps the output sorted and order-independent.
+    let mut ports: BTreeMap<(String, TunnelKey), Vec<TunnelDevice>> = BTreeMap::new();
+    for device in &accepted {
+        let mut tunnel_ports = BTreeMap::new();
+        let mut self_tunnel_nodes = Vec::new();
+        for node in &node_infos {
+            if !device
+                .selector
+                .as_ref()
+                .is_none_or(|s| s.matches(&node.labels))
+            {
+                continue;
+            }
+            if node.tunnel_ips.contains(&device.tunnel.remote_ip) {
+                self_tunnel_nodes.push(node.name.clone());
+                continue;
+            }
+            let name = names::tunnel_port_name(
+                &node.name,
+                device.tunnel.tunnel_type,
+                device.tunnel.remote_ip,
+                device.tunnel.dst_port,
+            );
+            tunnel_ports.insert(node.name.clone(), name);
+            ports
+                .entry((node.name.clone(), device.tunnel))
+                .or_default()
+                .push(device.entry.clone());
+        }
+        out.devices.insert(
+            device.key.clone(),
+            DeviceOutcome::Planned {
+                tunnel_ports,
+                self_tunnel_nodes,
+            },
+        );
+    }
+
+    let by_name: BTreeMap<&str, &NodeInfo> =
+        node_infos.iter().map(|n| (n.name.as_str(), n)).collect();
+    out.tunnel_ports = ports
+        .into_iter()
+        .map(|((node, tunnel), mut devices)| {
+            devices.sort();
+            tunnel_port(by_name[node.as_str()], tunnel, devices)
+        })
+        .collect();
+    out.tunnel_ports
+        .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    out
+}
+
+/// Validates devices and settles conflicting claims in `settle_order`; records the outcome
+/// of every device that is not accepted.
+fn accept(
+    ordered: &[&RemoteDevice],
+    outcomes: &mut BTreeMap<DeviceKey, DeviceOutcome>,
+) -> Vec<Accepted> {
+    let mut accepted = Vec::new();
+    let mut mac_owner: BTreeMap<(u32, [u8; 6]), DeviceKey> = BTreeMap::new();
+    let mut vlan_of_vni: BTreeMap<u32, (Option<u16>, DeviceKey)> = BTreeMap::new();
+    let mut tunnel_load: BTreeMap<TunnelKey, usize> = BTreeMap::new();
+
+    for device in ordered {
+        let key = DeviceKey::of(device);
+        let errors = validate::validate_device(device);
+        // Validation passed, so these parse; a failure here is still reported, never unwrapped.
+        let parsed = (
+            validate::parse_vtep_ip(&device.spec.vtep_ip),
+            validate::parse_mac(&device.spec.mac_address),
+            device
+                .spec
+                .node_selector
+                .clone()
+                .map(Selector::try_from)
+                .transpose(),
+        );
+        let (Ok(remote_ip), Ok(mac), Ok(selector)) = parsed else {
+            outcomes.insert(key, DeviceOutcome::Invalid(errors));
+            continue;
+        };
+        if !errors.is_empty() {
+            outcomes.insert(key, DeviceOutcome::Invalid(errors));
+            continue;
+        }
+        let spec = &device.spec;
+        let tunnel = TunnelKey {
+            tunnel_type: spec.tunnel_type,
+            remote_ip,
+            dst_port: spec.dst_port,
+        };
+
+        if let Some(owner) = mac_owner.get(&(spec.vni, mac)) {
+            let message = format!(
+                "VNI {} and MAC {} are already claimed by {owner}",
+                spec.vni,
+                validate::format_mac(mac)
+            );
+            outcomes.insert(
+                key,
+                DeviceOutcome::Conflict {
+                    with: Some(owner.clone()),
+                    message,
+                },
+            );
+            continue;
+        }
+        if let Some((vlan, owner)) = vlan_of_vni.get(&spec.vni)
+            && *vlan != spec.local_vlan
+        {
+            let show = |v: &Option<u16>| {
+                v.map_or_else(|| "untagged ports".to_string(), |v| format!("VLAN {v}"))
+            };
+            let message = format!(
+                "VNI {} is mapped to {} by {owner}; this device maps it to {}",
+                spec.vni,
+                show(vlan),
+                show(&spec.local_vlan)
+            );
+            outcomes.insert(
+                key,
+                DeviceOutcome::Conflict {
+                    with: Some(owner.clone()),
+                    message,
+                },
+            );
+            continue;
+        }
+        let load = tunnel_load.entry(tunnel).or_default();
+        if *load >= MAX_DEVICES_PER_TUNNEL {
+            let message = format!(
+                "VTEP {remote_ip} ({}) already carries {MAX_DEVICES_PER_TUNNEL} devices, the most one TunnelPort holds",
+                spec.tunnel_type
+            );
+            outcomes.insert(
+                key,
+                DeviceOutcome::Conflict {
+                    with: None,
+                    message,
+                },
+            );
+            continue;
+        }
+        *load += 1;
+        mac_owner.insert((spec.vni, mac), key.clone());
+        vlan_of_vni
+            .entry(spec.vni)
+            .or_insert((spec.local_vlan, key.clone()));
+
+        let ips = spec
+            .ips
+            .iter()
+            .filter_map(|ip| validate::parse_device_ip(ip).ok())
+            .map(|ip| ip.to_string())
+            .collect();
+        let entry = TunnelDevice {
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            mac_address: validate::format_mac(mac),
+            vni: spec.vni,
+            ips,
+            local_vlan: spec.local_vlan,
+        };
+        accepted.push(Accepted {
+            key,
+            tunnel,
+            selector,
+            entry,
+        });
+    }
+    accepted
+}
+
+/// Builds one TunnelPort object.
+fn tunnel_port(node: &NodeInfo, tunnel: TunnelKey, devices: Vec<TunnelDevice>) -> TunnelPort {
+    let name = names::tunnel_port_name(
+        &node.name,
+        tunnel.tunnel_type,
+        tunnel.remote_ip,
+        tunnel.dst_port,
+    );
+    let labels = BTreeMap::from([
+        (NODE_LABEL.to_string(), names::node_label_value(&node.name)),
+        (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
+    ]);
+    // A Node can own a cluster-scoped object: deleting the node deletes its TunnelPorts.
+    let owner_references = node.uid.as_ref().map(|uid| {
+        vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            name: node.name.clone(),
+            uid: uid.clone(),
+            ..OwnerReference::default()
+        }]
+    });
+    let local_ip = node
+        .tunnel_ips
+        .iter()
+        .find(|ip| ip.is_ipv4() == tunnel.remote_ip.is_ipv4())
+        .map(ToString::to_string);
+    TunnelPort {
+        metadata: ObjectMeta {
+            name: Some(name),
+            labels: Some(labels),
+            owner_references,
+            ..ObjectMeta::default()
+        },
+        spec: TunnelPortSpec {
+            node_name: node.name.clone(),
+            remote_ip: tunnel.remote_ip.to_string(),
+            tunnel_type: tunnel.tunnel_type,
+            dst_port: tunnel.dst_port,
+            local_ip,
+            devices,
+        },
+        status: None,
+    }
+}
+
+/// Names of every TunnelPort in `plan`, for garbage collection.
+pub fn desired_names(plan: &Plan) -> BTreeSet<String> {
+    plan.tunnel_ports
+        .iter()
+        .filter_map(|tp| tp.metadata.name.clone())
+        .collect()
+}
