@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod crd;
+pub mod flows;
 pub mod manifests;
 pub mod plan;
 pub mod sandbox;
