@@ -1,0 +1,379 @@
+//! The flow sync against a real (dummy-datapath) Open vSwitch: the flows we write are the
+//! flows OVS prints back, foreign flows are never touched, drift is repaired by the loop,
+//! a removed device leaves no flow with its cookie, and a failing bundle changes nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use remote_device_operator::api::TunnelDevice;
+use remote_device_operator::flows::{
+    COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, TunnelFlowsInput,
+    WorkloadPort, plan,
+};
+use remote_device_operator::sandbox::{Datapath, Sandbox};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const BRIDGE: &str = "br-int";
+
+fn device(name: &str, mac: &str, ips: &[&str], vlan: Option<u16>) -> TunnelDevice {
+    TunnelDevice {
+        namespace: "tenant".into(),
+        name: name.into(),
+        mac_address: mac.into(),
+        vni: 5001,
+        ips: ips.iter().map(|s| s.to_string()).collect(),
+        local_vlan: vlan,
+    }
+}
+
+fn wait_ofport(sb: &Sandbox, iface: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = sb.vsctl(&["get", "Interface", iface, "ofport"]).unwrap();
+        if let Ok(p) = out.trim().parse::<i64>()
+            && p > 0
+        {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "no ofport for {iface}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Bridge {
+    sb: Sandbox,
+    tunnel: i64,
+    pods: Vec<i64>,
+}
+
+fn bridge() -> Bridge {
+    let sb = Sandbox::start(Datapath::Dummy).expect("OVS sandbox (is Open vSwitch installed?)");
+    sb.vsctl(&[
+        "add-br",
+        BRIDGE,
+        "--",
+        "set",
+        "Bridge",
+        BRIDGE,
+        "fail-mode=secure",
+        "--",
+        "add-port",
+        BRIDGE,
+        "pod1",
+        "--",
+        "set",
+        "Interface",
+        "pod1",
+        "type=internal",
+        "--",
+        "add-port",
+        BRIDGE,
+        "pod2",
+        "--",
+        "set",
+        "Interface",
+        "pod2",
+        "type=internal",
+        "--",
+        "add-port",
+        BRIDGE,
+        "rdv-test",
+        "--",
+        "set",
+        "Interface",
+        "rdv-test",
+        "type=vxlan",
+        "options:remote_ip=192.0.2.2",
+        "options:key=flow",
+    ])
+    .unwrap();
+    let tunnel = wait_ofport(&sb, "rdv-test");
+    let pods = vec![wait_ofport(&sb, "pod1"), wait_ofport(&sb, "pod2")];
+    Bridge { sb, tunnel, pods }
+}
+
+impl Bridge {
+    fn config(&self) -> FlowSyncConfig {
+        FlowSyncConfig::new(self.sb.dir(), BRIDGE)
+    }
+
+    fn plan(&self, devices: Vec<TunnelDevice>) -> FlowPlan {
+        plan(&FlowInput {
+            tunnels: vec![TunnelFlowsInput {
+                tunnel_port: "rdv-test".into(),
+                ofport: self.tunnel,
+                devices,
+            }],
+            workload_ports: vec![
+                WorkloadPort {
+                    ofport: self.pods[0],
+                    vlan: None,
+                },
+                WorkloadPort {
+                    ofport: self.pods[1],
+                    vlan: Some(100),
+                },
+            ],
+        })
+    }
+
+    fn dump(&self, filter: &str) -> Vec<String> {
+        self.sb
+            .ofctl(&[
+                "-O",
+                "OpenFlow14",
+                "--no-stats",
+                "dump-flows",
+                &self.sb.mgmt(BRIDGE),
+                filter,
+            ])
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("cookie="))
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+
+    fn owned(&self) -> Vec<String> {
+        self.dump(&format!("cookie={COOKIE_TAG:#x}/{COOKIE_MASK:#x}"))
+    }
+
+    fn with_cookie(&self, cookie: u64) -> Vec<String> {
+        self.dump(&format!("cookie={cookie:#x}/-1"))
+    }
+
+    /// Flows of somebody else: one at our table/priority/match shape but another cookie.
+    fn add_foreign(&self) {
+        for flow in [
+            "cookie=0x1,priority=1,actions=NORMAL",
+            "cookie=0x2,table=230,priority=100,reg6=0x1001,dl_dst=52:54:00:99:99:99,actions=drop",
+        ] {
+            self.sb
+                .ofctl(&["add-flow", &self.sb.mgmt(BRIDGE), flow])
+                .unwrap();
+        }
+    }
+
+    fn foreign(&self) -> Vec<String> {
+        let all = self.dump("");
+        all.into_iter()
+            .filter(|l| !l.contains("cookie=0x52444f46"))
+            .collect()
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn written_flows_read_back_identically_and_foreign_flows_stay() {
+    let br = bridge();
+    br.add_foreign();
+    let foreign_before = br.foreign();
+    assert_eq!(foreign_before.len(), 2, "{foreign_before:?}");
+    let sync = FlowSync::new(br.config());
+    let p = br.plan(vec![
+        device("d1", "52:54:00:00:00:50", &["10.0.0.50", "fd00::50"], None),
+        device("d2", "52:54:00:00:00:51", &["10.0.1.51"], Some(100)),
+    ]);
+    rt().block_on(async {
+        let first = sync.sync_once(&p).await.unwrap();
+        assert_eq!(
+            (first.observed, first.added, first.deleted),
+            (0, p.len(), 0)
+        );
+        // Every flow as written is what OVS prints: the next round finds nothing to do.
+        let second = sync.sync_once(&p).await.unwrap();
+        assert_eq!(
+            (second.observed, second.added, second.deleted),
+            (p.len(), 0, 0)
+        );
+    });
+    assert_eq!(br.owned().len(), p.len());
+    assert_eq!(br.foreign(), foreign_before, "foreign flows untouched");
+
+    // Remove d1: exactly its flows go (its segment's too, it was the last untagged device).
+    let d1 = p.device_cookie("tenant", "d1").unwrap();
+    assert_eq!(br.with_cookie(d1).len(), 7, "{:?}", br.with_cookie(d1));
+    let p2 = br.plan(vec![device(
+        "d2",
+        "52:54:00:00:00:51",
+        &["10.0.1.51"],
+        Some(100),
+    )]);
+    rt().block_on(async {
+        let out = sync.sync_once(&p2).await.unwrap();
+        assert_eq!(out.added, 0);
+        assert_eq!(out.deleted, p.len() - p2.len());
+    });
+    assert!(br.with_cookie(d1).is_empty(), "{:?}", br.with_cookie(d1));
+    assert_eq!(br.owned().len(), p2.len());
+    assert_eq!(br.foreign(), foreign_before, "foreign flows untouched");
+
+    // A tunnel without devices keeps only its drop rule.
+    rt().block_on(async {
+        sync.sync_once(&br.plan(vec![])).await.unwrap();
+    });
+    let left = br.owned();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].ends_with(&format!(
+        "priority=60005,in_port={} actions=drop",
+        br.tunnel
+    )));
+
+    // Nothing desired (the tunnel is gone too): nothing owned is left, foreign flows stay.
+    rt().block_on(async {
+        sync.sync_once(&plan(&FlowInput::default())).await.unwrap();
+    });
+    assert!(br.owned().is_empty(), "{:?}", br.owned());
+    assert_eq!(br.foreign(), foreign_before);
+}
+
+#[test]
+fn loop_repairs_deleted_and_changed_flows() {
+    let br = bridge();
+    let sync = FlowSync::new(br.config());
+    let mut status = sync.status();
+    let p = Arc::new(br.plan(vec![device(
+        "d1",
+        "52:54:00:00:00:50",
+        &["10.0.0.50"],
+        None,
+    )]));
+    let (tx, rx) = watch::channel(None);
+    let cancel = CancellationToken::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let task = runtime.spawn(sync.run(rx, cancel.clone()));
+    runtime.block_on(async {
+        // Unknown desired state: nothing is written.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(br.owned().is_empty());
+        tx.send(Some(p.clone())).unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &p))),
+        )
+        .await
+        .expect("plan applied")
+        .unwrap();
+    });
+    let reference = {
+        let mut v = br.owned();
+        v.sort();
+        v
+    };
+    assert_eq!(reference.len(), p.len());
+    let mgmt = br.sb.mgmt(BRIDGE);
+
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "delete one owned flow",
+            vec![
+                "--strict",
+                "del-flows",
+                &mgmt,
+                "table=230,priority=100,reg6=0x1001,dl_dst=52:54:00:00:00:50",
+            ],
+        ),
+        (
+            "change an owned flow's actions",
+            vec![
+                "--strict",
+                "mod-flows",
+                &mgmt,
+                "table=230,priority=100,reg6=0x1001,dl_dst=52:54:00:00:00:50,actions=drop",
+            ],
+        ),
+        (
+            "delete every owned flow",
+            vec![
+                "del-flows",
+                &mgmt,
+                "cookie=0x52444f4600000000/0xffffffff00000000",
+            ],
+        ),
+    ];
+    for (name, args) in cases {
+        let repairs_before = status.borrow().repairs;
+        br.sb.ofctl(&args).unwrap();
+        let started = Instant::now();
+        let mut now = br.owned();
+        now.sort();
+        assert_ne!(now, reference, "{name}: the change happened");
+        loop {
+            let mut now = br.owned();
+            now.sort();
+            if now == reference {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name}: not repaired: {now:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{name}: repaired after {:?}", started.elapsed());
+        runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                status.wait_for(|s| s.repairs > repairs_before),
+            )
+            .await
+            .expect("repair counted")
+            .unwrap();
+        });
+    }
+
+    // Cancel: the loop ends and leaves the flows in place.
+    cancel.cancel();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    });
+    assert_eq!(br.owned().len(), p.len());
+}
+
+#[test]
+fn a_failing_bundle_changes_nothing_and_is_reported() {
+    let br = bridge();
+    let sync = FlowSync::new(br.config());
+    let p = br.plan(vec![device(
+        "d1",
+        "52:54:00:00:00:50",
+        &["10.0.0.50"],
+        None,
+    )]);
+    rt().block_on(async {
+        sync.sync_once(&p).await.unwrap();
+        let before = br.owned();
+        // A valid delete followed by a line the switch rejects (a group that does not
+        // exist): the delete is rolled back with it.
+        let err = sync
+            .apply_bundle(
+                "delete_strict cookie=0x52444f4600000000/0xffffffff00000000,table=231,priority=100,reg6=0x1001\n\
+                 add cookie=0x52444f4600000001,table=5,priority=1,in_port=1,actions=group:99\n",
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("OFPBAC_BAD_OUT_GROUP"), "{err}");
+        assert_eq!(br.owned(), before, "all or nothing");
+    });
+    // A bridge that does not exist is an error, not a panic.
+    let mut config = br.config();
+    config.target = format!("unix:{}/br-missing.mgmt", br.sb.dir().display());
+    let missing = FlowSync::new(config);
+    rt().block_on(async {
+        assert!(missing.sync_once(&p).await.is_err());
+    });
+}
