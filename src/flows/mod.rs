@@ -37,6 +37,9 @@ pub const TABLE_CLASSIFY: u8 = 0;
 pub const TABLE_FROM_LOCAL: u8 = 230;
 /// Owned table delivering packets that came from a device to the local ports of its segment.
 pub const TABLE_TO_LOCAL: u8 = 231;
+/// Owned table finishing neighbour advertisements built by the responder (only reached
+/// from it, so advertisements sent by workloads never get here).
+pub const TABLE_ND_REPLY: u8 = 232;
 
 /// Table 0: traffic from a tunnel, from a known device (tun_id + source MAC).
 pub const PRIORITY_INGRESS: u16 = 60010;

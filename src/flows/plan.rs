@@ -511,13 +511,16 @@ fn arp_responder(mac: &str, ip: IpAddr) -> String {
 }
 
 fn nd_responder(mac: &str, ip: IpAddr) -> String {
-    // Neighbour solicitation → advertisement in place: the link-layer option keeps its
-    // place and becomes "target link-layer address"; flags S|O (0x60000000).
+    // Neighbour solicitation → advertisement in place (eth_src was set to the device MAC
+    // first). The link-layer option becomes "target" here; its address is written in
+    // TABLE_ND_REPLY, because OVS only allows setting nd_tll on a packet that already
+    // matches as an advertisement. Flags S|O = 0x60000000.
     format!(
         "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:{mac}->eth_src,\
          move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[],set_field:{ip}->ipv6_src,\
-         set_field:255->nw_ttl,set_field:{mac}->nd_sll,set_field:2->nd_options_type,\
-         set_field:1610612736->nd_reserved,set_field:136->icmpv6_type,IN_PORT"
+         set_field:255->nw_ttl,set_field:2->nd_options_type,\
+         set_field:1610612736->nd_reserved,set_field:136->icmpv6_type,\
+         resubmit(,{TABLE_ND_REPLY})"
     )
 }
 
@@ -622,6 +625,13 @@ fn draft_flows(
             priority: PRIORITY_CLASSIFY,
             matches: format!("conj_id={}", segment.conj_id()),
             actions: format!("load:{reg:#x}->{SEGMENT_REGISTER_NXM},resubmit(,{TABLE_FROM_LOCAL})"),
+        });
+        drafts.push(Draft {
+            owner: owner.clone(),
+            table: TABLE_ND_REPLY,
+            priority: PRIORITY_DELIVER,
+            matches: format!("icmp6,{SEGMENT_REGISTER}={reg:#x},icmp_type=136"),
+            actions: "move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT".to_string(),
         });
         let deliver = if local.is_empty() {
             "drop".to_string()

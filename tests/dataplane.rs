@@ -1,0 +1,409 @@
+//! A real packet from a workload to a remote device over the overlay, and gone again.
+//!
+//! ```text
+//!  ns A (workload)          ns H (the node: userspace OVS, netdev datapath)        ns T (remote VTEP)           ns C (device)
+//!  eth0 10.0.0.10 ── veth ── pod0 [br-int] tunnel(vxlan, key=flow)                  eth0 192.168.100.2            eth0 10.0.0.50
+//!                                          [br-phy] 192.168.100.1 ── phy0 ── veth ── vx0 (VNI 5001) ─ br0 ─ dev0 ── veth
+//! ```
+//! Apply a RemoteDevice → ping A→C (IPv4 through the ARP responder, IPv6 through the
+//! neighbour responder); delete it → the tunnel port and every owned flow are gone and
+//! ping fails; apply again → ping works again. Needs root; see `support::netns`.
+
+mod support;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use remote_device_operator::api::names::interface_name;
+use remote_device_operator::api::{TunnelDevice, TunnelType};
+use remote_device_operator::flows::{
+    COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, SyncStatus,
+    TunnelFlowsInput, WorkloadPort, plan,
+};
+use remote_device_operator::sandbox::{Datapath, Sandbox};
+use support::netns::{Netns, require_root_and_tools};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const NODE_VTEP: &str = "192.168.100.1";
+const REMOTE_VTEP: &str = "192.168.100.2";
+const VNI: u32 = 5001;
+const WORKLOAD_IP: &str = "10.0.0.10";
+const WORKLOAD_IP6: &str = "fd00:5001::10";
+const DEVICE_IP: &str = "10.0.0.50";
+const DEVICE_IP6: &str = "fd00:5001::50";
+const DEVICE_MAC: &str = "52:54:00:00:50:01";
+
+/// Everything the test created; torn down in a safe order on drop (also on panic):
+/// OVS first (it holds the taps and veth ends), then the namespaces with what is left.
+struct Topology {
+    sandbox: Option<Sandbox>,
+    host: Netns,
+    workload: Netns,
+    vtep: Netns,
+    device: Netns,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        drop(self.sandbox.take());
+        // The netdev datapath's tap devices may outlive vswitchd.
+        for tap in ["br-int", "br-phy"] {
+            let _ = support::netns::run("ip", &["-n", self.host.name(), "link", "del", tap]);
+        }
+    }
+}
+
+impl Topology {
+    fn sb(&self) -> &Sandbox {
+        self.sandbox.as_ref().expect("sandbox")
+    }
+
+    fn build() -> Topology {
+        let host = Netns::new("h");
+        let workload = Netns::new("a");
+        let vtep = Netns::new("t");
+        let device = Netns::new("c");
+        let mut topo = Topology {
+            sandbox: None,
+            host,
+            workload,
+            vtep,
+            device,
+        };
+        let (h, a, t, c) = (&topo.host, &topo.workload, &topo.vtep, &topo.device);
+
+        // Workload A: overlay MTU (1500 underlay − 50 VXLAN), no tx checksum offload
+        // (OVS would drop its frames at decapsulation on the way back otherwise).
+        h.ip(&["link", "add", "pod0", "type", "veth", "peer", "name", "eth0", "netns", a.name()]);
+        a.ip(&["link", "set", "eth0", "mtu", "1450", "up"]);
+        a.ip(&["addr", "add", &format!("{WORKLOAD_IP}/24"), "dev", "eth0"]);
+        a.ip(&["-6", "addr", "add", &format!("{WORKLOAD_IP6}/64"), "dev", "eth0", "nodad"]);
+        a.exec("ethtool", &["-K", "eth0", "tx", "off"]).expect("ethtool");
+        h.ip(&["link", "set", "pod0", "up"]);
+
+        // Underlay between the node and the remote VTEP.
+        h.ip(&["link", "add", "phy0", "type", "veth", "peer", "name", "eth0", "netns", t.name()]);
+        t.ip(&["link", "set", "eth0", "up"]);
+        t.ip(&["addr", "add", &format!("{REMOTE_VTEP}/24"), "dev", "eth0"]);
+        t.exec("ethtool", &["-K", "eth0", "tx", "off"]).expect("ethtool");
+        h.ip(&["link", "set", "phy0", "up"]);
+
+        // Remote VTEP: kernel VXLAN bridged to the device's veth.
+        t.ip(&[
+            "link", "add", "vx0", "type", "vxlan", "id", &VNI.to_string(), "local", REMOTE_VTEP,
+            "remote", NODE_VTEP, "dstport", "4789", "nolearning",
+        ]);
+        t.ip(&["link", "add", "br0", "type", "bridge"]);
+        t.ip(&["link", "add", "dev0", "type", "veth", "peer", "name", "eth0", "netns", c.name()]);
+        t.ip(&["link", "set", "vx0", "master", "br0"]);
+        t.ip(&["link", "set", "dev0", "master", "br0"]);
+        for dev in ["vx0", "dev0", "br0"] {
+            t.ip(&["link", "set", dev, "up"]);
+        }
+        c.ip(&["link", "set", "eth0", "address", DEVICE_MAC, "mtu", "1450", "up"]);
+        c.ip(&["addr", "add", &format!("{DEVICE_IP}/24"), "dev", "eth0"]);
+        c.ip(&["-6", "addr", "add", &format!("{DEVICE_IP6}/64"), "dev", "eth0", "nodad"]);
+
+        // The node's OVS lives in ns H, so its taps and addresses stay there.
+        let sb = h.enter(|| Sandbox::start(Datapath::Netdev)).expect("OVS sandbox");
+        topo.sandbox = Some(sb);
+        topo.vswitchd_with_system_routes();
+        let (h, t) = (&topo.host, &topo.vtep);
+        let sb = topo.sb();
+        sb.vsctl(&[
+            "add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=netdev",
+            "fail-mode=secure", "--", "add-port", "br-int", "pod0", "--",
+            "add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev", "--",
+            "add-port", "br-phy", "phy0",
+        ])
+        .expect("bridges");
+        wait_ofport(sb, "pod0");
+        wait_ofport(sb, "br-phy");
+        h.ip(&["addr", "add", &format!("{NODE_VTEP}/24"), "dev", "br-phy"]);
+        h.ip(&["link", "set", "br-phy", "up"]);
+        // vswitchd learns the route to the VTEP (and that the node VTEP IP is local,
+        // which a tunnel with local_ip needs) from ns H's kernel.
+        wait_for_route(sb);
+        // Pre-seed the VTEP's MAC, else the first packets are lost while OVS resolves it.
+        let vtep_mac = t
+            .exec("cat", &["/sys/class/net/eth0/address"])
+            .expect("mac")
+            .trim()
+            .to_string();
+        sb.appctl(&["tnl/neigh/set", "br-phy", REMOTE_VTEP, &vtep_mac])
+            .expect("neighbour");
+        topo
+    }
+}
+
+impl Topology {
+    /// The sandbox starts vswitchd with `--disable-system-route` (right for a vswitchd in
+    /// the host's namespace). Ours runs in ns H, whose routes are ours: restart it reading
+    /// them, because OVS accepts a tunnel's `local_ip` only when its route table knows the
+    /// address as local, and only kernel routes are marked local.
+    fn vswitchd_with_system_routes(&self) {
+        let dir = self.sb().dir().to_path_buf();
+        let d = dir.display().to_string();
+        let pidfile = dir.join("ovs-vswitchd.pid");
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .expect("vswitchd pidfile")
+            .trim()
+            .parse()
+            .expect("vswitchd pid");
+        support::netns::must("kill", &[&pid.to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(Instant::now() < deadline, "vswitchd {pid} did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = self.host.enter(|| {
+            std::process::Command::new("ovs-vswitchd")
+                .args([
+                    &format!("unix:{d}/db.sock"),
+                    "--enable-dummy",
+                    "--disable-system",
+                    &format!("--pidfile={d}/ovs-vswitchd.pid"),
+                    &format!("--unixctl={d}/ovs-vswitchd.ctl"),
+                    &format!("--log-file={d}/ovs-vswitchd.log"),
+                    "--detach",
+                    "--no-chdir",
+                ])
+                .env("OVS_RUNDIR", &dir)
+                .env("OVS_LOGDIR", &dir)
+                .env("OVS_DBDIR", &dir)
+                .env("OVS_SYSCONFDIR", &dir)
+                .status()
+        });
+        assert!(status.expect("ovs-vswitchd").success(), "restart vswitchd");
+    }
+}
+
+fn wait_for_route(sb: &Sandbox) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let routes = sb.appctl(&["ovs/route/show"]).unwrap_or_default();
+        if routes.contains("192.168.100.0/24 dev br-phy") && routes.contains(NODE_VTEP) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "OVS never learned the underlay route: {routes}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_ofport(sb: &Sandbox, iface: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = sb.vsctl(&["get", "Interface", iface, "ofport"]).unwrap();
+        if let Ok(p) = out.trim().parse::<i64>()
+            && p > 0
+        {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "no ofport for {iface}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn remote_device() -> TunnelDevice {
+    TunnelDevice {
+        namespace: "tenant-a".into(),
+        name: "bare-metal-1".into(),
+        mac_address: DEVICE_MAC.into(),
+        vni: VNI,
+        ips: vec![DEVICE_IP.into(), DEVICE_IP6.into()],
+        local_vlan: None,
+    }
+}
+
+fn tunnel_name() -> String {
+    interface_name(
+        TunnelType::Vxlan,
+        REMOTE_VTEP.parse::<IpAddr>().unwrap(),
+        None,
+    )
+}
+
+/// The node side the test drives: the flow sync loop and its desired-plan channel. The
+/// tunnel port itself is made with ovs-vsctl exactly as the agent makes it.
+struct Node {
+    runtime: tokio::runtime::Runtime,
+    desired: watch::Sender<Option<Arc<FlowPlan>>>,
+    status: watch::Receiver<SyncStatus>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Node {
+    fn start(topo: &Topology) -> Node {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sync = FlowSync::new(FlowSyncConfig::new(topo.sb().dir(), "br-int"));
+        let status = sync.status();
+        let (desired, rx) = watch::channel(None);
+        let cancel = CancellationToken::new();
+        runtime.spawn(sync.run(rx, cancel.clone()));
+        Node {
+            runtime,
+            desired,
+            status,
+            cancel,
+        }
+    }
+
+    /// Publishes a plan and waits until the sync confirms OVS holds it.
+    fn publish(&mut self, plan: FlowPlan) -> Arc<FlowPlan> {
+        let plan = Arc::new(plan);
+        self.desired.send_replace(Some(plan.clone()));
+        let mut status = self.status.clone();
+        let applied = self.runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(15),
+                status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &plan))),
+            )
+            .await
+            .is_ok()
+        });
+        assert!(applied, "plan not applied: {:?}", self.status.borrow().error);
+        plan
+    }
+}
+
+/// "Apply the RemoteDevice": the tunnel port, then (once OVS numbered it) the flows.
+fn apply_device(topo: &Topology, node: &mut Node) -> Arc<FlowPlan> {
+    let sb = topo.sb();
+    let name = tunnel_name();
+    sb.vsctl(&[
+        "--may-exist", "add-port", "br-int", &name, "--", "set", "Interface", &name,
+        "type=vxlan", &format!("options:remote_ip={REMOTE_VTEP}"),
+        &format!("options:local_ip={NODE_VTEP}"), "options:key=flow",
+    ])
+    .expect("tunnel port");
+    let tunnel = wait_ofport(sb, &name);
+    let pod = wait_ofport(sb, "pod0");
+    let p = plan(&FlowInput {
+        tunnels: vec![TunnelFlowsInput {
+            tunnel_port: name,
+            ofport: tunnel,
+            devices: vec![remote_device()],
+        }],
+        workload_ports: vec![WorkloadPort {
+            ofport: pod,
+            vlan: None,
+        }],
+    });
+    assert!(p.has_device("tenant-a", "bare-metal-1"), "{:?}", p.devices);
+    node.publish(p)
+}
+
+/// "Delete the RemoteDevice": its flows go first (confirmed), then the tunnel port.
+fn delete_device(topo: &Topology, node: &mut Node) {
+    let sb = topo.sb();
+    let pod = wait_ofport(sb, "pod0");
+    let applied = node.publish(plan(&FlowInput {
+        tunnels: vec![],
+        workload_ports: vec![WorkloadPort {
+            ofport: pod,
+            vlan: None,
+        }],
+    }));
+    assert!(!applied.has_device("tenant-a", "bare-metal-1"));
+    sb.vsctl(&["--if-exists", "del-port", "br-int", &tunnel_name()])
+        .expect("delete tunnel port");
+}
+
+/// Pings until one answer arrives (the first ones may be spent on neighbour discovery),
+/// for at most `tries` seconds.
+fn ping_ok(topo: &Topology, target: &str, tries: u32) -> bool {
+    (0..tries).any(|_| {
+        topo.workload
+            .exec("ping", &["-c", "1", "-W", "1", target])
+            .is_ok()
+    })
+}
+
+/// What to look at when a ping fails: flows with counters, OVS routing state, neighbours.
+fn diagnostics(topo: &Topology) -> String {
+    let sb = topo.sb();
+    let mut out = String::new();
+    let mut add = |title: &str, text: Result<String, String>| {
+        out.push_str(&format!("\n--- {title}\n{}", text.unwrap_or_else(|e| e)));
+    };
+    let err = |e: remote_device_operator::sandbox::SandboxError| e.to_string();
+    add("br-int flows", sb.ofctl(&["-O", "OpenFlow14", "dump-flows", &sb.mgmt("br-int")]).map_err(err));
+    let trace = format!(
+        "in_port=pod0,icmp,dl_dst={DEVICE_MAC},nw_src={WORKLOAD_IP},nw_dst={DEVICE_IP},nw_ttl=64"
+    );
+    add("trace to the device", sb.appctl(&["ofproto/trace", "br-int", &trace]).map_err(err));
+    add("ports", sb.ofctl(&["show", &sb.mgmt("br-int")]).map_err(err));
+    add("ovs routes", sb.appctl(&["ovs/route/show"]).map_err(err));
+    add("tunnel neighbours", sb.appctl(&["tnl/neigh/show"]).map_err(err));
+    add("tunnel ports", sb.appctl(&["tnl/ports/show", "-v"]).map_err(err));
+    add("datapath flows", sb.appctl(&["dpctl/dump-flows", "-m"]).map_err(err));
+    add("workload neighbours", topo.workload.exec("ip", &["neigh"]));
+    add("device neighbours", topo.device.exec("ip", &["neigh"]));
+    add("vtep fdb", topo.vtep.exec("bridge", &["fdb", "show", "dev", "vx0"]));
+    let log = std::fs::read_to_string(sb.dir().join("ovs-vswitchd.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    add("vswitchd log (last lines)", Ok(tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+    out
+}
+
+fn owned_flows(topo: &Topology, cookie: u64, mask: u64) -> Vec<String> {
+    topo.sb()
+        .ofctl(&[
+            "-O",
+            "OpenFlow14",
+            "--no-stats",
+            "dump-flows",
+            &topo.sb().mgmt("br-int"),
+            &format!("cookie={cookie:#x}/{mask:#x}"),
+        ])
+        .expect("dump-flows")
+        .lines()
+        .filter(|l| l.contains("cookie="))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn workload_reaches_remote_device_until_it_is_deleted() {
+    if !require_root_and_tools(&["ip", "ethtool", "ping"]) {
+        return;
+    }
+    let topo = Topology::build();
+    let mut node = Node::start(&topo);
+
+    // Apply: IPv4 (ARP answered by OVS) and IPv6 (neighbour answered by OVS) both work.
+    let applied = apply_device(&topo, &mut node);
+    let cookie = applied.device_cookie("tenant-a", "bare-metal-1").unwrap();
+    assert!(ping_ok(&topo, DEVICE_IP, 10), "ping {DEVICE_IP} after apply{}", diagnostics(&topo));
+    assert!(ping_ok(&topo, DEVICE_IP6, 10), "ping {DEVICE_IP6} after apply{}", diagnostics(&topo));
+    let neigh = topo.workload.exec("ip", &["neigh", "show", DEVICE_IP]).unwrap();
+    assert!(neigh.contains(DEVICE_MAC), "ARP answered with the device MAC: {neigh}");
+    assert!(!owned_flows(&topo, cookie, u64::MAX).is_empty());
+
+    // Delete: no tunnel port, no flow with the device's cookie (nor any owned flow, it
+    // was the only device), and the workload no longer reaches the device.
+    delete_device(&topo, &mut node);
+    let ports = topo.sb().vsctl(&["list-ports", "br-int"]).unwrap();
+    assert!(!ports.contains(&tunnel_name()), "tunnel port gone: {ports}");
+    assert_eq!(owned_flows(&topo, cookie, u64::MAX), Vec::<String>::new());
+    assert_eq!(owned_flows(&topo, COOKIE_TAG, COOKIE_MASK), Vec::<String>::new());
+    assert!(!ping_ok(&topo, DEVICE_IP, 2), "ping must fail after delete");
+    assert!(!ping_ok(&topo, DEVICE_IP6, 2), "ping6 must fail after delete");
+
+    // Apply again: works again.
+    apply_device(&topo, &mut node);
+    assert!(ping_ok(&topo, DEVICE_IP, 10), "ping {DEVICE_IP} after re-apply{}", diagnostics(&topo));
+    assert!(ping_ok(&topo, DEVICE_IP6, 10), "ping {DEVICE_IP6} after re-apply{}", diagnostics(&topo));
+}
