@@ -76,47 +76,134 @@ impl Topology {
 
         // Workload A: overlay MTU (1500 underlay − 50 VXLAN), no tx checksum offload
         // (OVS would drop its frames at decapsulation on the way back otherwise).
-        h.ip(&["link", "add", "pod0", "type", "veth", "peer", "name", "eth0", "netns", a.name()]);
+        h.ip(&[
+            "link",
+            "add",
+            "pod0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            a.name(),
+        ]);
         a.ip(&["link", "set", "eth0", "mtu", "1450", "up"]);
         a.ip(&["addr", "add", &format!("{WORKLOAD_IP}/24"), "dev", "eth0"]);
-        a.ip(&["-6", "addr", "add", &format!("{WORKLOAD_IP6}/64"), "dev", "eth0", "nodad"]);
-        a.exec("ethtool", &["-K", "eth0", "tx", "off"]).expect("ethtool");
+        a.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{WORKLOAD_IP6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        a.exec("ethtool", &["-K", "eth0", "tx", "off"])
+            .expect("ethtool");
         h.ip(&["link", "set", "pod0", "up"]);
 
         // Underlay between the node and the remote VTEP.
-        h.ip(&["link", "add", "phy0", "type", "veth", "peer", "name", "eth0", "netns", t.name()]);
+        h.ip(&[
+            "link",
+            "add",
+            "phy0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            t.name(),
+        ]);
         t.ip(&["link", "set", "eth0", "up"]);
         t.ip(&["addr", "add", &format!("{REMOTE_VTEP}/24"), "dev", "eth0"]);
-        t.exec("ethtool", &["-K", "eth0", "tx", "off"]).expect("ethtool");
+        t.exec("ethtool", &["-K", "eth0", "tx", "off"])
+            .expect("ethtool");
         h.ip(&["link", "set", "phy0", "up"]);
 
         // Remote VTEP: kernel VXLAN bridged to the device's veth.
         t.ip(&[
-            "link", "add", "vx0", "type", "vxlan", "id", &VNI.to_string(), "local", REMOTE_VTEP,
-            "remote", NODE_VTEP, "dstport", "4789", "nolearning",
+            "link",
+            "add",
+            "vx0",
+            "type",
+            "vxlan",
+            "id",
+            &VNI.to_string(),
+            "local",
+            REMOTE_VTEP,
+            "remote",
+            NODE_VTEP,
+            "dstport",
+            "4789",
+            "nolearning",
         ]);
         t.ip(&["link", "add", "br0", "type", "bridge"]);
-        t.ip(&["link", "add", "dev0", "type", "veth", "peer", "name", "eth0", "netns", c.name()]);
+        t.ip(&[
+            "link",
+            "add",
+            "dev0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            c.name(),
+        ]);
         t.ip(&["link", "set", "vx0", "master", "br0"]);
         t.ip(&["link", "set", "dev0", "master", "br0"]);
         for dev in ["vx0", "dev0", "br0"] {
             t.ip(&["link", "set", dev, "up"]);
         }
-        c.ip(&["link", "set", "eth0", "address", DEVICE_MAC, "mtu", "1450", "up"]);
+        c.ip(&[
+            "link", "set", "eth0", "address", DEVICE_MAC, "mtu", "1450", "up",
+        ]);
         c.ip(&["addr", "add", &format!("{DEVICE_IP}/24"), "dev", "eth0"]);
-        c.ip(&["-6", "addr", "add", &format!("{DEVICE_IP6}/64"), "dev", "eth0", "nodad"]);
+        c.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{DEVICE_IP6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
 
         // The node's OVS lives in ns H, so its taps and addresses stay there.
-        let sb = h.enter(|| Sandbox::start(Datapath::Netdev)).expect("OVS sandbox");
+        let sb = h
+            .enter(|| Sandbox::start(Datapath::Netdev))
+            .expect("OVS sandbox");
         topo.sandbox = Some(sb);
         topo.vswitchd_with_system_routes();
         let (h, t) = (&topo.host, &topo.vtep);
         let sb = topo.sb();
         sb.vsctl(&[
-            "add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=netdev",
-            "fail-mode=secure", "--", "add-port", "br-int", "pod0", "--",
-            "add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev", "--",
-            "add-port", "br-phy", "phy0",
+            "add-br",
+            "br-int",
+            "--",
+            "set",
+            "Bridge",
+            "br-int",
+            "datapath_type=netdev",
+            "fail-mode=secure",
+            "--",
+            "add-port",
+            "br-int",
+            "pod0",
+            "--",
+            "add-br",
+            "br-phy",
+            "--",
+            "set",
+            "Bridge",
+            "br-phy",
+            "datapath_type=netdev",
+            "--",
+            "add-port",
+            "br-phy",
+            "phy0",
         ])
         .expect("bridges");
         wait_ofport(sb, "pod0");
@@ -187,7 +274,10 @@ fn wait_for_route(sb: &Sandbox) {
         if routes.contains("192.168.100.0/24 dev br-phy") && routes.contains(NODE_VTEP) {
             return;
         }
-        assert!(Instant::now() < deadline, "OVS never learned the underlay route: {routes}");
+        assert!(
+            Instant::now() < deadline,
+            "OVS never learned the underlay route: {routes}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -273,7 +363,11 @@ impl Node {
             .await
             .is_ok()
         });
-        assert!(applied, "plan not applied: {:?}", self.status.borrow().error);
+        assert!(
+            applied,
+            "plan not applied: {:?}",
+            self.status.borrow().error
+        );
         plan
     }
 }
@@ -283,9 +377,18 @@ fn apply_device(topo: &Topology, node: &mut Node) -> Arc<FlowPlan> {
     let sb = topo.sb();
     let name = tunnel_name();
     sb.vsctl(&[
-        "--may-exist", "add-port", "br-int", &name, "--", "set", "Interface", &name,
-        "type=vxlan", &format!("options:remote_ip={REMOTE_VTEP}"),
-        &format!("options:local_ip={NODE_VTEP}"), "options:key=flow",
+        "--may-exist",
+        "add-port",
+        "br-int",
+        &name,
+        "--",
+        "set",
+        "Interface",
+        &name,
+        "type=vxlan",
+        &format!("options:remote_ip={REMOTE_VTEP}"),
+        &format!("options:local_ip={NODE_VTEP}"),
+        "options:key=flow",
     ])
     .expect("tunnel port");
     let tunnel = wait_ofport(sb, &name);
@@ -339,22 +442,47 @@ fn diagnostics(topo: &Topology) -> String {
         out.push_str(&format!("\n--- {title}\n{}", text.unwrap_or_else(|e| e)));
     };
     let err = |e: remote_device_operator::sandbox::SandboxError| e.to_string();
-    add("br-int flows", sb.ofctl(&["-O", "OpenFlow14", "dump-flows", &sb.mgmt("br-int")]).map_err(err));
+    add(
+        "br-int flows",
+        sb.ofctl(&["-O", "OpenFlow14", "dump-flows", &sb.mgmt("br-int")])
+            .map_err(err),
+    );
     let trace = format!(
         "in_port=pod0,icmp,dl_dst={DEVICE_MAC},nw_src={WORKLOAD_IP},nw_dst={DEVICE_IP},nw_ttl=64"
     );
-    add("trace to the device", sb.appctl(&["ofproto/trace", "br-int", &trace]).map_err(err));
-    add("ports", sb.ofctl(&["show", &sb.mgmt("br-int")]).map_err(err));
+    add(
+        "trace to the device",
+        sb.appctl(&["ofproto/trace", "br-int", &trace]).map_err(err),
+    );
+    add(
+        "ports",
+        sb.ofctl(&["show", &sb.mgmt("br-int")]).map_err(err),
+    );
     add("ovs routes", sb.appctl(&["ovs/route/show"]).map_err(err));
-    add("tunnel neighbours", sb.appctl(&["tnl/neigh/show"]).map_err(err));
-    add("tunnel ports", sb.appctl(&["tnl/ports/show", "-v"]).map_err(err));
-    add("datapath flows", sb.appctl(&["dpctl/dump-flows", "-m"]).map_err(err));
+    add(
+        "tunnel neighbours",
+        sb.appctl(&["tnl/neigh/show"]).map_err(err),
+    );
+    add(
+        "tunnel ports",
+        sb.appctl(&["tnl/ports/show", "-v"]).map_err(err),
+    );
+    add(
+        "datapath flows",
+        sb.appctl(&["dpctl/dump-flows", "-m"]).map_err(err),
+    );
     add("workload neighbours", topo.workload.exec("ip", &["neigh"]));
     add("device neighbours", topo.device.exec("ip", &["neigh"]));
-    add("vtep fdb", topo.vtep.exec("bridge", &["fdb", "show", "dev", "vx0"]));
+    add(
+        "vtep fdb",
+        topo.vtep.exec("bridge", &["fdb", "show", "dev", "vx0"]),
+    );
     let log = std::fs::read_to_string(sb.dir().join("ovs-vswitchd.log")).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(30).collect();
-    add("vswitchd log (last lines)", Ok(tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+    add(
+        "vswitchd log (last lines)",
+        Ok(tail.into_iter().rev().collect::<Vec<_>>().join("\n")),
+    );
     out
 }
 
@@ -386,10 +514,24 @@ fn workload_reaches_remote_device_until_it_is_deleted() {
     // Apply: IPv4 (ARP answered by OVS) and IPv6 (neighbour answered by OVS) both work.
     let applied = apply_device(&topo, &mut node);
     let cookie = applied.device_cookie("tenant-a", "bare-metal-1").unwrap();
-    assert!(ping_ok(&topo, DEVICE_IP, 10), "ping {DEVICE_IP} after apply{}", diagnostics(&topo));
-    assert!(ping_ok(&topo, DEVICE_IP6, 10), "ping {DEVICE_IP6} after apply{}", diagnostics(&topo));
-    let neigh = topo.workload.exec("ip", &["neigh", "show", DEVICE_IP]).unwrap();
-    assert!(neigh.contains(DEVICE_MAC), "ARP answered with the device MAC: {neigh}");
+    assert!(
+        ping_ok(&topo, DEVICE_IP, 10),
+        "ping {DEVICE_IP} after apply{}",
+        diagnostics(&topo)
+    );
+    assert!(
+        ping_ok(&topo, DEVICE_IP6, 10),
+        "ping {DEVICE_IP6} after apply{}",
+        diagnostics(&topo)
+    );
+    let neigh = topo
+        .workload
+        .exec("ip", &["neigh", "show", DEVICE_IP])
+        .unwrap();
+    assert!(
+        neigh.contains(DEVICE_MAC),
+        "ARP answered with the device MAC: {neigh}"
+    );
     assert!(!owned_flows(&topo, cookie, u64::MAX).is_empty());
 
     // Delete: no tunnel port, no flow with the device's cookie (nor any owned flow, it
@@ -398,12 +540,26 @@ fn workload_reaches_remote_device_until_it_is_deleted() {
     let ports = topo.sb().vsctl(&["list-ports", "br-int"]).unwrap();
     assert!(!ports.contains(&tunnel_name()), "tunnel port gone: {ports}");
     assert_eq!(owned_flows(&topo, cookie, u64::MAX), Vec::<String>::new());
-    assert_eq!(owned_flows(&topo, COOKIE_TAG, COOKIE_MASK), Vec::<String>::new());
-    assert!(!ping_ok(&topo, DEVICE_IP, 2), "ping must fail after delete");
-    assert!(!ping_ok(&topo, DEVICE_IP6, 2), "ping6 must fail after delete");
+    assert_eq!(
+        owned_flows(&topo, COOKIE_TAG, COOKIE_MASK),
+        Vec::<String>::new()
+    );
+    assert!(!ping_ok(&topo, DEVICE_IP, 1), "ping must fail after delete");
+    assert!(
+        !ping_ok(&topo, DEVICE_IP6, 1),
+        "ping6 must fail after delete"
+    );
 
     // Apply again: works again.
     apply_device(&topo, &mut node);
-    assert!(ping_ok(&topo, DEVICE_IP, 10), "ping {DEVICE_IP} after re-apply{}", diagnostics(&topo));
-    assert!(ping_ok(&topo, DEVICE_IP6, 10), "ping {DEVICE_IP6} after re-apply{}", diagnostics(&topo));
+    assert!(
+        ping_ok(&topo, DEVICE_IP, 10),
+        "ping {DEVICE_IP} after re-apply{}",
+        diagnostics(&topo)
+    );
+    assert!(
+        ping_ok(&topo, DEVICE_IP6, 10),
+        "ping {DEVICE_IP6} after re-apply{}",
+        diagnostics(&topo)
+    );
 }

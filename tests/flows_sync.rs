@@ -333,6 +333,23 @@ fn loop_repairs_deleted_and_changed_flows() {
         });
     }
 
+    // A new plan (the device deleted) is applied by the loop as a difference: afterwards
+    // OVS holds exactly the new plan and nothing with the device's cookie.
+    let cookie = p.device_cookie("tenant", "d1").unwrap();
+    let without = Arc::new(br.plan(vec![]));
+    tx.send(Some(without.clone())).unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &without))),
+        )
+        .await
+        .expect("new plan applied")
+        .unwrap();
+    });
+    assert!(br.with_cookie(cookie).is_empty());
+    assert_eq!(br.owned().len(), without.len());
+
     // Cancel: the loop ends and leaves the flows in place.
     cancel.cancel();
     runtime.block_on(async {
@@ -341,7 +358,7 @@ fn loop_repairs_deleted_and_changed_flows() {
             .unwrap()
             .unwrap();
     });
-    assert_eq!(br.owned().len(), p.len());
+    assert_eq!(br.owned().len(), without.len());
 }
 
 #[test]

@@ -188,3 +188,30 @@ pub fn diff(plan: &FlowPlan, observed: &[ObservedFlow]) -> FlowDiff {
     }
     out
 }
+
+/// The change from a plan OVS is known to hold (`from`) to a new one (`to`), without
+/// looking at OVS: what the sync applies when only the desired state moved. Deletes carry
+/// the old flows' cookies; adding an existing flow or deleting a missing one is harmless,
+/// so this is safe even if someone changed the bridge meanwhile (the next full check
+/// repairs that).
+pub fn diff_plans(to: &FlowPlan, from: &FlowPlan) -> FlowDiff {
+    let mut out = FlowDiff::default();
+    for (key, old) in &from.flows {
+        if !to.flows.contains_key(key) {
+            out.delete.push(ObservedFlow {
+                cookie: old.cookie,
+                table: old.table,
+                priority: old.priority,
+                matches: old.matches.clone(),
+                actions: old.actions.clone(),
+                attributes: Vec::new(),
+            });
+        }
+    }
+    for (key, new) in &to.flows {
+        if from.flows.get(key) != Some(new) {
+            out.add.push(new.clone());
+        }
+    }
+    out
+}

@@ -17,7 +17,7 @@ pub mod sync;
 #[cfg(test)]
 mod tests;
 
-pub use diff::{FlowDiff, ObservedFlow, diff, parse_dump};
+pub use diff::{FlowDiff, ObservedFlow, diff, diff_plans, parse_dump};
 pub use plan::{
     DeviceState, Flow, FlowInput, FlowKey, FlowPlan, Owner, Segment, TunnelFlowsInput,
     WorkloadPort, plan,

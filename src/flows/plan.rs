@@ -1,6 +1,6 @@
 //! The pure flow planner: what OVS should hold, from devices, tunnel ofports and ports.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -404,32 +404,40 @@ pub fn plan(input: &FlowInput) -> FlowPlan {
     let drafts = draft_flows(&accepted, &valid_tunnels, &ports);
 
     // Cookies: owner hash, collisions resolved in owner order (deterministic).
-    let owners: BTreeSet<&Owner> = drafts.iter().map(|d| &d.owner).collect();
-    let mut used: BTreeSet<u32> = BTreeSet::new();
+    let unique: HashSet<&Owner> = drafts.iter().map(|d| &d.owner).collect();
+    let mut owners: Vec<&Owner> = unique.into_iter().collect();
+    owners.sort_unstable();
+    let mut used: HashSet<u32> = HashSet::with_capacity(owners.len());
+    let mut cookie_of: HashMap<&Owner, u64> = HashMap::with_capacity(owners.len());
     for owner in owners {
         let mut id = owner_hash(owner);
         while id == 0 || used.contains(&id) {
             id = id.wrapping_add(1);
         }
         used.insert(id);
-        out.cookies
-            .insert(owner.clone(), COOKIE_TAG | u64::from(id));
+        cookie_of.insert(owner, COOKIE_TAG | u64::from(id));
     }
     for (key, state) in out.devices.iter_mut() {
         if let DeviceState::Installed { cookie } = state {
-            *cookie = out.cookies[&Owner::Device(key.clone())];
+            *cookie = cookie_of[&Owner::Device(key.clone())];
         }
     }
-    for d in drafts {
+    let mut flows = Vec::with_capacity(drafts.len());
+    for d in &drafts {
         let flow = Flow {
-            cookie: out.cookies[&d.owner],
+            cookie: cookie_of[&d.owner],
             table: d.table,
             priority: d.priority,
-            matches: d.matches,
-            actions: d.actions,
+            matches: d.matches.clone(),
+            actions: d.actions.clone(),
         };
-        out.flows.insert(flow.key(), flow);
+        flows.push((flow.key(), flow));
     }
+    out.cookies = cookie_of
+        .into_iter()
+        .map(|(owner, cookie)| (owner.clone(), cookie))
+        .collect();
+    out.flows = flows.into_iter().collect();
     out
 }
 
@@ -533,11 +541,15 @@ fn draft_flows(
     // Second-dimension clauses, merged by match: conj ids and contributing devices.
     let mut clauses: BTreeMap<String, (BTreeSet<u32>, BTreeSet<DeviceKey>)> = BTreeMap::new();
     let mut segments: BTreeSet<Segment> = BTreeSet::new();
+    let mut segments_with_ipv6: BTreeSet<Segment> = BTreeSet::new();
 
     for a in accepted {
         let owner = Owner::Device(a.key.clone());
         let reg = a.segment.register();
         segments.insert(a.segment);
+        if !a.ipv6.is_empty() {
+            segments_with_ipv6.insert(a.segment);
+        }
         let mut clause = |m: String| {
             let entry = clauses.entry(m).or_default();
             entry.0.insert(a.segment.conj_id());
@@ -626,13 +638,15 @@ fn draft_flows(
             matches: format!("conj_id={}", segment.conj_id()),
             actions: format!("load:{reg:#x}->{SEGMENT_REGISTER_NXM},resubmit(,{TABLE_FROM_LOCAL})"),
         });
-        drafts.push(Draft {
-            owner: owner.clone(),
-            table: TABLE_ND_REPLY,
-            priority: PRIORITY_DELIVER,
-            matches: format!("icmp6,{SEGMENT_REGISTER}={reg:#x},icmp_type=136"),
-            actions: "move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT".to_string(),
-        });
+        if segments_with_ipv6.contains(&segment) {
+            drafts.push(Draft {
+                owner: owner.clone(),
+                table: TABLE_ND_REPLY,
+                priority: PRIORITY_DELIVER,
+                matches: format!("icmp6,{SEGMENT_REGISTER}={reg:#x},icmp_type=136"),
+                actions: "move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT".to_string(),
+            });
+        }
         let deliver = if local.is_empty() {
             "drop".to_string()
         } else {

@@ -1,10 +1,11 @@
 //! The effectful side: keep the owned flows of one bridge equal to the desired plan.
 //!
-//! Every change of the desired plan, and every `check_interval` (1 s by default) in
-//! between, the loop dumps the owned flows (`dump-flows cookie=<tag>/<mask>`), diffs them
-//! against the plan and applies the difference in one `ovs-ofctl --bundle` transaction,
-//! so OVS never holds half a change and a deleted or edited owned flow comes back within
-//! about one interval.
+//! A new desired plan is applied as its difference to the plan OVS holds, in one
+//! `ovs-ofctl --bundle` transaction, so OVS never holds half a change. Every
+//! `check_interval` (1 s by default) the loop also dumps the owned flows
+//! (`dump-flows cookie=<tag>/<mask>`), diffs them against the plan and applies the
+//! difference the same way, so a deleted or edited owned flow comes back within about one
+//! interval.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,7 +17,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::diff::{ParseError, diff, parse_dump};
+use super::diff::{ParseError, diff, diff_plans, parse_dump};
 use super::plan::FlowPlan;
 use super::{COOKIE_MASK, COOKIE_TAG, OPENFLOW_VERSION};
 
@@ -120,25 +121,39 @@ impl FlowSync {
         let mut ticker = tokio::time::interval(self.config.check_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sender_alive = true;
-        let mut last_plan: Option<Arc<FlowPlan>> = None;
+        // The plan OVS is known to hold (None after an error: then only a dump tells).
+        let mut held: Option<Arc<FlowPlan>> = None;
         loop {
-            tokio::select! {
+            let full_check = tokio::select! {
                 _ = cancel.cancelled() => return,
                 changed = desired.changed(), if sender_alive => {
                     if changed.is_err() {
                         // Keep repairing with the last plan until cancelled.
                         sender_alive = false;
                     }
+                    false
                 }
-                _ = ticker.tick() => {}
-            }
+                _ = ticker.tick() => true,
+            };
             let Some(plan) = desired.borrow_and_update().clone() else {
                 continue;
             };
-            let same_plan = last_plan.as_ref().is_some_and(|p| Arc::ptr_eq(p, &plan));
+            let same_plan = held.as_ref().is_some_and(|p| Arc::ptr_eq(p, &plan));
+            if same_plan && !full_check {
+                continue;
+            }
+            // A new plan is applied as the difference to the held one (no dump: cheap
+            // and incremental); the periodic check dumps and repairs drift.
+            let from = if full_check { None } else { held.clone() };
+            let round = async {
+                match &from {
+                    Some(from) => self.apply_change(from, &plan).await,
+                    None => self.sync_once(&plan).await,
+                }
+            };
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = self.sync_once(&plan) => r,
+                r = round => r,
             };
             match result {
                 Ok(outcome) => {
@@ -160,14 +175,33 @@ impl FlowSync {
                             s.repairs += 1;
                         }
                     });
-                    last_plan = Some(plan);
+                    held = Some(plan);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "flow sync failed; retrying");
+                    held = None;
                     self.status.send_modify(|s| s.error = Some(e.to_string()));
                 }
             }
         }
+    }
+
+    /// Applies the change from a plan OVS holds to a new one in one bundle, without
+    /// dumping (the periodic [`FlowSync::sync_once`] catches anything else).
+    pub async fn apply_change(
+        &self,
+        from: &FlowPlan,
+        to: &FlowPlan,
+    ) -> Result<SyncOutcome, FlowSyncError> {
+        let delta = diff_plans(to, from);
+        if !delta.is_empty() {
+            self.apply_bundle(&delta.bundle_text()).await?;
+        }
+        Ok(SyncOutcome {
+            observed: from.len(),
+            added: delta.add.len(),
+            deleted: delta.delete.len(),
+        })
     }
 
     /// One round: dump the owned flows, diff, apply the difference in one bundle.

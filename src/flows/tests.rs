@@ -149,7 +149,10 @@ fn ipv6_gets_a_neighbour_responder_and_tagged_ports_are_separate() {
     assert_eq!(nd.table, TABLE_FROM_LOCAL);
     assert!(nd.actions.contains("set_field:136->icmpv6_type"));
     assert!(nd.actions.contains("set_field:fd00::51->ipv6_src"));
-    assert!(nd.actions.ends_with("IN_PORT"));
+    assert!(nd.actions.ends_with("resubmit(,232)"));
+    assert!(l.contains(
+        "232 100 icmp6,reg6=0x65,icmp_type=136 move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT"
+    ));
     assert!(
         !l.iter().any(|f| f.contains("arp")),
         "no ARP for an IPv6-only device"
@@ -543,6 +546,10 @@ fn adding_one_device_beside_many_is_incremental() {
     assert!(back.add.is_empty());
     assert_eq!(back.delete.len(), 5);
     assert!(back.delete.iter().all(|f| f.cookie == cookie));
+    // Plan to plan (what the sync applies on a change, without a dump): the same.
+    assert_eq!(diff_plans(&after, &before), d);
+    assert_eq!(diff_plans(&before, &after), back);
+    assert!(diff_plans(&after, &after).is_empty());
 }
 
 #[test]
