@@ -343,9 +343,13 @@ fn main() {
         ms(median(raw_bundle))
     );
     println!(
-        "  add 1 device beside {devices} (plan+sync)        {}  ({lines} bundle lines of {} flows)",
+        "  add 1 device beside {devices}: plan + bundle     {}  ({lines} bundle lines of {} flows)",
         ms(median(add_one.clone())),
         plus.len()
+    );
+    println!(
+        "  add 1 device beside {devices}: dump+diff+bundle  {}",
+        ms(median(add_one_dump))
     );
     println!(
         "  add 1 device, ovs-ofctl add-flows of its rules   {}  (ours = {:.2}x)",

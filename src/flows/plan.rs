@@ -1,6 +1,6 @@
 //! The pure flow planner: what OVS should hold, from devices, tunnel ofports and ports.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -268,7 +268,8 @@ struct Accepted {
 
 /// A flow before cookies are assigned.
 struct Draft {
-    owner: Owner,
+    /// Index into the owners list.
+    owner: usize,
     table: u8,
     priority: u16,
     matches: String,
@@ -401,43 +402,40 @@ pub fn plan(input: &FlowInput) -> FlowPlan {
         out.devices.insert(key, state);
     }
 
-    let drafts = draft_flows(&accepted, &valid_tunnels, &ports);
+    let (owners, drafts) = draft_flows(&accepted, &valid_tunnels, &ports);
 
     // Cookies: owner hash, collisions resolved in owner order (deterministic).
-    let unique: HashSet<&Owner> = drafts.iter().map(|d| &d.owner).collect();
-    let mut owners: Vec<&Owner> = unique.into_iter().collect();
-    owners.sort_unstable();
+    let mut order: Vec<usize> = (0..owners.len()).collect();
+    order.sort_unstable_by(|a, b| owners[*a].cmp(&owners[*b]));
     let mut used: HashSet<u32> = HashSet::with_capacity(owners.len());
-    let mut cookie_of: HashMap<&Owner, u64> = HashMap::with_capacity(owners.len());
-    for owner in owners {
-        let mut id = owner_hash(owner);
+    let mut cookies = vec![0u64; owners.len()];
+    for i in order {
+        let mut id = owner_hash(&owners[i]);
         while id == 0 || used.contains(&id) {
             id = id.wrapping_add(1);
         }
         used.insert(id);
-        cookie_of.insert(owner, COOKIE_TAG | u64::from(id));
+        cookies[i] = COOKIE_TAG | u64::from(id);
     }
+    out.flows = drafts
+        .into_iter()
+        .map(|d| {
+            let flow = Flow {
+                cookie: cookies[d.owner],
+                table: d.table,
+                priority: d.priority,
+                matches: d.matches,
+                actions: d.actions,
+            };
+            (flow.key(), flow)
+        })
+        .collect();
+    out.cookies = owners.into_iter().zip(cookies).collect();
     for (key, state) in out.devices.iter_mut() {
         if let DeviceState::Installed { cookie } = state {
-            *cookie = cookie_of[&Owner::Device(key.clone())];
+            *cookie = out.cookies[&Owner::Device(key.clone())];
         }
     }
-    let mut flows = Vec::with_capacity(drafts.len());
-    for d in &drafts {
-        let flow = Flow {
-            cookie: cookie_of[&d.owner],
-            table: d.table,
-            priority: d.priority,
-            matches: d.matches.clone(),
-            actions: d.actions.clone(),
-        };
-        flows.push((flow.key(), flow));
-    }
-    out.cookies = cookie_of
-        .into_iter()
-        .map(|(owner, cookie)| (owner.clone(), cookie))
-        .collect();
-    out.flows = flows.into_iter().collect();
     out
 }
 
@@ -532,19 +530,22 @@ fn nd_responder(mac: &str, ip: IpAddr) -> String {
     )
 }
 
+/// The owners (each once) and every flow, pointing at its owner by index.
 fn draft_flows(
     accepted: &[Accepted],
     valid_tunnels: &BTreeMap<&str, i64>,
     ports: &BTreeMap<Segment, BTreeSet<i64>>,
-) -> Vec<Draft> {
+) -> (Vec<Owner>, Vec<Draft>) {
     let mut drafts = Vec::new();
-    // Second-dimension clauses, merged by match: conj ids and contributing devices.
-    let mut clauses: BTreeMap<String, (BTreeSet<u32>, BTreeSet<DeviceKey>)> = BTreeMap::new();
+    let mut owners: Vec<Owner> = Vec::with_capacity(accepted.len() + 8);
+    // Second-dimension clauses, merged by match: conj ids and contributing device owners.
+    let mut clauses: BTreeMap<String, (BTreeSet<u32>, BTreeSet<usize>)> = BTreeMap::new();
     let mut segments: BTreeSet<Segment> = BTreeSet::new();
     let mut segments_with_ipv6: BTreeSet<Segment> = BTreeSet::new();
 
     for a in accepted {
-        let owner = Owner::Device(a.key.clone());
+        owners.push(Owner::Device(a.key.clone()));
+        let owner = owners.len() - 1;
         let reg = a.segment.register();
         segments.insert(a.segment);
         if !a.ipv6.is_empty() {
@@ -553,7 +554,7 @@ fn draft_flows(
         let mut clause = |m: String| {
             let entry = clauses.entry(m).or_default();
             entry.0.insert(a.segment.conj_id());
-            entry.1.insert(a.key.clone());
+            entry.1.insert(owner);
         };
         clause(format!("dl_dst={}", a.mac));
         for ip in &a.ipv4 {
@@ -600,9 +601,10 @@ fn draft_flows(
 
     for (matches, (conj_ids, devices)) in clauses {
         let owner = if devices.len() == 1 {
-            Owner::Device(devices.into_iter().next().expect("one device"))
+            *devices.first().expect("one device")
         } else {
-            Owner::Shared(matches.clone())
+            owners.push(Owner::Shared(matches.clone()));
+            owners.len() - 1
         };
         let actions = conj_ids
             .iter()
@@ -619,7 +621,8 @@ fn draft_flows(
     }
 
     for segment in segments {
-        let owner = Owner::Segment(segment);
+        owners.push(Owner::Segment(segment));
+        let owner = owners.len() - 1;
         let reg = segment.register();
         let local = ports.get(&segment).cloned().unwrap_or_default();
         for ofport in &local {
@@ -667,12 +670,15 @@ fn draft_flows(
 
     for (name, ofport) in valid_tunnels {
         drafts.push(Draft {
-            owner: Owner::Tunnel(name.to_string()),
+            owner: {
+                owners.push(Owner::Tunnel(name.to_string()));
+                owners.len() - 1
+            },
             table: TABLE_CLASSIFY,
             priority: PRIORITY_TUNNEL_DROP,
             matches: format!("in_port={ofport}"),
             actions: "drop".to_string(),
         });
     }
-    drafts
+    (owners, drafts)
 }
