@@ -264,6 +264,7 @@ fn all_options_file_sets_every_option_and_the_render_follows_it() {
     assert_eq!(spec["tolerations"][0]["key"], "dedicated");
     let env = env_map(&spec["containers"][0]);
     assert_eq!(env["OVS_BRIDGE"], "br-tun");
+    assert_eq!(env["RUST_LOG"], "info,remote_device_operator=debug");
     assert_eq!(env["OVS_RUNDIR"], "/run/openvswitch");
     assert_eq!(env["OVSDB_ENDPOINT"], "unix:/run/openvswitch/db.sock");
     assert_eq!(spec["volumes"][0]["hostPath"]["path"], "/run/openvswitch");
@@ -751,6 +752,7 @@ fn values_that_violate_the_schema_are_refused() {
         ),
         (&["--set", "controller.replicas=0"], "replicas"),
         (&["--set", "logFormat=xml"], "logFormat"),
+        (&["--set", "logLevel=debug; rm -rf"], "logLevel"),
         (&["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (
             &["--set", "agent.ovsRundir=var/run/openvswitch"],
@@ -1187,4 +1189,106 @@ fn node_restriction_policy_allows_an_agent_only_its_own_nodes_finalizer_and_stat
         ),
         Decision::NotMatched
     );
+}
+
+/// Words of `text` that look like `--set key=value`: the keys.
+fn set_keys(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "--set")
+        .filter_map(|w| w[1].split('=').next())
+        .map(|k| k.trim_matches(|c| c == '"' || c == '\'').to_string())
+        .collect()
+}
+
+/// Repository paths a text names (`hack/…`, `scripts/…`, `charts/…`, `docs/…`).
+fn repo_paths(text: &str) -> BTreeSet<String> {
+    let mut paths = BTreeSet::new();
+    for prefix in ["hack/", "scripts/", "charts/", "docs/", ".github/"] {
+        for (i, _) in text.match_indices(prefix) {
+            let before = text[..i].chars().last();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '/' || c == '.' || c == '-') {
+                continue;
+            }
+            let path: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || "/._-".contains(*c))
+                .collect();
+            paths.insert(path.trim_end_matches(['.', '/']).to_string());
+        }
+    }
+    paths
+}
+
+#[test]
+fn kind_script_and_docs_use_only_what_the_chart_and_repository_provide() {
+    let mut values = BTreeMap::new();
+    leaves(&yaml_file(&chart().join("values.yaml")), "", &mut values);
+    let docs = &renders().with_vap;
+    for file in [
+        "hack/kind-e2e.sh",
+        "docs/quickstart.md",
+        "docs/operations.md",
+        ".github/workflows/e2e.yml",
+    ] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        for key in set_keys(&text) {
+            assert!(
+                values.contains_key(&key),
+                "{file} sets {key}, which the chart does not have"
+            );
+        }
+        for path in repo_paths(&text) {
+            assert!(
+                root().join(&path).exists(),
+                "{file} names {path}, which does not exist"
+            );
+        }
+        // Label selectors on the components must match the pods the chart renders.
+        for component in ["controller", "agent"] {
+            let selector = format!("app.kubernetes.io/component={component}");
+            if text.contains(&selector) {
+                let kind = if component == "agent" {
+                    "DaemonSet"
+                } else {
+                    "Deployment"
+                };
+                let workload = docs.iter().find(|d| kind_of(d) == kind).unwrap();
+                assert_eq!(
+                    workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"],
+                    component
+                );
+            }
+        }
+    }
+    // Names the script and the docs use for objects of release "rdo".
+    let script = std::fs::read_to_string(root().join("hack/kind-e2e.sh")).unwrap();
+    assert!(script.contains("RELEASE=${RELEASE:-rdo}"));
+    let policy = find(
+        docs,
+        "ValidatingAdmissionPolicy",
+        "rdo-remote-device-operator-agent-own-node",
+    );
+    assert!(script.contains(&name_of(policy).replacen("rdo", "$RELEASE", 1)));
+    let operations = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    for (kind, name) in [
+        ("Deployment", "rdo-remote-device-operator-controller"),
+        ("Service", "rdo-remote-device-operator-controller-metrics"),
+    ] {
+        find(docs, kind, name);
+        assert!(
+            operations.contains(name),
+            "docs/operations.md does not use {name}"
+        );
+    }
+    let lease_arg = format!("--lease-name={}", "rdo-remote-device-operator-controller");
+    let deploy = find(docs, "Deployment", "rdo-remote-device-operator-controller");
+    assert!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(lease_arg))
+    );
+    assert!(operations.contains("get lease rdo-remote-device-operator-controller"));
 }
