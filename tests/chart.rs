@@ -835,7 +835,7 @@ fn notes_tell_how_to_apply_the_example_and_watch_tunnelports() {
         .expect("helm install --dry-run=client");
     let notes = &notes[notes.find("NOTES:").expect("NOTES printed")..];
     for needle in [
-        "kubectl apply -f examples/remote-device.yaml",
+        "kubectl apply -f examples/00-namespaces.yaml -f examples/remote-device.yaml",
         "kubectl get tunnelports",
         "kubectl describe tp",
         "helm test rdo -n rdo-system",
@@ -1202,10 +1202,17 @@ fn set_keys(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Repository paths a text names (`hack/…`, `scripts/…`, `charts/…`, `docs/…`).
+/// Repository paths a text names (`hack/…`, `scripts/…`, `charts/…`, `docs/…`, `examples/…`).
 fn repo_paths(text: &str) -> BTreeSet<String> {
     let mut paths = BTreeSet::new();
-    for prefix in ["hack/", "scripts/", "charts/", "docs/", ".github/"] {
+    for prefix in [
+        "hack/",
+        "scripts/",
+        "charts/",
+        "docs/",
+        ".github/",
+        "examples/",
+    ] {
         for (i, _) in text.match_indices(prefix) {
             let before = text[..i].chars().last();
             if before.is_some_and(|c| c.is_alphanumeric() || c == '/' || c == '.' || c == '-') {
