@@ -1299,3 +1299,71 @@ fn kind_script_and_docs_use_only_what_the_chart_and_repository_provide() {
     );
     assert!(operations.contains("get lease rdo-remote-device-operator-controller"));
 }
+
+#[test]
+fn image_is_multi_stage_locked_non_root_labelled_and_matches_the_chart() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile.split("\nFROM ").skip(1).collect();
+    assert!(stages.len() >= 2, "the Dockerfile is not multi-stage");
+    let build = stages[0];
+    assert!(build.contains("cargo build --release --locked --bin remote-device-operator"));
+    let runtime = stages.last().unwrap();
+    assert!(runtime.contains(
+        "COPY --from=build /out/remote-device-operator /usr/local/bin/remote-device-operator"
+    ));
+    assert!(runtime.contains("COPY --from=ovs-tools /usr/bin/ovs-ofctl /usr/bin/ovs-ofctl"));
+    assert!(runtime.contains("ENTRYPOINT [\"/usr/local/bin/remote-device-operator\"]"));
+    for label in [
+        "title",
+        "description",
+        "source",
+        "licenses",
+        "version",
+        "revision",
+    ] {
+        assert!(
+            runtime.contains(&format!("org.opencontainers.image.{label}=")),
+            "OCI label {label} missing"
+        );
+    }
+    // The image's user is the one the chart runs the controller and the test pod as.
+    let user = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("the runtime stage sets USER");
+    assert_eq!(user.trim(), "65532:65532");
+    let deploy = find(
+        &renders().default,
+        "Deployment",
+        "rdo-remote-device-operator-controller",
+    );
+    let sc = &deploy["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(
+        (sc["runAsUser"].as_i64(), sc["runAsGroup"].as_i64()),
+        (Some(65532), Some(65532))
+    );
+
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    for excluded in ["target/", ".git/", ".tools/"] {
+        assert!(
+            ignore.lines().any(|l| l == excluded),
+            ".dockerignore lacks {excluded}"
+        );
+    }
+    // One version: the crate, the chart's appVersion (default image tag) and the image label.
+    let version = crate_version();
+    let chart_yaml = yaml_file(&chart().join("Chart.yaml"));
+    assert_eq!(chart_yaml["appVersion"], version.as_str());
+    assert!(dockerfile.contains(&format!("ARG VERSION={version}")));
+}
+
+/// `version` of the `[package]` section of Cargo.toml (plain enough to read without a TOML parser).
+fn crate_version() -> String {
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let package = text.split("[package]").nth(1).expect("[package] section");
+    let line = package
+        .lines()
+        .find(|l| l.trim_start().starts_with("version"))
+        .expect("package version");
+    line.split('"').nth(1).expect("quoted version").to_string()
+}
