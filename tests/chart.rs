@@ -1442,3 +1442,10 @@ fn every_rendered_field_is_a_real_kubernetes_field() {
         }
     }
 }
+
+#[test]
+fn chart_refuses_clusters_without_the_service_account_node_claim() {
+    let err = template(&["--kube-version", "1.31.5"]).expect_err("1.31 must be refused");
+    assert!(err.contains("requires kubeVersion: >=1.32.0-0"), "{err}");
+    template(&["--kube-version", "1.32.0"]).expect("1.32 is accepted");
+}
