@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end on kind: nodes with Open vSwitch, the image built and loaded, the chart
 # installed, the example RemoteDevice applied, one Ready TunnelPort per node and its port in
-# each node's OVS; then the device deleted and every TunnelPort and OVS port gone.
+# each node's OVS, the agents held to their own node by the admission policy; then the
+# device deleted and every TunnelPort and OVS port gone.
 #
 # Needs docker, kind, kubectl and helm (scripts/install-helm.sh). Cannot run on the
 # development machines of this project (no Docker engine); CI runs it (.github/workflows/e2e.yml).
@@ -114,6 +115,49 @@ while read -r node _ready iface ofport remote; do
   echo "$node: $iface ofport $actual_ofport remote_ip $actual_remote"
 done < <(tunnel_ports)
 kubectl wait remotedevices --all -A --for=condition=Ready --timeout="${TIMEOUT}s"
+
+log "the node-restriction policy, with an agent's own pod-bound token"
+# Only the token (no admin client certificate), so the API server sees the agent.
+work=$(mktemp -d)
+server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' \
+  | base64 -d > "$work/ca.crt"
+as_agent_of() {
+  local node=$1 pod token
+  shift
+  pod=$(kubectl -n "$NAMESPACE" get pods -l app.kubernetes.io/component=agent \
+    --field-selector spec.nodeName="$node" -o jsonpath='{.items[0].metadata.name}')
+  token=$(kubectl -n "$NAMESPACE" create token "$RELEASE-remote-device-operator-agent" \
+    --bound-object-kind Pod --bound-object-name "$pod" --duration 10m)
+  kubectl --kubeconfig=/dev/null --server="$server" --certificate-authority="$work/ca.crt" \
+    --token="$token" "$@"
+}
+port_of() {
+  local names
+  names=$(kubectl get tunnelports -o jsonpath="{.items[?(@.spec.nodeName==\"$1\")].metadata.name}")
+  echo "${names%% *}"
+}
+mapfile -t node_list <<<"$nodes"
+node_a=${node_list[0]}
+node_b=${node_list[1]}
+port_a=$(port_of "$node_a")
+port_b=$(port_of "$node_b")
+[[ -n $port_a && -n $port_b ]] || fail "no TunnelPort found for $node_a or $node_b"
+# Allowed: its own TunnelPort's finalizers (re-set to what they are).
+finalizers=$(kubectl get tunnelport "$port_a" -o jsonpath='{.metadata.finalizers}')
+[[ $finalizers == *'"remotedevice.io/ovs-cleanup"'* ]] || fail "$port_a lacks the agent's finalizer: $finalizers"
+as_agent_of "$node_a" patch tunnelport "$port_a" --type=merge -p "{\"metadata\":{\"finalizers\":$finalizers}}"
+# Refused by the policy: another node's status, and its own TunnelPort's spec.
+expect_refused() {
+  local out
+  if out=$("$@" 2>&1); then fail "allowed, should be refused: ${*: -4}"; fi
+  grep -q 'agent-own-node' <<<"$out" || fail "refused, but not by the policy: $out"
+  echo "refused as expected: $(tail -n 1 <<<"$out")"
+}
+expect_refused as_agent_of "$node_a" patch tunnelport "$port_b" --subresource=status --type=merge \
+  -p '{"status":{"message":"written by another node'"'"'s agent"}}'
+expect_refused as_agent_of "$node_a" patch tunnelport "$port_a" --type=merge -p '{"spec":{"devices":[]}}'
+rm -rf "$work"
 
 log "delete $DEVICE"
 remotes=$(tunnel_ports | awk '{print $5}' | sort -u)
