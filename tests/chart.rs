@@ -1235,7 +1235,7 @@ fn kind_script_and_docs_use_only_what_the_chart_and_repository_provide() {
     let docs = &renders().with_vap;
     for file in [
         "hack/kind-e2e.sh",
-        "docs/quickstart.md",
+        "README.md",
         "docs/operations.md",
         ".github/workflows/e2e.yml",
     ] {
