@@ -39,7 +39,7 @@ fn device(i: u32) -> TunnelDevice {
         (i >> 8) & 255,
         i & 255
     )];
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         ips.push(format!("fd00::{:x}:{:x}", i >> 16, (i & 0xffff) + 1));
     }
     TunnelDevice {
@@ -54,7 +54,7 @@ fn device(i: u32) -> TunnelDevice {
         ),
         vni: 1000 + i % 100,
         ips,
-        local_vlan: if i % 5 == 0 { Some(100) } else { None },
+        local_vlan: if i.is_multiple_of(5) { Some(100) } else { None },
     }
 }
 

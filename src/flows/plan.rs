@@ -564,7 +564,7 @@ fn draft_flows(
             clause(format!("icmp6,icmp_type=135,nd_target={ip}"));
         }
         drafts.push(Draft {
-            owner: owner.clone(),
+            owner,
             table: TABLE_FROM_LOCAL,
             priority: PRIORITY_EGRESS,
             matches: format!("{SEGMENT_REGISTER}={reg:#x},dl_dst={}", a.mac),
@@ -572,7 +572,7 @@ fn draft_flows(
         });
         for ip in &a.ipv4 {
             drafts.push(Draft {
-                owner: owner.clone(),
+                owner,
                 table: TABLE_FROM_LOCAL,
                 priority: PRIORITY_RESPONDER,
                 matches: format!("arp,{SEGMENT_REGISTER}={reg:#x},arp_tpa={ip},arp_op=1"),
@@ -581,7 +581,7 @@ fn draft_flows(
         }
         for ip in &a.ipv6 {
             drafts.push(Draft {
-                owner: owner.clone(),
+                owner,
                 table: TABLE_FROM_LOCAL,
                 priority: PRIORITY_RESPONDER,
                 matches: format!(
@@ -627,7 +627,7 @@ fn draft_flows(
         let local = ports.get(&segment).cloned().unwrap_or_default();
         for ofport in &local {
             drafts.push(Draft {
-                owner: owner.clone(),
+                owner,
                 table: TABLE_CLASSIFY,
                 priority: PRIORITY_CLASSIFY,
                 matches: format!("in_port={ofport}"),
@@ -635,7 +635,7 @@ fn draft_flows(
             });
         }
         drafts.push(Draft {
-            owner: owner.clone(),
+            owner,
             table: TABLE_CLASSIFY,
             priority: PRIORITY_CLASSIFY,
             matches: format!("conj_id={}", segment.conj_id()),
@@ -643,7 +643,7 @@ fn draft_flows(
         });
         if segments_with_ipv6.contains(&segment) {
             drafts.push(Draft {
-                owner: owner.clone(),
+                owner,
                 table: TABLE_ND_REPLY,
                 priority: PRIORITY_DELIVER,
                 matches: format!("icmp6,{SEGMENT_REGISTER}={reg:#x},icmp_type=136"),
