@@ -235,9 +235,20 @@ fn written_flows_read_back_identically_and_foreign_flows_stay() {
 }
 
 #[test]
-fn loop_repairs_deleted_and_changed_flows() {
+fn loop_repairs_deleted_and_changed_flows_seen_by_the_monitor() {
+    loop_repairs(true);
+}
+
+#[test]
+fn loop_repairs_deleted_and_changed_flows_without_monitor() {
+    loop_repairs(false);
+}
+
+fn loop_repairs(monitor: bool) {
     let br = bridge();
-    let sync = FlowSync::new(br.config());
+    let mut config = br.config();
+    config.monitor = monitor;
+    let sync = FlowSync::new(config);
     let mut status = sync.status();
     let p = Arc::new(br.plan(vec![device(
         "d1",
@@ -266,6 +277,7 @@ fn loop_repairs_deleted_and_changed_flows() {
         .expect("plan applied")
         .unwrap();
     });
+    assert_eq!(status.borrow().monitoring, monitor);
     let reference = {
         let mut v = br.owned();
         v.sort();
@@ -317,7 +329,17 @@ fn loop_repairs_deleted_and_changed_flows() {
             }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "{name}: not repaired: {now:?}"
+                "{name}: not repaired: {now:?} {:?}",
+                {
+                    let st = status.borrow();
+                    (
+                        st.checks,
+                        st.rounds,
+                        st.repairs,
+                        st.monitoring,
+                        st.error.clone(),
+                    )
+                }
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -331,6 +353,18 @@ fn loop_repairs_deleted_and_changed_flows() {
             .expect("repair counted")
             .unwrap();
         });
+    }
+
+    // A quiet bridge: with the monitor nothing reports a change, so it is not dumped every
+    // interval; without it, it is.
+    std::thread::sleep(Duration::from_millis(1500));
+    let checks_before = status.borrow().checks;
+    std::thread::sleep(Duration::from_secs(3));
+    let checks = status.borrow().checks - checks_before;
+    if monitor {
+        assert!(checks <= 1, "{checks} dumps of a quiet bridge in 3 s");
+    } else {
+        assert!(checks >= 2, "{checks} dumps in 3 s with a 1 s interval");
     }
 
     // A new plan (the device deleted) is applied by the loop as a difference: afterwards
