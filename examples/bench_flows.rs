@@ -6,8 +6,9 @@
 //! atomic bundle (our sync: dump + diff + bundle) against plain `ovs-ofctl add-flows` of
 //! the same rules (the baseline) and raw `ovs-ofctl --bundle add-flows`; adding one device
 //! beside the others (must be a handful of bundle lines, not a rewrite) against
-//! `ovs-ofctl add-flows` of that device's rules; and the steady-state check the sync loop
-//! runs every second.
+//! `ovs-ofctl add-flows` of that device's rules; and a full check (dump + diff) of a bridge
+//! that needs nothing, which the sync loop runs when the flow monitor reports a change
+//! (or every second without the monitor).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -343,12 +344,12 @@ fn main() {
         ms(median(raw_bundle))
     );
     println!(
-        "  add 1 device beside {devices}: plan + bundle     {}  ({lines} bundle lines of {} flows)",
+        "  add 1 device beside {devices}: plan + bundle         {}  ({lines} bundle lines of {} flows)",
         ms(median(add_one.clone())),
         plus.len()
     );
     println!(
-        "  add 1 device beside {devices}: dump+diff+bundle  {}",
+        "  add 1 device beside {devices}: dump+diff+bundle      {}",
         ms(median(add_one_dump))
     );
     println!(
