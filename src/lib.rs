@@ -5,7 +5,9 @@
 //! OVS tunnel ports and OpenFlow rules and reports what OVS shows back as status.
 
 pub mod api;
+pub mod controller;
 pub mod crd;
 pub mod manifests;
 pub mod plan;
 pub mod sandbox;
+pub mod telemetry;
