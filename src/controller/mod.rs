@@ -342,4 +342,6 @@ pub async fn run(
 }
 
 #[cfg(test)]
+mod mock_tests;
+#[cfg(test)]
 mod tests;
