@@ -78,15 +78,23 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     .await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     let result = match &cli.command {
-        Command::Controller(args) => {
-            let client = kube::Client::try_default()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
-            controller::run(client, args, metrics, health, cancel.clone()).await
-        }
+        Command::Controller(args) => run_controller(args, metrics, health, cancel.clone()).await,
         Command::Crd => Ok(()),
     };
+    // Whatever ended the component, stop the endpoints too.
     cancel.cancel();
     server.await??;
     result
+}
+
+async fn run_controller(
+    args: &ControllerArgs,
+    metrics: Metrics,
+    health: Health,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
+    controller::run(client, args, metrics, health, cancel).await
 }

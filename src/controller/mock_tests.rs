@@ -725,3 +725,44 @@ async fn caches_sync_only_after_every_list() {
     cancel.cancel();
     watchers.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn losing_the_lease_mid_pass_stops_the_writes() {
+    let (client, mut handle) = mock_client();
+    let metrics = Metrics::new();
+    let snap = first_snapshot();
+    let w = writer(client, &metrics);
+    let trigger = Arc::new(Notify::new());
+    let (leader_tx, leader) = watch::channel(true);
+    let cancel = CancellationToken::new();
+    let settings = Settings::default();
+    let task = {
+        let (trigger, metrics, cancel) = (trigger.clone(), metrics.clone(), cancel.clone());
+        tokio::spawn(async move {
+            drive(
+                || snap.clone(),
+                &w,
+                &trigger,
+                leader,
+                &settings,
+                &metrics,
+                &cancel,
+            )
+            .await
+        })
+    };
+    let seen = next(&mut handle).await;
+    seen.expect(
+        Method::PATCH,
+        &format!("{TP}/n1.vxlan.192-0-2-10"),
+        SSA_QUERY,
+    );
+    leader_tx.send(false).unwrap();
+    // Let the loop see the change, then answer: the pass must not go on to n2.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    seen.echo("uid-1");
+    trigger.notify_one();
+    assert_quiet(&mut handle, Duration::from_secs(600)).await;
+    cancel.cancel();
+    task.await.unwrap();
+}

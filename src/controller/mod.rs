@@ -234,6 +234,8 @@ pub async fn drive(
     let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
     // The first pass runs at once: the caches are synced, nothing else would start it.
     let mut due = true;
+    // Node problems are logged when they change, not on every pass.
+    let mut reported_issues = Vec::new();
     loop {
         if !due {
             tokio::select! {
@@ -261,11 +263,19 @@ pub async fn drive(
         if !is_leader {
             continue;
         }
-        for issue in &decisions.node_issues {
-            tracing::warn!(node = %issue.node, "{}", issue.message);
+        if decisions.node_issues != reported_issues {
+            for issue in &decisions.node_issues {
+                tracing::warn!(node = %issue.node, "{}", issue.message);
+            }
+            reported_issues = decisions.node_issues.clone();
         }
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
+            // Another replica may lead now: stop writing at once.
+            _ = leader.wait_for(|leading| !leading) => {
+                tracing::warn!("lost the Lease during a pass; stopping its writes");
+                continue;
+            }
             result = writer.execute(&decisions) => result,
         };
         metrics.reconciled(started.elapsed());
@@ -301,31 +311,42 @@ pub async fn run(
     let (caches, watchers) =
         start_watchers(&client, trigger.clone(), metrics.clone(), cancel.clone());
 
-    let lease = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+    let lease_ref = format!("{}/{}", args.lease_namespace, args.lease_name);
+    let build = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
         .with_namespace(&args.lease_namespace)
         .with_identity(&identity)
-        .build()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "leader election on Lease {}/{}: {e}",
-                args.lease_namespace,
-                args.lease_name
-            )
-        })?;
+        .build();
+    let lease = tokio::select! {
+        _ = cancel.cancelled() => {
+            let _ = watchers.await;
+            return Ok(());
+        }
+        lease = build => match lease {
+            Ok(lease) => lease,
+            Err(e) => {
+                cancel.cancel();
+                let _ = watchers.await;
+                anyhow::bail!("leader election on Lease {lease_ref}: {e}");
+            }
+        },
+    };
     let (leader, lease_task) = lease.watch().await;
 
-    tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "waiting for the caches to sync");
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        synced = caches.wait_synced() => {
-            synced?;
-            health.set_ready(true);
-            tracing::info!("caches synced");
-            let writer = Writer::new(client, identity, metrics.clone(), settings.write_timeout);
-            drive(|| caches.snapshot(), &writer, &trigger, leader.clone(), &settings, &metrics, &cancel).await;
-        }
-    }
+    tracing::info!(%identity, lease = %lease_ref, "waiting for the caches to sync");
+    let outcome = tokio::select! {
+        _ = cancel.cancelled() => Ok(()),
+        synced = caches.wait_synced() => match synced {
+            Ok(()) => {
+                health.set_ready(true);
+                tracing::info!("caches synced");
+                let writer = Writer::new(client, identity, metrics.clone(), settings.write_timeout);
+                let snapshot = || caches.snapshot();
+                drive(snapshot, &writer, &trigger, leader.clone(), &settings, &metrics, &cancel).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    };
     health.set_ready(false);
     // Closing the channel makes the lease manager release the Lease, so another replica
     // takes over at once instead of after the lease expires.
@@ -338,7 +359,7 @@ pub async fn run(
     }
     cancel.cancel();
     let _ = watchers.await;
-    Ok(())
+    outcome
 }
 
 #[cfg(test)]
