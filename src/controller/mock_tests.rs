@@ -703,17 +703,30 @@ async fn caches_sync_only_after_every_list() {
     assert!(synced.is_err(), "synced before the Node list arrived");
     assert!(caches.snapshot().nodes.is_empty());
 
-    let items = snap
+    let mut items: Vec<Value> = snap
         .nodes
         .iter()
         .map(|n| serde_json::to_value(n).unwrap())
         .collect();
+    // Bulk the planner never reads, which the cache must not keep.
+    items[0]["spec"] = json!({"podCIDR": "10.244.0.0/24"});
+    items[0]["status"]["images"] = json!([{"names": ["registry.example/big:1"], "sizeBytes": 1}]);
     held_node_list
         .unwrap()
         .reply(200, list("NodeList", "v1", items));
     caches.wait_synced().await.unwrap();
     let now_synced = caches.snapshot();
     assert_eq!(now_synced.nodes.len(), 2);
+    for n in &now_synced.nodes {
+        assert!(n.spec.is_none(), "{n:?}");
+        let status = n.status.as_ref().unwrap();
+        assert!(status.images.is_none(), "{n:?}");
+        assert_eq!(
+            status.addresses.as_ref().unwrap().len(),
+            1,
+            "addresses kept"
+        );
+    }
     let decisions = decide(&now_synced, at(200));
     let deletes: Vec<&Action> = decisions
         .actions

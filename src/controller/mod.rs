@@ -150,6 +150,19 @@ impl Caches {
     }
 }
 
+/// Drops what the planner never reads from a Node (it needs name, uid, labels,
+/// annotations, deletion time and addresses).
+fn strip_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.spec = None;
+    if let Some(status) = node.status.as_mut() {
+        *status = k8s_openapi::api::core::v1::NodeStatus {
+            addresses: status.addresses.take(),
+            ..Default::default()
+        };
+    }
+}
+
 /// Starts the watchers feeding the caches. Every watch event pokes `trigger`. The
 /// returned task runs until `cancel`.
 pub fn start_watchers(
@@ -161,6 +174,7 @@ pub fn start_watchers(
     fn reflect<K>(
         api: Api<K>,
         config: watcher::Config,
+        strip: fn(&mut K),
     ) -> (
         Store<K>,
         impl Stream<Item = Result<(), watcher::Error>> + Send + 'static,
@@ -177,20 +191,29 @@ pub fn start_watchers(
         let (store, writer) = reflector::store();
         let stream = watcher(api, config)
             .default_backoff()
+            .modify(strip)
             .reflect(writer)
             .map(|event| event.map(|_| ()));
         (store, stream)
     }
 
+    // The caches keep only what planning reads: managed fields are never needed, and a
+    // Node's images and conditions are most of its size on a large cluster.
     let (devices, d) = reflect(
         Api::<RemoteDevice>::all(client.clone()),
         watcher::Config::default(),
+        |d| d.metadata.managed_fields = None,
     );
-    let (nodes, n) = reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let (nodes, n) = reflect(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        strip_node,
+    );
     let managed = format!("{MANAGED_BY_LABEL}={MANAGER}");
     let (tunnel_ports, t) = reflect(
         Api::<TunnelPort>::all(client.clone()),
         watcher::Config::default().labels(&managed),
+        |t| t.metadata.managed_fields = None,
     );
     let mut events =
         futures::stream::select(futures::stream::select(d.boxed(), n.boxed()), t.boxed());
