@@ -4,18 +4,19 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use remote_device_operator::cli;
 use remote_device_operator::controller::{self, ControllerArgs};
 use remote_device_operator::telemetry::{self, Health, LogFormat, Metrics};
 use tokio_util::sync::CancellationToken;
 
 /// Tunnels Open vSwitch nodes to devices behind remote VTEPs.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, long_about = None)]
 struct Cli {
-    /// Log line format.
+    /// Log line format of the long-running components.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
-    /// Address serving /metrics, /healthz and /readyz.
+    /// Address serving /metrics, /healthz and /readyz (long-running components).
     #[arg(
         long,
         env = "METRICS_ADDR",
@@ -32,17 +33,45 @@ enum Command {
     /// Derive TunnelPorts from RemoteDevices and Nodes and report device status
     /// (Deployment; leader-elected, so several replicas are safe).
     Controller(ControllerArgs),
-    /// Print the CustomResourceDefinitions as YAML.
+    /// Print the TunnelPorts the controller would create for RemoteDevice (and Node)
+    /// manifests, then every rejected manifest with file, field and reason. Exits 1 when
+    /// anything was rejected.
+    Plan(cli::plan::PlanArgs),
+    /// Print the CustomResourceDefinitions (the files in crds/ are this output).
     Crd,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Crd = cli.command {
-        print!("{}", remote_device_operator::crd::all_yaml());
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Command::Plan(args) => {
+            match cli::plan::run(&args, &mut std::io::stdout(), &mut std::io::stderr()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Crd => {
+            print!("{}", remote_device_operator::crd::all_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Controller(args) => component(cli.log_format, cli.metrics_addr, |m, h, c| {
+            run_controller(args, m, h, c)
+        }),
     }
-    if let Err(e) = telemetry::init_tracing(cli.log_format) {
+}
+
+/// Runs a long-running component: logs, the endpoints, the runtime, and shutdown on
+/// SIGTERM / SIGINT.
+fn component<F, Fut>(format: LogFormat, metrics_addr: SocketAddr, run: F) -> ExitCode
+where
+    F: FnOnce(Metrics, Health, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    if let Err(e) = telemetry::init_tracing(format) {
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
@@ -53,7 +82,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(cli)) {
+    match runtime.block_on(serve(metrics_addr, run)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -64,23 +93,24 @@ fn main() -> ExitCode {
 
 /// Starts the endpoints, runs the component until it ends or a signal arrives, then stops
 /// the endpoints.
-async fn serve(cli: Cli) -> anyhow::Result<()> {
+async fn serve<F, Fut>(metrics_addr: SocketAddr, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Metrics, Health, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let cancel = CancellationToken::new();
     telemetry::cancel_on_signal(cancel.clone())?;
     let metrics = Metrics::new();
     let health = Health::default();
     let (addr, server) = telemetry::serve(
-        cli.metrics_addr,
+        metrics_addr,
         metrics.clone(),
         health.clone(),
         cancel.clone(),
     )
     .await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    let result = match &cli.command {
-        Command::Controller(args) => run_controller(args, metrics, health, cancel.clone()).await,
-        Command::Crd => Ok(()),
-    };
+    let result = run(metrics, health, cancel.clone()).await;
     // Whatever ended the component, stop the endpoints too.
     cancel.cancel();
     server.await??;
@@ -88,7 +118,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_controller(
-    args: &ControllerArgs,
+    args: ControllerArgs,
     metrics: Metrics,
     health: Health,
     cancel: CancellationToken,
@@ -96,5 +126,5 @@ async fn run_controller(
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
-    controller::run(client, args, metrics, health, cancel).await
+    controller::run(client, &args, metrics, health, cancel).await
 }
