@@ -298,6 +298,7 @@ pub fn decide_with_plan(snapshot: &Snapshot, planned: &Plan, now: Timestamp) -> 
         });
     }
 
+    let views = status::port_views(&desired, &stored);
     let mut devices: Vec<&RemoteDevice> = snapshot
         .devices
         .iter()
@@ -309,7 +310,7 @@ pub fn decide_with_plan(snapshot: &Snapshot, planned: &Plan, now: Timestamp) -> 
         let Some(outcome) = planned.devices.get(&key) else {
             continue;
         };
-        let new = status::device_status(device, outcome, &desired, &stored, now);
+        let new = status::device_status(device, outcome, &views, now);
         if device.status.as_ref() == Some(&new) {
             continue;
         }

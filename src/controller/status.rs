@@ -2,13 +2,13 @@
 //! on. Pure: the same inputs give the same status, so a resync with nothing new writes
 //! nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::{self, READY, device_reason, tunnel_reason};
 use crate::api::validate;
-use crate::api::{DeviceKey, RemoteDevice, RemoteDeviceStatus, TunnelPort};
+use crate::api::{DeviceKey, RemoteDevice, RemoteDeviceStatus, TunnelDevice, TunnelPort};
 use crate::plan::DeviceOutcome;
 
 /// How many node names a message lists before it says "and N more".
@@ -49,6 +49,19 @@ fn list_nodes<S: AsRef<str>>(nodes: &[S]) -> String {
     text
 }
 
+/// The entry of device `key` in a TunnelPort's device list. Lists are sorted by
+/// namespace/name (the planner writes them so), which makes this a binary search; a list
+/// someone else reordered is searched linearly.
+fn find_device<'a>(devices: &'a [TunnelDevice], key: &DeviceKey) -> Option<&'a TunnelDevice> {
+    let wanted = (key.namespace.as_str(), key.name.as_str());
+    match devices.binary_search_by(|d| (d.namespace.as_str(), d.name.as_str()).cmp(&wanted)) {
+        Ok(i) => Some(&devices[i]),
+        Err(_) => devices
+            .iter()
+            .find(|d| (d.namespace.as_str(), d.name.as_str()) == wanted),
+    }
+}
+
 /// The sentence naming self-tunnel nodes, if any.
 pub fn self_tunnel_note(nodes: &[String]) -> Option<String> {
     (!nodes.is_empty()).then(|| format!("{SELF_TUNNEL_NOTE} {}.", list_nodes(nodes)))
@@ -59,16 +72,69 @@ pub fn find_self_tunnel_note(message: &str) -> Option<&str> {
     message.find(SELF_TUNNEL_NOTE).map(|at| &message[at..])
 }
 
+/// What a device's status needs to know of one desired TunnelPort, worked out once per
+/// pass rather than once per device and node.
+#[derive(Clone, Debug)]
+pub struct PortView<'a> {
+    /// The planned object.
+    pub desired: &'a TunnelPort,
+    /// The object in the cache, if any.
+    pub stored: Option<&'a TunnelPort>,
+    /// Whether the stored device list is exactly the planned one (the usual case), so
+    /// every planned device is carried without looking it up.
+    pub devices_match: bool,
+    /// Stored and Ready for its current generation.
+    pub ready: bool,
+    /// What OVS said when it refused the port (current generation).
+    pub failed: Option<String>,
+}
+
+/// One [`PortView`] per desired TunnelPort name.
+pub fn port_views<'a>(
+    desired: &BTreeMap<&'a str, &'a TunnelPort>,
+    stored: &BTreeMap<&'a str, &'a TunnelPort>,
+) -> HashMap<&'a str, PortView<'a>> {
+    desired
+        .iter()
+        .map(|(name, want)| {
+            let have = stored.get(name).copied();
+            let view = PortView {
+                desired: want,
+                stored: have,
+                devices_match: have.is_some_and(|h| h.spec.devices == want.spec.devices),
+                ready: have.is_some_and(TunnelPort::is_ready),
+                failed: have.and_then(tunnel_port_failed),
+            };
+            (*name, view)
+        })
+        .collect()
+}
+
+impl PortView<'_> {
+    /// Whether the stored object carries exactly the planned entry of device `key`.
+    fn carries(&self, key: &DeviceKey) -> bool {
+        let Some(stored) = self.stored else {
+            return false;
+        };
+        if self.devices_match {
+            return true;
+        }
+        match find_device(&self.desired.spec.devices, key) {
+            Some(want) => find_device(&stored.spec.devices, key) == Some(want),
+            None => false,
+        }
+    }
+}
+
 /// The status `device` should have.
 ///
-/// `desired` and `stored` map TunnelPort names to the planned and the observed objects. A
-/// node counts as ready when its stored TunnelPort carries exactly the planned entry of
-/// this device and the agent reported Ready for that generation.
+/// `ports` describes every desired TunnelPort by name. A node counts as ready when its
+/// stored TunnelPort carries exactly the planned entry of this device and the agent
+/// reported Ready for that generation.
 pub fn device_status(
     device: &RemoteDevice,
     outcome: &DeviceOutcome,
-    desired: &BTreeMap<&str, &TunnelPort>,
-    stored: &BTreeMap<&str, &TunnelPort>,
+    ports: &HashMap<&str, PortView<'_>>,
     now: Timestamp,
 ) -> RemoteDeviceStatus {
     let key = DeviceKey::of(device);
@@ -99,20 +165,11 @@ pub fn device_status(
             let mut waiting = Vec::new();
             let mut failed = Vec::new();
             for (node, name) in tunnel_ports {
-                let entry = desired.get(name.as_str()).and_then(|tp| {
-                    tp.spec
-                        .devices
-                        .iter()
-                        .find(|d| d.namespace == key.namespace && d.name == key.name)
-                });
-                let port = stored.get(name.as_str());
-                let carried = match (entry, port) {
-                    (Some(entry), Some(port)) => port.spec.devices.contains(entry),
-                    _ => false,
-                };
-                match port {
-                    Some(port) if carried && port.is_ready() => ready_nodes.push(node.as_str()),
-                    Some(port) if carried => match tunnel_port_failed(port) {
+                let view = ports.get(name.as_str());
+                let carried = view.is_some_and(|v| v.carries(&key));
+                match view {
+                    Some(v) if carried && v.ready => ready_nodes.push(node.as_str()),
+                    Some(v) if carried => match &v.failed {
                         Some(why) => failed.push(format!("{node} ({why})")),
                         None => waiting.push(node.as_str()),
                     },
