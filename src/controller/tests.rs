@@ -645,3 +645,28 @@ fn needs_apply_compares_only_what_the_controller_owns() {
     }
     assert_eq!(MANAGER, "remote-device-operator");
 }
+
+#[test]
+fn a_reordered_device_list_is_repaired_but_its_devices_still_count() {
+    let mut snap = two_nodes_one_device();
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        let mac = format!("52:54:00:00:01:0{i}");
+        snap.devices
+            .push(device("t1", name, "192.0.2.10", 7001 + i as u32, &mac));
+    }
+    let first = decide(&snap, at(100));
+    settle(&mut snap, &first);
+    for i in 0..2 {
+        let mut tp = with_ready(snap.tunnel_ports[i].clone(), true, tunnel_reason::READY, "");
+        tp.spec.devices.reverse();
+        snap.tunnel_ports[i] = tp;
+    }
+    let d = decide(&snap, at(200));
+    assert_eq!(applies(&d).len(), 2, "the order is ours to keep");
+    let st = statuses(&d);
+    assert_eq!(st.len(), 4);
+    for (key, status, _) in &st {
+        assert_eq!(ready_of(status).0, "True", "{key}: {:?}", ready_of(status));
+        assert_eq!(status.ready.as_deref(), Some("2/2"));
+    }
+}
