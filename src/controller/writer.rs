@@ -65,6 +65,21 @@ fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
 }
 
+/// The API server refuses event notes over 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// The longest prefix of `s` within `max` bytes that ends on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Carries out decisions; only the leader has one running.
 #[derive(Clone)]
 pub struct Writer {
@@ -276,7 +291,7 @@ impl Writer {
                 EventType::Normal
             },
             reason: event.reason.to_string(),
-            note: Some(event.note.chars().take(1000).collect()),
+            note: Some(truncate(&event.note, MAX_NOTE_BYTES).to_string()),
             action: "Reconcile".to_string(),
             secondary: None,
         };
@@ -293,5 +308,39 @@ impl Writer {
                 tracing::warn!(error = %e, "event not published");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_on_character_boundaries_and_errors_classified() {
+        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        // "é" is two bytes: cutting inside it would make invalid UTF-8.
+        assert_eq!(truncate("aé", 2), "a");
+        let long = "é".repeat(600);
+        assert!(truncate(&long, MAX_NOTE_BYTES).len() <= MAX_NOTE_BYTES);
+
+        let api = |code: u16| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..kube::core::Status::default()
+            }))
+        };
+        let cases = [
+            (409, ErrorKind::Conflict),
+            (429, ErrorKind::Server),
+            (500, ErrorKind::Server),
+            (503, ErrorKind::Server),
+            (403, ErrorKind::Client),
+            (422, ErrorKind::Client),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(classify(&api(code)), kind, "{code}");
+        }
+        assert!(is_not_found(&api(404)) && !is_not_found(&api(409)));
     }
 }
