@@ -6,8 +6,10 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod flows;
 pub mod manifests;
 pub mod plan;
 pub mod sandbox;
+pub mod telemetry;
