@@ -23,6 +23,7 @@ use remote_device_operator::flows::{
 };
 use remote_device_operator::sandbox::{Datapath, Sandbox};
 use support::netns::{Netns, require_root_and_tools};
+use support::ovs::wait_ofport;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -278,20 +279,6 @@ fn wait_for_route(sb: &Sandbox) {
             Instant::now() < deadline,
             "OVS never learned the underlay route: {routes}"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_ofport(sb: &Sandbox, iface: &str) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = sb.vsctl(&["get", "Interface", iface, "ofport"]).unwrap();
-        if let Ok(p) = out.trim().parse::<i64>()
-            && p > 0
-        {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "no ofport for {iface}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use remote_device_operator::api::TunnelDevice;
 use remote_device_operator::flows::{
     COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, TunnelFlowsInput,
     WorkloadPort, plan,
 };
 use remote_device_operator::sandbox::{Datapath, Sandbox};
+use support::ovs::wait_ofport;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -24,20 +27,6 @@ fn device(name: &str, mac: &str, ips: &[&str], vlan: Option<u16>) -> TunnelDevic
         vni: 5001,
         ips: ips.iter().map(|s| s.to_string()).collect(),
         local_vlan: vlan,
-    }
-}
-
-fn wait_ofport(sb: &Sandbox, iface: &str) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = sb.vsctl(&["get", "Interface", iface, "ofport"]).unwrap();
-        if let Ok(p) = out.trim().parse::<i64>()
-            && p > 0
-        {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "no ofport for {iface}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
