@@ -417,3 +417,119 @@ fn a_failing_bundle_changes_nothing_and_is_reported() {
         assert!(missing.sync_once(&p).await.is_err());
     });
 }
+
+/// What OVS does with packets (ofproto/trace): ours only when both the port's segment and
+/// the device match; everything else reaches the flow that was there before (a foreign
+/// priority-1 flow here), and unknown traffic from our tunnel is dropped.
+#[test]
+fn unmatched_traffic_keeps_its_previous_behaviour() {
+    let br = bridge();
+    br.sb
+        .ofctl(&[
+            "add-flow",
+            &br.sb.mgmt(BRIDGE),
+            "cookie=0xf0f0,priority=1,actions=NORMAL",
+        ])
+        .unwrap();
+    let p = br.plan(vec![
+        device("d1", "52:54:00:00:00:50", &["10.0.0.50"], None),
+        device("d2", "52:54:00:00:00:51", &["10.0.1.51"], Some(100)),
+    ]);
+    rt().block_on(async {
+        FlowSync::new(br.config()).sync_once(&p).await.unwrap();
+    });
+    let d1 = p.device_cookie("tenant", "d1").unwrap();
+    let (pod1, pod2, tun) = (br.pods[0], br.pods[1], br.tunnel);
+    let arp = |port: i64, tpa: &str| {
+        format!(
+            "in_port={port},arp,arp_op=1,dl_src=02:00:00:00:00:0a,dl_dst=ff:ff:ff:ff:ff:ff,\
+             arp_spa=10.0.0.10,arp_tpa={tpa},arp_sha=02:00:00:00:00:0a"
+        )
+    };
+    let unicast = |port: i64, dst: &str| {
+        format!(
+            "in_port={port},ip,dl_src=02:00:00:00:00:0a,dl_dst={dst},nw_src=10.0.0.10,nw_dst=10.0.0.50"
+        )
+    };
+    let from_tunnel = |vni: u32, src: &str| {
+        format!(
+            "in_port={tun},tun_id={vni},ip,dl_src={src},dl_dst=02:00:00:00:00:0a,nw_src=10.0.0.50,nw_dst=10.0.0.10"
+        )
+    };
+    // (packet, whose rule decides, text the decision must contain)
+    let cases: Vec<(&str, String, &str, String)> = vec![
+        (
+            "local port → device of its segment",
+            unicast(pod1, "52:54:00:00:00:50"),
+            "ours",
+            format!("output:{tun}"),
+        ),
+        (
+            "port of another segment → device",
+            unicast(pod2, "52:54:00:00:00:50"),
+            "foreign",
+            "NORMAL".into(),
+        ),
+        (
+            "local port → unknown MAC",
+            unicast(pod1, "52:54:00:00:00:99"),
+            "foreign",
+            "NORMAL".into(),
+        ),
+        (
+            "ARP for a device IP",
+            arp(pod1, "10.0.0.50"),
+            "ours",
+            "IN_PORT".into(),
+        ),
+        (
+            "ARP for another IP",
+            arp(pod1, "10.0.0.99"),
+            "foreign",
+            "NORMAL".into(),
+        ),
+        (
+            "ARP for a device IP of another segment",
+            arp(pod2, "10.0.0.50"),
+            "foreign",
+            "NORMAL".into(),
+        ),
+        (
+            "tunnel, known device",
+            from_tunnel(5001, "52:54:00:00:00:50"),
+            "ours",
+            format!("output:{pod1}"),
+        ),
+        (
+            "tunnel, unknown source",
+            from_tunnel(5001, "52:54:00:00:00:99"),
+            "ours",
+            "drop".into(),
+        ),
+        (
+            "tunnel, wrong VNI",
+            from_tunnel(9, "52:54:00:00:00:50"),
+            "ours",
+            "drop".into(),
+        ),
+    ];
+    for (name, packet, whose, decision) in cases {
+        let trace = br.sb.appctl(&["ofproto/trace", BRIDGE, &packet]).unwrap();
+        let ours = trace.contains("cookie 0x52444f46");
+        let foreign = trace.contains("cookie 0xf0f0");
+        match whose {
+            "ours" => assert!(ours && !foreign, "{name}: {trace}"),
+            _ => assert!(foreign && !ours, "{name}: {trace}"),
+        }
+        assert!(
+            trace.contains(&decision),
+            "{name}: expected {decision}: {trace}"
+        );
+    }
+    // The device rule that took its unicast carries the device's cookie.
+    let trace = br
+        .sb
+        .appctl(&["ofproto/trace", BRIDGE, &unicast(pod1, "52:54:00:00:00:50")])
+        .unwrap();
+    assert!(trace.contains(&format!("cookie {d1:#x}")), "{trace}");
+}
