@@ -285,7 +285,7 @@ pub fn plan(input: &FlowInput) -> FlowPlan {
 
     // Tunnels by name; a valid ofport can belong to one tunnel only.
     let mut tunnels: Vec<&TunnelFlowsInput> = input.tunnels.iter().collect();
-    tunnels.sort_by(|a, b| a.tunnel_port.cmp(&b.tunnel_port));
+    tunnels.sort_by(|a, b| (&a.tunnel_port, a.ofport).cmp(&(&b.tunnel_port, b.ofport)));
     let mut tunnel_by_ofport: BTreeMap<i64, &str> = BTreeMap::new();
     let mut valid_tunnels: BTreeMap<&str, i64> = BTreeMap::new();
     // Why a tunnel cannot carry flows, by name.
@@ -320,10 +320,12 @@ pub fn plan(input: &FlowInput) -> FlowPlan {
         valid_tunnels.insert(&t.tunnel_port, t.ofport);
     }
 
-    // Local ports per segment; a tunnel's ofport is never a workload port.
+    // Local ports per segment; an ofport any tunnel reports is never a workload port
+    // (even a tunnel that gets no flows: delivering to it could loop between tunnels).
+    let tunnel_ofports: BTreeSet<i64> = tunnels.iter().map(|t| t.ofport).collect();
     let mut ports: BTreeMap<Segment, BTreeSet<i64>> = BTreeMap::new();
     for p in &input.workload_ports {
-        if !valid_ofport(p.ofport) || tunnel_by_ofport.contains_key(&p.ofport) {
+        if !valid_ofport(p.ofport) || tunnel_ofports.contains(&p.ofport) {
             continue;
         }
         if p.vlan.is_some_and(|v| v > MAX_VLAN) {
@@ -340,8 +342,16 @@ pub fn plan(input: &FlowInput) -> FlowPlan {
         .iter()
         .flat_map(|t| t.devices.iter().map(move |d| (d, *t)))
         .collect();
+    // A total order (down to the device data), so duplicates resolve the same way
+    // whatever the input order.
     pairs.sort_by(|(da, ta), (db, tb)| {
-        (&da.namespace, &da.name, &ta.tunnel_port).cmp(&(&db.namespace, &db.name, &tb.tunnel_port))
+        (&da.namespace, &da.name, &ta.tunnel_port, ta.ofport, *da).cmp(&(
+            &db.namespace,
+            &db.name,
+            &tb.tunnel_port,
+            tb.ofport,
+            *db,
+        ))
     });
 
     let mut accepted: Vec<Accepted> = Vec::new();

@@ -403,6 +403,21 @@ fn workload_ports_never_include_tunnels_or_reserved_numbers() {
     });
     let deliver = &p.flows[&FlowKey::new(TABLE_TO_LOCAL, PRIORITY_DELIVER, "reg6=0x1001")];
     assert_eq!(deliver.actions, "output:8");
+    // A port some tunnel reports is never local, even when that tunnel gets no flows
+    // (here: a second entry with the same name).
+    let p = plan(&FlowInput {
+        tunnels: vec![
+            tunnel(
+                "rdv-1",
+                3,
+                vec![dev("a", "d", "52:54:00:00:00:01", 1, &[], None)],
+            ),
+            tunnel("rdv-1", 8, vec![]),
+        ],
+        workload_ports: vec![port(8, None), port(9, None)],
+    });
+    let deliver = &p.flows[&FlowKey::new(TABLE_TO_LOCAL, PRIORITY_DELIVER, "reg6=0x1001")];
+    assert_eq!(deliver.actions, "output:9");
     // Without local ports the segment delivers nowhere (and nothing can match as local).
     let p = plan(&FlowInput {
         tunnels: vec![tunnel(
@@ -747,4 +762,135 @@ fn dump_output_is_parsed() {
     assert!(parse_dump(" cookie=0x1, priority=5,in_port=1\n").is_err());
     assert!(parse_dump(" cookie=zz, priority=5 actions=drop\n").is_err());
     assert!(parse_dump("").unwrap().is_empty());
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Small pools so that collisions (same MAC, IP, ofport) happen often.
+    fn device_strategy() -> impl Strategy<Value = TunnelDevice> {
+        (
+            0u8..3,
+            0u8..6,
+            0u8..4,
+            1u32..4,
+            proptest::collection::vec(0u8..5, 0..3),
+            proptest::option::of(0u16..3),
+        )
+            .prop_map(|(ns, name, mac, vni, ips, vlan)| TunnelDevice {
+                namespace: format!("ns{ns}"),
+                name: format!("d{name}"),
+                mac_address: format!("52:54:00:00:00:{mac:02x}"),
+                vni,
+                ips: ips
+                    .into_iter()
+                    .map(|i| {
+                        if i % 2 == 0 {
+                            format!("10.0.0.{i}")
+                        } else {
+                            format!("fd00::{i}")
+                        }
+                    })
+                    .collect(),
+                local_vlan: vlan,
+            })
+    }
+
+    fn input_strategy() -> impl Strategy<Value = FlowInput> {
+        (
+            proptest::collection::vec(
+                (
+                    0u8..4,
+                    -1i64..6,
+                    proptest::collection::vec(device_strategy(), 0..5),
+                ),
+                0..4,
+            ),
+            proptest::collection::vec((-1i64..10, proptest::option::of(0u16..3)), 0..6),
+        )
+            .prop_map(|(tunnels, ports)| FlowInput {
+                tunnels: tunnels
+                    .into_iter()
+                    .map(|(n, ofport, devices)| tunnel(&format!("rdv-{n}"), ofport, devices))
+                    .collect(),
+                workload_ports: ports
+                    .into_iter()
+                    .map(|(ofport, vlan)| WorkloadPort { ofport, vlan })
+                    .collect(),
+            })
+    }
+
+    /// The ofport in `in_port=N` / `output:N` fields of a flow.
+    fn ports_in(text: &str, prefix: &str) -> Vec<i64> {
+        text.split(',')
+            .filter_map(|f| f.strip_prefix(prefix))
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn planner_invariants(input in input_strategy()) {
+            let p = plan(&input);
+            // Tunnels that may carry flows: valid ofport, first by name to claim it.
+            let mut names: Vec<&TunnelFlowsInput> = input.tunnels.iter().collect();
+            names.sort_by(|a, b| a.tunnel_port.cmp(&b.tunnel_port));
+            let mut valid: BTreeSet<i64> = BTreeSet::new();
+            for t in names {
+                if (1..=0xfeff).contains(&t.ofport) {
+                    valid.insert(t.ofport);
+                }
+            }
+            for f in p.flows.values() {
+                prop_assert_eq!(f.cookie & COOKIE_MASK, COOKIE_TAG);
+                prop_assert_eq!(&f.key(), &FlowKey::new(f.table, f.priority, &f.matches));
+                // Outputs to tunnels only from TABLE_FROM_LOCAL, and only to valid ones;
+                // nothing ever goes from a tunnel to a tunnel.
+                for out in ports_in(&f.actions, "output:") {
+                    if f.table == TABLE_FROM_LOCAL {
+                        prop_assert!(valid.contains(&out), "{:?}", f);
+                    } else {
+                        prop_assert_eq!(f.table, TABLE_TO_LOCAL);
+                        prop_assert!(!valid.contains(&out), "{:?}", f);
+                    }
+                }
+                for inp in ports_in(&f.matches, "in_port=") {
+                    prop_assert!((1..=0xfeff).contains(&inp), "{:?}", f);
+                }
+            }
+            // Every device gets exactly one state; installed ones own flows under their
+            // cookie, the others own none.
+            let keys: BTreeSet<DeviceKey> = input
+                .tunnels
+                .iter()
+                .flat_map(|t| t.devices.iter().map(|d| key(&d.namespace, &d.name)))
+                .collect();
+            prop_assert_eq!(keys.len(), p.devices.len());
+            let cookies: BTreeSet<u64> = p.cookies.values().copied().collect();
+            prop_assert_eq!(cookies.len(), p.cookies.len(), "cookies are unique per owner");
+            for (k, state) in &p.devices {
+                let owned = p.device_cookie(&k.namespace, &k.name);
+                match state {
+                    DeviceState::Installed { cookie } => {
+                        prop_assert_eq!(owned, Some(*cookie));
+                        prop_assert!(p.flows.values().any(|f| f.cookie == *cookie));
+                    }
+                    _ => prop_assert_eq!(owned, None),
+                }
+            }
+            // Deterministic whatever the order of the input.
+            let mut reversed = input.clone();
+            reversed.tunnels.reverse();
+            for t in &mut reversed.tunnels {
+                t.devices.reverse();
+            }
+            reversed.workload_ports.reverse();
+            prop_assert_eq!(&plan(&reversed), &p);
+            // Removing everything from OVS that the plan holds is exactly its flows.
+            let gone = diff(&plan(&FlowInput::default()), &observed_from(&p));
+            prop_assert_eq!(gone.delete.len(), p.len());
+        }
+    }
 }
