@@ -7,5 +7,7 @@
 pub mod api;
 pub mod crd;
 pub mod manifests;
+pub mod ovs;
+pub mod ovsdb;
 pub mod plan;
 pub mod sandbox;
