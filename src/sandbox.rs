@@ -221,7 +221,7 @@ impl Sandbox {
                 .lines()
                 .filter_map(|l| l.split("listening on port ").nth(1))
                 .filter_map(|p| p.trim().parse::<u16>().ok())
-                .last();
+                .next_back();
             if let Some(port) = port {
                 return Ok(port);
             }
