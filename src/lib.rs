@@ -5,6 +5,7 @@
 //! OVS tunnel ports and OpenFlow rules and reports what OVS shows back as status.
 
 pub mod api;
+pub mod cli;
 pub mod crd;
 pub mod manifests;
 pub mod ovs;

@@ -94,8 +94,10 @@ pub fn manifest_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn read_paths(paths: &[PathBuf]) -> std::io::Result<Manifests> {
     let mut out = Manifests::default();
     for path in paths {
-        for file in manifest_files(path)? {
-            let text = std::fs::read_to_string(&file)?;
+        let named =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        for file in manifest_files(path).map_err(named)? {
+            let text = std::fs::read_to_string(&file).map_err(named)?;
             out.add_text(&file, &text);
         }
     }
@@ -114,12 +116,17 @@ impl Manifests {
             match serde::Deserialize::deserialize(doc) {
                 Ok(Value::Null) => {}
                 Ok(value) => self.add_value(source, value),
-                Err(e) => self.rejected.push(Rejected {
-                    source,
-                    object: None,
-                    field: None,
-                    reason: format!("not valid YAML: {e}"),
-                }),
+                Err(e) => {
+                    self.rejected.push(Rejected {
+                        source,
+                        object: None,
+                        field: None,
+                        reason: format!("not valid YAML: {e}"),
+                    });
+                    // After a syntax error the stream cannot be resynchronised (and the
+                    // iterator would yield the same error for ever).
+                    break;
+                }
             }
         }
     }
@@ -158,6 +165,8 @@ impl Manifests {
                 Ok(node) => self.nodes.push(node),
                 Err((field, reason)) => self.rejected.push(reject(field, reason)),
             },
+            // Namespaces travel with the devices so that `kubectl apply -f` works; nothing to plan.
+            ("v1", "Namespace") => {}
             (_, "List") | ("remotedevice.io/v1alpha1", "RemoteDeviceList") | ("v1", "NodeList") => {
                 match value.get("items").and_then(Value::as_array) {
                     Some(items) => items.iter().cloned().for_each(|item| self.add_value(source.clone(), item)),
@@ -212,7 +221,17 @@ fn object_name(value: &Value) -> Option<String> {
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (Option<String>, String)> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let field = (path != ".").then_some(path);
-        (field, e.into_inner().to_string())
+        let reason = e.into_inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        let missing = reason
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => Some(name.to_string()),
+            (".", None) => None,
+            (parent, Some(name)) => Some(format!("{parent}.{name}")),
+            (parent, None) => Some(parent.to_string()),
+        };
+        (field, reason)
     })
 }

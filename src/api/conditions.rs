@@ -83,7 +83,7 @@ mod tests {
         let first = condition(&[], READY, false, "A", "m".into(), Some(1), at(100));
         assert_eq!(first.last_transition_time, Time(at(100)));
         let same = condition(
-            &[first.clone()],
+            std::slice::from_ref(&first),
             READY,
             false,
             "B",

@@ -1,1 +1,625 @@
+//! Table and property tests of the planner.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, Time,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::{RemoteDeviceSpec, TUNNEL_IP_ANNOTATION};
+
+fn node(name: &str, ip: &str, labels: &[(&str, &str)]) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            uid: Some(format!("uid-{name}")),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        },
+        status: Some(NodeStatus {
+            addresses: Some(vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: ip.into(),
+            }]),
+            ..NodeStatus::default()
+        }),
+        ..Node::default()
+    }
+}
+
+fn spec(vtep: &str, vni: u32, mac: &str) -> RemoteDeviceSpec {
+    RemoteDeviceSpec {
+        vtep_ip: vtep.into(),
+        tunnel_type: TunnelType::Vxlan,
+        vni,
+        mac_address: mac.into(),
+        ips: vec![],
+        dst_port: None,
+        local_vlan: None,
+        node_selector: None,
+    }
+}
+
+fn device(ns: &str, name: &str, spec: RemoteDeviceSpec) -> RemoteDevice {
+    let mut d = RemoteDevice::new(name, spec);
+    d.metadata.namespace = Some(ns.into());
+    d
+}
+
+fn created(mut d: RemoteDevice, second: i64) -> RemoteDevice {
+    d.metadata.creation_timestamp = Some(Time(Timestamp::from_second(second).unwrap()));
+    d
+}
+
+fn key(ns: &str, name: &str) -> DeviceKey {
+    DeviceKey {
+        namespace: ns.into(),
+        name: name.into(),
+    }
+}
+
+/// A compact view of a plan: TunnelPort name → (node, remote, device names).
+fn summary(plan: &Plan) -> Vec<(String, String, String, Vec<String>)> {
+    plan.tunnel_ports
+        .iter()
+        .map(|tp| {
+            (
+                tp.metadata.name.clone().unwrap(),
+                tp.spec.node_name.clone(),
+                tp.spec.remote_ip.clone(),
+                tp.spec
+                    .devices
+                    .iter()
+                    .map(|d| format!("{}/{}", d.namespace, d.name))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn two_nodes() -> Vec<Node> {
+    vec![
+        node("n1", "198.51.100.1", &[("rack", "a")]),
+        node("n2", "198.51.100.2", &[("rack", "b")]),
+    ]
+}
+
+#[test]
+fn one_device_gives_one_tunnel_port_per_node() {
+    let plan = plan(
+        &[device(
+            "t1",
+            "d1",
+            spec("192.0.2.10", 5001, "52:54:00:00:00:01"),
+        )],
+        &two_nodes(),
+    );
+    assert_eq!(
+        summary(&plan),
+        vec![
+            (
+                "n1.vxlan.192-0-2-10".into(),
+                "n1".into(),
+                "192.0.2.10".into(),
+                vec!["t1/d1".into()]
+            ),
+            (
+                "n2.vxlan.192-0-2-10".into(),
+                "n2".into(),
+                "192.0.2.10".into(),
+                vec!["t1/d1".into()]
+            ),
+        ]
+    );
+    let tp = &plan.tunnel_ports[0];
+    assert_eq!(tp.spec.local_ip.as_deref(), Some("198.51.100.1"));
+    assert_eq!(tp.labels().get(NODE_LABEL).map(String::as_str), Some("n1"));
+    assert_eq!(
+        tp.labels().get(MANAGED_BY_LABEL).map(String::as_str),
+        Some(MANAGER)
+    );
+    let owner = &tp.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+        ("Node", "n1", "uid-n1")
+    );
+    assert_eq!(
+        plan.devices[&key("t1", "d1")],
+        DeviceOutcome::Planned {
+            tunnel_ports: BTreeMap::from([
+                ("n1".into(), "n1.vxlan.192-0-2-10".into()),
+                ("n2".into(), "n2.vxlan.192-0-2-10".into())
+            ]),
+            self_tunnel_nodes: vec![],
+        }
+    );
+}
+
+#[test]
+fn table() {
+    struct Case {
+        name: &'static str,
+        devices: Vec<RemoteDevice>,
+        nodes: Vec<Node>,
+        ports: Vec<(&'static str, Vec<&'static str>)>,
+        outcomes: Vec<(&'static str, &'static str)>,
+    }
+    let selector = |k: &str, v: &str| LabelSelector {
+        match_labels: Some(BTreeMap::from([(k.to_string(), v.to_string())])),
+        ..LabelSelector::default()
+    };
+    let cases = vec![
+        Case {
+            name: "devices behind one VTEP share the tunnel port",
+            devices: vec![
+                device("t1", "a", spec("192.0.2.10", 5001, "52:54:00:00:00:01")),
+                device("t2", "b", spec("192.0.2.10", 5002, "52:54:00:00:00:02")),
+            ],
+            nodes: vec![node("n1", "198.51.100.1", &[])],
+            ports: vec![("n1.vxlan.192-0-2-10", vec!["t1/a", "t2/b"])],
+            outcomes: vec![("t1/a", "planned"), ("t2/b", "planned")],
+        },
+        Case {
+            name: "type and destination port make separate tunnels",
+            devices: vec![
+                device("t1", "a", spec("192.0.2.10", 5001, "52:54:00:00:00:01")),
+                device(
+                    "t1",
+                    "b",
+                    RemoteDeviceSpec {
+                        tunnel_type: TunnelType::Geneve,
+                        ..spec("192.0.2.10", 5002, "52:54:00:00:00:02")
+                    },
+                ),
+                device(
+                    "t1",
+                    "c",
+                    RemoteDeviceSpec {
+                        dst_port: Some(4790),
+                        ..spec("192.0.2.10", 5003, "52:54:00:00:00:03")
+                    },
+                ),
+            ],
+            nodes: vec![node("n1", "198.51.100.1", &[])],
+            ports: vec![
+                ("n1.geneve.192-0-2-10", vec!["t1/b"]),
+                ("n1.vxlan.192-0-2-10", vec!["t1/a"]),
+                ("n1.vxlan.192-0-2-10.4790", vec!["t1/c"]),
+            ],
+            outcomes: vec![
+                ("t1/a", "planned"),
+                ("t1/b", "planned"),
+                ("t1/c", "planned"),
+            ],
+        },
+        Case {
+            name: "node selector picks nodes",
+            devices: vec![device(
+                "t1",
+                "a",
+                RemoteDeviceSpec {
+                    node_selector: Some(selector("rack", "b")),
+                    ..spec("192.0.2.10", 5001, "52:54:00:00:00:01")
+                },
+            )],
+            nodes: two_nodes(),
+            ports: vec![("n2.vxlan.192-0-2-10", vec!["t1/a"])],
+            outcomes: vec![("t1/a", "planned")],
+        },
+        Case {
+            name: "match expressions",
+            devices: vec![device(
+                "t1",
+                "a",
+                RemoteDeviceSpec {
+                    node_selector: Some(LabelSelector {
+                        match_expressions: Some(vec![LabelSelectorRequirement {
+                            key: "rack".into(),
+                            operator: "NotIn".into(),
+                            values: Some(vec!["a".into()]),
+                        }]),
+                        ..LabelSelector::default()
+                    }),
+                    ..spec("192.0.2.10", 5001, "52:54:00:00:00:01")
+                },
+            )],
+            nodes: two_nodes(),
+            ports: vec![("n2.vxlan.192-0-2-10", vec!["t1/a"])],
+            outcomes: vec![("t1/a", "planned")],
+        },
+        Case {
+            name: "a node is never tunnelled to its own IP",
+            devices: vec![device(
+                "t1",
+                "a",
+                spec("198.51.100.1", 5001, "52:54:00:00:00:01"),
+            )],
+            nodes: two_nodes(),
+            ports: vec![("n2.vxlan.198-51-100-1", vec!["t1/a"])],
+            outcomes: vec![("t1/a", "self:n1")],
+        },
+        Case {
+            name: "the tunnel-ip annotation wins over InternalIP",
+            devices: vec![device(
+                "t1",
+                "a",
+                spec("203.0.113.7", 5001, "52:54:00:00:00:01"),
+            )],
+            nodes: vec![{
+                let mut n = node("n1", "198.51.100.1", &[]);
+                n.metadata.annotations = Some(BTreeMap::from([(
+                    TUNNEL_IP_ANNOTATION.into(),
+                    "203.0.113.7".into(),
+                )]));
+                n
+            }],
+            ports: vec![],
+            outcomes: vec![("t1/a", "self:n1")],
+        },
+        Case {
+            name: "same VNI and MAC: the older device keeps it",
+            devices: vec![
+                created(
+                    device("t2", "new", spec("192.0.2.11", 5001, "52:54:00:00:00:01")),
+                    200,
+                ),
+                created(
+                    device("t1", "old", spec("192.0.2.10", 5001, "52:54:00:00:00:01")),
+                    100,
+                ),
+            ],
+            nodes: vec![node("n1", "198.51.100.1", &[])],
+            ports: vec![("n1.vxlan.192-0-2-10", vec!["t1/old"])],
+            outcomes: vec![("t1/old", "planned"), ("t2/new", "conflict:t1/old")],
+        },
+        Case {
+            name: "same MAC in two VNIs is fine",
+            devices: vec![
+                device("t1", "a", spec("192.0.2.10", 5001, "52:54:00:00:00:01")),
+                device("t1", "b", spec("192.0.2.10", 5002, "52:54:00:00:00:01")),
+            ],
+            nodes: vec![node("n1", "198.51.100.1", &[])],
+            ports: vec![("n1.vxlan.192-0-2-10", vec!["t1/a", "t1/b"])],
+            outcomes: vec![("t1/a", "planned"), ("t1/b", "planned")],
+        },
+        Case {
+            name: "MAC case does not hide a conflict",
+            devices: vec![
+                device("t1", "a", spec("192.0.2.10", 5001, "52:54:00:AA:00:01")),
+                device("t1", "b", spec("192.0.2.10", 5001, "52:54:00:aa:00:01")),
+            ],
+            nodes: vec![node("n1", "198.51.100.1", &[])],
+            ports: vec![("n1.vxlan.192-0-2-10", vec!["t1/a"])],
+            outcomes: vec![("t1/a", "planned"), ("t1/b", "conflict:t1/a")],
+        },
+        Case {
+            name: "one VNI on two local VLANs",
+            devices: vec![
+                device(
+                    "t1",
+                    "a",
+                    RemoteDeviceSpec {
+                        local_vlan: Some(10),
+                        ..spec("192.0.2.10", 5001, "52:54:00:00:00:01")
+                    },
+                ),
+                device(
+                    "t1",
+                    "b",
+                    RemoteDeviceSpec {
+                        local_vlan: Some(20),
+                        ..spec("192.0.2.10", 5001, "52:54:00:00:00:02")
+                    },
+                ),
+                device("t1", "c", spec("192.0.2.10", 5001, "52:54:00:00:00:03")),
+            ],
+            nodes: vec![node("n1", "198.51.100.1", &[])],
+            ports: vec![("n1.vxlan.192-0-2-10", vec!["t1/a"])],
+            outcomes: vec![
+                ("t1/a", "planned"),
+                ("t1/b", "conflict:t1/a"),
+                ("t1/c", "conflict:t1/a"),
+            ],
+        },
+        Case {
+            name: "invalid devices are excluded and reported",
+            devices: vec![
+                device("t1", "bad", spec("127.0.0.1", 0, "ff:ff:ff:ff:ff:ff")),
+                device("t1", "good", spec("192.0.2.10", 5001, "52:54:00:00:00:01")),
+            ],
+            nodes: vec![node("n1", "198.51.100.1", &[])],
+            ports: vec![("n1.vxlan.192-0-2-10", vec!["t1/good"])],
+            outcomes: vec![
+                ("t1/bad", "invalid:spec.vtepIP,spec.vni,spec.macAddress"),
+                ("t1/good", "planned"),
+            ],
+        },
+        Case {
+            name: "IPv6 VTEP spelled two ways is one tunnel; local IP of the same family",
+            devices: vec![
+                device("t1", "a", spec("2001:DB8::5", 5001, "52:54:00:00:00:01")),
+                device("t1", "b", spec("2001:db8:0::5", 5002, "52:54:00:00:00:02")),
+            ],
+            nodes: vec![node("n1", "198.51.100.1", &[])],
+            ports: vec![("n1.vxlan.2001-db8-0-0-0-0-0-5", vec!["t1/a", "t1/b"])],
+            outcomes: vec![("t1/a", "planned"), ("t1/b", "planned")],
+        },
+        Case {
+            name: "no nodes, no ports",
+            devices: vec![device(
+                "t1",
+                "a",
+                spec("192.0.2.10", 5001, "52:54:00:00:00:01"),
+            )],
+            nodes: vec![],
+            ports: vec![],
+            outcomes: vec![("t1/a", "planned")],
+        },
+    ];
+    for case in cases {
+        let plan = plan(&case.devices, &case.nodes);
+        let got_ports: Vec<(String, Vec<String>)> = summary(&plan)
+            .into_iter()
+            .map(|(n, _, _, d)| (n, d))
+            .collect();
+        let want_ports: Vec<(String, Vec<String>)> = case
+            .ports
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()).collect()))
+            .collect();
+        assert_eq!(got_ports, want_ports, "{}: ports", case.name);
+        let got: Vec<(String, String)> = plan
+            .devices
+            .iter()
+            .map(|(k, o)| {
+                let o = match o {
+                    DeviceOutcome::Planned {
+                        self_tunnel_nodes, ..
+                    } if self_tunnel_nodes.is_empty() => "planned".into(),
+                    DeviceOutcome::Planned {
+                        self_tunnel_nodes, ..
+                    } => format!("self:{}", self_tunnel_nodes.join(",")),
+                    DeviceOutcome::Invalid(errors) => {
+                        format!(
+                            "invalid:{}",
+                            errors
+                                .iter()
+                                .map(|e| e.field.as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        )
+                    }
+                    DeviceOutcome::Conflict { with, .. } => {
+                        format!(
+                            "conflict:{}",
+                            with.as_ref().map(ToString::to_string).unwrap_or_default()
+                        )
+                    }
+                };
+                (k.to_string(), o)
+            })
+            .collect();
+        let want: Vec<(String, String)> = case
+            .outcomes
+            .iter()
+            .map(|(k, o)| (k.to_string(), o.to_string()))
+            .collect();
+        assert_eq!(got, want, "{}: outcomes", case.name);
+    }
+}
+
+#[test]
+fn ipv6_vtep_gets_ipv6_local_ip_from_dual_stack_annotation() {
+    let mut n = node("n1", "198.51.100.1", &[]);
+    n.metadata.annotations = Some(BTreeMap::from([(
+        TUNNEL_IP_ANNOTATION.into(),
+        "198.51.100.1, 2001:db8:1::1".into(),
+    )]));
+    let plan = plan(
+        &[device(
+            "t1",
+            "a",
+            spec("2001:db8::5", 5001, "52:54:00:00:00:01"),
+        )],
+        &[n],
+    );
+    assert_eq!(
+        plan.tunnel_ports[0].spec.local_ip.as_deref(),
+        Some("2001:db8:1::1")
+    );
+}
+
+#[test]
+fn bad_annotation_is_reported_and_internal_ip_used() {
+    let mut n = node("n1", "198.51.100.1", &[]);
+    n.metadata.annotations = Some(BTreeMap::from([(
+        TUNNEL_IP_ANNOTATION.into(),
+        "not-an-ip".into(),
+    )]));
+    let plan = plan(
+        &[device(
+            "t1",
+            "a",
+            spec("198.51.100.1", 5001, "52:54:00:00:00:01"),
+        )],
+        &[n],
+    );
+    assert_eq!(plan.node_issues.len(), 1);
+    assert!(
+        plan.node_issues[0].message.contains("not-an-ip"),
+        "{:?}",
+        plan.node_issues
+    );
+    assert!(
+        plan.tunnel_ports.is_empty(),
+        "InternalIP is still the node's own address"
+    );
+}
+
+#[test]
+fn deleting_objects_are_left_out() {
+    let mut gone = device("t1", "gone", spec("192.0.2.10", 5001, "52:54:00:00:00:01"));
+    gone.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1).unwrap()));
+    let mut dying = node("n2", "198.51.100.2", &[]);
+    dying.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1).unwrap()));
+    let plan = plan(
+        &[
+            gone,
+            device("t1", "kept", spec("192.0.2.11", 5002, "52:54:00:00:00:02")),
+        ],
+        &[node("n1", "198.51.100.1", &[]), dying],
+    );
+    assert_eq!(
+        summary(&plan).into_iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec!["n1.vxlan.192-0-2-11"]
+    );
+}
+
+#[test]
+fn too_many_devices_behind_one_vtep_are_refused_not_dropped_silently() {
+    let devices: Vec<RemoteDevice> = (0..=MAX_DEVICES_PER_TUNNEL as u32)
+        .map(|i| {
+            device(
+                "t1",
+                &format!("d{i:05}"),
+                spec("192.0.2.10", 1 + i, "52:54:00:00:00:01"),
+            )
+        })
+        .collect();
+    let plan = plan(&devices, &[node("n1", "198.51.100.1", &[])]);
+    assert_eq!(
+        plan.tunnel_ports[0].spec.devices.len(),
+        MAX_DEVICES_PER_TUNNEL
+    );
+    let refused: Vec<_> = plan
+        .devices
+        .values()
+        .filter(|o| matches!(o, DeviceOutcome::Conflict { .. }))
+        .collect();
+    assert_eq!(refused.len(), 1);
+}
+
+// ---- properties -----------------------------------------------------------------------
+
+/// Devices drawn from small pools so that they share VTEPs, VNIs, MACs and selectors.
+fn arb_device() -> impl Strategy<Value = (u8, u8, u8, u8, u8, Option<u8>, bool)> {
+    (
+        0u8..4,
+        0u8..3,
+        0u8..4,
+        0u8..6,
+        0u8..3,
+        proptest::option::of(0u8..2),
+        any::<bool>(),
+    )
+}
+
+fn build(
+    index: usize,
+    (vtep, ttype, vni, mac, ns, selector, vlan): (u8, u8, u8, u8, u8, Option<u8>, bool),
+    unique_macs: bool,
+) -> RemoteDevice {
+    let tunnel_type = [TunnelType::Vxlan, TunnelType::Geneve, TunnelType::Gre][ttype as usize];
+    let vni = 5000 + u32::from(vni);
+    let mac = if unique_macs { index as u8 } else { mac };
+    let spec = RemoteDeviceSpec {
+        vtep_ip: ["192.0.2.10", "192.0.2.11", "2001:db8::1", "198.51.100.1"][vtep as usize].into(),
+        tunnel_type,
+        vni,
+        mac_address: format!("52:54:00:00:{:02x}:{mac:02x}", index >> 8),
+        ips: vec![],
+        dst_port: None,
+        // With unique MACs the VLAN is a function of the VNI, so no device conflicts.
+        local_vlan: if unique_macs {
+            Some((vni % 2) as u16)
+        } else {
+            vlan.then_some(7)
+        },
+        node_selector: selector.map(|r| LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "rack".to_string(),
+                ["a", "b"][r as usize].to_string(),
+            )])),
+            ..LabelSelector::default()
+        }),
+    };
+    let d = device(&format!("t{ns}"), &format!("d{index}"), spec);
+    created(d, index as i64)
+}
+
+fn nodes3() -> Vec<Node> {
+    vec![
+        node("n1", "198.51.100.1", &[("rack", "a")]),
+        node("n2", "198.51.100.2", &[("rack", "b")]),
+        node("n3", "198.51.100.3", &[("rack", "a")]),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_input_order_gives_the_same_plan(raw in proptest::collection::vec(arb_device(), 0..12), seed in any::<u64>()) {
+        let devices: Vec<RemoteDevice> = raw.into_iter().enumerate().map(|(i, r)| build(i, r, false)).collect();
+        let mut shuffled = devices.clone();
+        // A deterministic shuffle driven by the seed.
+        let mut s = seed;
+        for i in (1..shuffled.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        let mut nodes = nodes3();
+        nodes.reverse();
+        prop_assert_eq!(plan(&devices, &nodes3()), plan(&shuffled, &nodes));
+    }
+
+    #[test]
+    fn removing_the_last_device_behind_a_vtep_removes_exactly_its_tunnel_ports(
+        raw in proptest::collection::vec(arb_device(), 1..12),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let devices: Vec<RemoteDevice> = raw.into_iter().enumerate().map(|(i, r)| build(i, r, true)).collect();
+        let before = plan(&devices, &nodes3());
+        let victim = pick.get(&devices);
+        let vtep = victim.spec.vtep_ip.clone();
+        let kept: Vec<RemoteDevice> = devices.iter().filter(|d| d.spec.vtep_ip != vtep).cloned().collect();
+        let after = plan(&kept, &nodes3());
+        let expected: Vec<TunnelPort> = before
+            .tunnel_ports
+            .iter()
+            .filter(|tp| validate::parse_ip(&tp.spec.remote_ip).ok() != validate::parse_ip(&vtep).ok())
+            .cloned()
+            .collect();
+        prop_assert_eq!(after.tunnel_ports, expected);
+    }
+
+    #[test]
+    fn adding_a_device_never_removes_one(
+        raw in proptest::collection::vec(arb_device(), 0..12),
+        extra in arb_device(),
+    ) {
+        let devices: Vec<RemoteDevice> = raw.into_iter().enumerate().map(|(i, r)| build(i, r, false)).collect();
+        let before = plan(&devices, &nodes3());
+        let mut more = devices.clone();
+        // A new object is always the newest one.
+        more.push(build(devices.len(), extra, false));
+        let after = plan(&more, &nodes3());
+        for tp in &before.tunnel_ports {
+            let now = after.tunnel_ports.iter().find(|t| t.metadata.name == tp.metadata.name);
+            prop_assert!(now.is_some(), "{:?} vanished", tp.metadata.name);
+            for d in &tp.spec.devices {
+                prop_assert!(now.unwrap().spec.devices.contains(d), "{}/{} left {:?}", d.namespace, d.name, tp.metadata.name);
+            }
+        }
+    }
+}

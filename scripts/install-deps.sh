@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine: Open vSwitch
+# (userspace daemons and tools), the network tools of the dataplane test, and helm for the
+# chart checks. Idempotent: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ovs-vswitchd >/dev/null || need+=(openvswitch-switch)
+command -v ovs-ofctl >/dev/null || need+=(openvswitch-common)
+command -v ip >/dev/null || need+=(iproute2)
+command -v ethtool >/dev/null || need+=(ethtool)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v unzip >/dev/null || need+=(unzip)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: apt-get install ${need[*]}"
+  apt-get update -qq
+  # The Debian package starts no daemon inside a container; tests start their own.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ -x scripts/install-helm.sh ]; then
+  scripts/install-helm.sh
+fi

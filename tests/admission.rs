@@ -1,0 +1,286 @@
+//! Bad input is refused twice: at admission (the generated CRD's OpenAPI schema and CEL
+//! rules, evaluated here without a server) and by the Rust validation the controller and
+//! `plan` run. Good input passes both, so neither side can pass by refusing everything.
+//!
+//! What stands in for the kube-apiserver here: YAML decoding, routing by apiVersion/kind,
+//! object-name validation, defaulting, the structural schema (with `fieldValidation=Strict`,
+//! kubectl's default, emulated by refusing unknown fields) and the CEL rules (kube-cel).
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use kube::core::cel::{Validator, WarningKind, apply_defaults, compile_schema, estimate_rule_cost};
+use remote_device_operator::api::{RemoteDevice, TunnelPort};
+use remote_device_operator::manifests::Manifests;
+use serde_json::{Value, json};
+
+fn schema_of(crd: &CustomResourceDefinition) -> Value {
+    serde_json::to_value(
+        &crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema,
+    )
+    .unwrap()
+}
+
+/// The structural schema as a JSON Schema validator sees it, plus what the apiserver adds:
+/// unknown fields are refused (strict field validation) below `spec`, and
+/// `x-kubernetes-list-type: set` means unique items.
+fn strict(schema: &Value, inside_spec: bool) -> Value {
+    let mut out = schema.clone();
+    if let Value::Object(map) = &mut out {
+        if let Some(Value::Object(props)) = map.get_mut("properties") {
+            for (name, sub) in props.iter_mut() {
+                *sub = strict(sub, inside_spec || name == "spec");
+            }
+        }
+        if let Some(items) = map.get_mut("items") {
+            *items = strict(items, inside_spec);
+        }
+        if inside_spec
+            && map.contains_key("properties")
+            && !map.contains_key("additionalProperties")
+        {
+            map.insert("additionalProperties".into(), Value::Bool(false));
+        }
+        if map.get("x-kubernetes-list-type") == Some(&json!("set")) {
+            map.insert("uniqueItems".into(), Value::Bool(true));
+        }
+    }
+    out
+}
+
+/// Admission of one document as a kube-apiserver with the generated CRDs would do it.
+fn admit(text: &str, crd: &CustomResourceDefinition) -> Result<(), Vec<String>> {
+    let value: Value =
+        serde_yaml::from_str(text).map_err(|e| vec![format!("cannot decode: {e}")])?;
+    let api_version = format!("{}/{}", crd.spec.group, crd.spec.versions[0].name);
+    if value.get("apiVersion") != Some(&json!(api_version))
+        || value.get("kind") != Some(&json!(crd.spec.names.kind))
+    {
+        return Err(vec![format!(
+            "no matches for {:?} {:?}",
+            value.get("apiVersion"),
+            value.get("kind")
+        )]);
+    }
+    let name_rule = json!({"type": "string", "maxLength": 253,
+        "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"});
+    let name = value
+        .pointer("/metadata/name")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if !jsonschema::is_valid(&name_rule, &name) {
+        return Err(vec![format!("metadata.name: invalid name {name}")]);
+    }
+    let schema = schema_of(crd);
+    let object = apply_defaults(&schema, &value);
+    let validator =
+        jsonschema::validator_for(&strict(&schema, false)).expect("the CRD schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&object)
+        .map(|e| format!("{}: {}", e.instance_path(), e))
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Validator::new()
+        .validate(&schema, &object, None)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+}
+
+fn bad_manifests() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bad");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn at_least_forty_adversarial_manifests_are_refused_at_admission() {
+    let crd = RemoteDevice::crd();
+    let files = bad_manifests();
+    assert!(
+        files.len() >= 40,
+        "only {} adversarial manifests",
+        files.len()
+    );
+    let mut admitted = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        match admit(&text, &crd) {
+            Ok(()) => admitted.push(file.display().to_string()),
+            Err(errors) => assert!(
+                errors.iter().all(|e| !e.trim().is_empty()),
+                "{}: {errors:?}",
+                file.display()
+            ),
+        }
+    }
+    assert!(
+        admitted.is_empty(),
+        "admitted by schema + CEL: {admitted:#?}"
+    );
+}
+
+#[test]
+fn adversarial_manifests_are_refused_by_the_rust_validation_with_field_and_reason() {
+    for file in bad_manifests() {
+        let mut manifests = Manifests::default();
+        manifests.add_text(&file, &std::fs::read_to_string(&file).unwrap());
+        assert!(manifests.devices.is_empty(), "{} accepted", file.display());
+        assert!(
+            !manifests.rejected.is_empty(),
+            "{} neither accepted nor rejected",
+            file.display()
+        );
+        for r in &manifests.rejected {
+            assert!(
+                !r.reason.trim().is_empty(),
+                "{}: empty reason",
+                file.display()
+            );
+            // Everything except undecodable YAML names the field at fault.
+            if !r.reason.starts_with("not valid YAML") {
+                assert!(r.field.is_some(), "{}: no field in {r}", file.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn rust_messages_name_the_field_and_say_what_is_wrong() {
+    let cases = [
+        ("vtep-ipv4-mapped.yaml", "spec.vtepIP", "IPv4-mapped"),
+        ("vtep-loopback.yaml", "spec.vtepIP", "loopback"),
+        ("vni-2-pow-24.yaml", "spec.vni", "out of range"),
+        ("mac-multicast.yaml", "spec.macAddress", "multicast"),
+        ("gre-with-dst-port.yaml", "spec.dstPort", "gre"),
+        ("ips-seventeen.yaml", "spec.ips", "at most 16"),
+        ("unknown-field.yaml", "spec.vtep", "unknown field `vtep`"),
+        ("spec-missing.yaml", "spec", "missing field `spec`"),
+        ("mac-missing.yaml", "spec.macAddress", "missing field"),
+        ("vni-string.yaml", "spec.vni", "invalid type"),
+        ("not-a-remote-device.yaml", "kind", "ConfigMap"),
+        (
+            "selector-bad-operator.yaml",
+            "spec.nodeSelector.matchExpressions[0].operator",
+            "Equals",
+        ),
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bad");
+    for (file, field, words) in cases {
+        let mut manifests = Manifests::default();
+        manifests.add_text(
+            &dir.join(file),
+            &std::fs::read_to_string(dir.join(file)).unwrap(),
+        );
+        let r = &manifests.rejected[0];
+        assert_eq!(r.field.as_deref(), Some(field), "{file}: {r}");
+        assert!(r.reason.contains(words), "{file}: {r}");
+    }
+}
+
+#[test]
+fn cel_messages_say_what_is_wrong() {
+    let crd = RemoteDevice::crd();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bad");
+    for (file, words) in [
+        ("vtep-ipv4-mapped.yaml", "IPv4-mapped"),
+        ("vtep-loopback.yaml", "unicast"),
+        ("gre-with-dst-port.yaml", "gre"),
+        ("mac-zero.yaml", "all-zero"),
+        ("selector-in-without-values.yaml", "need values"),
+    ] {
+        let errors = admit(&std::fs::read_to_string(dir.join(file)).unwrap(), &crd).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains(words)),
+            "{file}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn examples_pass_admission_and_rust_validation() {
+    let crd = RemoteDevice::crd();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut devices = 0;
+    for file in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+        if file.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value: Value = serde::Deserialize::deserialize(doc).unwrap();
+            if value.get("kind") == Some(&json!("RemoteDevice")) {
+                devices += 1;
+                admit(&serde_yaml::to_string(&value).unwrap(), &crd)
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
+            }
+        }
+        let mut manifests = Manifests::default();
+        manifests.add_text(&file, &text);
+        assert!(manifests.rejected.is_empty(), "{:?}", manifests.rejected);
+    }
+    assert!(devices >= 4, "examples hold {devices} RemoteDevices");
+}
+
+#[test]
+fn planned_tunnel_ports_pass_admission() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let manifests = remote_device_operator::manifests::read_paths(&[examples]).unwrap();
+    let devices: Vec<RemoteDevice> = manifests.devices.into_iter().map(|(_, d)| d).collect();
+    let plan = remote_device_operator::plan::plan(&devices, &manifests.nodes);
+    assert!(!plan.tunnel_ports.is_empty());
+    let crd = TunnelPort::crd();
+    for tp in &plan.tunnel_ports {
+        admit(&serde_yaml::to_string(tp).unwrap(), &crd)
+            .unwrap_or_else(|e| panic!("{:?}: {e:?}", tp.metadata.name));
+    }
+}
+
+/// Every CEL rule, with the bounds of the schema it sits in, fits the apiserver's cost
+/// budget (an unbounded list or string would make a real apiserver refuse the CRD).
+#[test]
+fn every_cel_rule_fits_the_cost_budget() {
+    fn walk(schema: &Value, rules: &mut usize, path: &str) {
+        if let Some(list) = schema
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+        {
+            let compiled = compile_schema(schema);
+            for rule in list {
+                let rule = rule["rule"].as_str().unwrap();
+                *rules += 1;
+                let warnings = estimate_rule_cost(rule, &compiled);
+                assert!(
+                    !warnings.iter().any(|w| w.kind == WarningKind::CostExceeded),
+                    "{path}: {rule}: {warnings:?}"
+                );
+            }
+        }
+        for (name, sub) in schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            walk(sub, rules, &format!("{path}.{name}"));
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(sub) = schema.get(key).filter(|s| s.is_object()) {
+                walk(sub, rules, &format!("{path}[]"));
+            }
+        }
+    }
+    let mut rules = 0;
+    walk(&schema_of(&RemoteDevice::crd()), &mut rules, "RemoteDevice");
+    walk(&schema_of(&TunnelPort::crd()), &mut rules, "TunnelPort");
+    assert!(rules >= 8, "only {rules} CEL rules found");
+}
