@@ -178,6 +178,11 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    // RUST_LOG=remote_device_operator=debug shows where the agent's time goes.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let samples = arg("--samples", 5).max(1);
     let single_samples = arg("--single-samples", 30).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()

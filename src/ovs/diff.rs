@@ -246,13 +246,28 @@ struct Placed<'a> {
     port: &'a PortRow,
 }
 
-/// Computes the transaction that makes `view` match `desired` on `bridge`.
-pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Plan {
-    let mut out = Plan::default();
+/// The desired tunnels of a desired set, prepared once per change of the set (the diff
+/// then runs on every OVS update without re-deriving names and options).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DesiredSet {
+    /// `false` = not completely known yet: nothing is deleted.
+    pub known: bool,
+    /// Valid tunnels without duplicates, in TunnelPort name order.
+    pub tunnels: Vec<DesiredTunnel>,
+    /// TunnelPorts that cannot become an OVS port, with the reason.
+    pub invalid: BTreeMap<String, PortReport>,
+}
 
-    // Desired tunnels, valid and without duplicates, in TunnelPort name order.
-    let mut wanted: Vec<DesiredTunnel> = Vec::new();
-    if let Some(list) = desired {
+impl DesiredSet {
+    /// Prepares `desired` (`None` = not yet completely known).
+    pub fn new(desired: Option<&[TunnelPort]>) -> Self {
+        let mut out = DesiredSet {
+            known: desired.is_some(),
+            ..Default::default()
+        };
+        let Some(list) = desired else {
+            return out;
+        };
         let mut sorted: Vec<&TunnelPort> = list.iter().collect();
         sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let mut by_name: BTreeMap<String, String> = BTreeMap::new();
@@ -264,7 +279,7 @@ pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Pla
             let d = match DesiredTunnel::from_tunnel_port(tp) {
                 Ok(d) => d,
                 Err(e) => {
-                    out.ports.insert(
+                    out.invalid.insert(
                         name,
                         PortReport {
                             interface_name: String::new(),
@@ -281,7 +296,7 @@ pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Pla
                 state: PortState::Invalid(why),
             };
             if let Some(other) = by_name.get(&d.interface_name) {
-                out.ports.insert(
+                out.invalid.insert(
                     name,
                     invalid(format!("same OVS port as TunnelPort {other}")),
                 );
@@ -289,7 +304,7 @@ pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Pla
             }
             if let Some(id) = d.identity() {
                 if let Some(other) = by_identity.get(&id) {
-                    out.ports.insert(
+                    out.invalid.insert(
                         name,
                         invalid(format!(
                             "OVS would refuse it as a duplicate of TunnelPort {other} \
@@ -301,9 +316,24 @@ pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Pla
                 by_identity.insert(id, name.clone());
             }
             by_name.insert(d.interface_name.clone(), name);
-            wanted.push(d);
+            out.tunnels.push(d);
         }
+        out
     }
+}
+
+/// Computes the transaction that makes `view` match `desired` on `bridge`.
+pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Plan {
+    plan_set(&DesiredSet::new(desired), view, bridge)
+}
+
+/// [`plan`] for a prepared desired set.
+pub fn plan_set(desired: &DesiredSet, view: &OvsView, bridge: &str) -> Plan {
+    let mut out = Plan {
+        ports: desired.invalid.clone(),
+        ..Default::default()
+    };
+    let wanted = &desired.tunnels;
 
     // What is there: owned ports by name; names and tunnels of everything else.
     let mut owned: BTreeMap<&str, Placed> = BTreeMap::new();
@@ -340,7 +370,7 @@ pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Pla
     let mut bridge_adds: Vec<Atom> = Vec::new();
     let mut bridge_removes: BTreeMap<Uuid, Vec<Atom>> = BTreeMap::new();
 
-    for d in &wanted {
+    for d in wanted {
         let existing = owned.remove(d.interface_name.as_str());
         if let Some(fp) = foreign_names.get(d.interface_name.as_str()) {
             out.ports.insert(
@@ -504,7 +534,7 @@ pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Pla
             .iter()
             .filter_map(|u| view.interfaces.get(u))
             .next();
-        let state = if desired.is_some() {
+        let state = if desired.known {
             bridge_removes
                 .entry(placed.bridge.uuid.clone())
                 .or_default()

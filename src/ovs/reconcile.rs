@@ -23,7 +23,9 @@
 //!   still missing. Port names are unique in OVS (an index), so a retry can never create
 //!   a duplicate.
 //! - `observed` is re-sent after every event (and every 30 s), also when nothing changed,
-//!   so status is re-read from the replica, never cached. While disconnected it keeps the last reports with
+//!   so status is re-read from the replica, never cached. A monitor update that arrives
+//!   while our own transaction is in flight is published with the transaction's reply,
+//!   which follows it at once. While disconnected it keeps the last reports with
 //!   `connected = false`: only trust a TunnelPort's absence from `ports` when connected.
 //! - Shutdown (the cancellation token) returns at once and deletes nothing.
 
@@ -39,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::TunnelPort;
 use crate::ovsdb::{Endpoint, OpResult, OvsdbError, Session, SessionConfig, SessionEvent};
 
-use super::diff::{LocalPort, PortReport, plan};
+use super::diff::{DesiredSet, LocalPort, PortReport, plan_set};
 use super::model::{OvsView, monitor_requests};
 
 /// Where OVS is and which bridge the tunnels go on.
@@ -98,6 +100,54 @@ const REREAD: Duration = Duration::from_secs(30);
 
 type Txn = Pin<Box<dyn Future<Output = Result<Vec<OpResult>, OvsdbError>> + Send>>;
 
+/// Plans against the replica and publishes what OVS shows; when `free` (no transaction
+/// in flight, no retry pending) and OVS differs, returns the transaction to run.
+fn publish(
+    state: &mut Observed,
+    session: &Session,
+    desired: &DesiredSet,
+    bridge: &str,
+    observed: &watch::Sender<Observed>,
+    free: bool,
+) -> Option<Txn> {
+    let mut txn: Option<Txn> = None;
+    state.connected = session.is_connected();
+    state.reconnects = session.connects().saturating_sub(1);
+    state.in_sync &= state.connected;
+    if state.connected {
+        let started = Instant::now();
+        let view = OvsView::from_replica(session.replica());
+        let p = plan_set(desired, &view, bridge);
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ops = p.ops.len(),
+            "planned"
+        );
+        state.ports = p.ports;
+        state.local_ports = p.local_ports;
+        state.in_sync = p.ops.is_empty();
+        if free
+            && !p.ops.is_empty()
+            && let Some(client) = session.client().cloned()
+        {
+            tracing::info!(
+                create = p.changes.create.len(),
+                update = p.changes.update.len(),
+                delete = p.changes.delete.len(),
+                create_bridge = p.changes.create_bridge,
+                "reconciling OVS"
+            );
+            state.transactions += 1;
+            let ops = p.ops;
+            txn = Some(Box::pin(
+                async move { client.transact(DATABASE, &ops).await },
+            ));
+        }
+    }
+    observed.send_replace(state.clone());
+    txn
+}
+
 /// Runs until `shutdown` is cancelled. Returns an error only for an unusable config.
 pub async fn run(
     config: OvsConfig,
@@ -124,47 +174,28 @@ pub async fn run(
     let mut retry_at: Option<Instant> = None;
     let mut retry = RETRY_MIN;
     let mut state = Observed::default();
+    let mut desired_set = DesiredSet::new(desired.borrow_and_update().as_deref());
+    // Set when a monitor update arrives while our transaction is in flight: its reply
+    // follows at once, so planning is deferred to it (and the CPU left to OVS).
+    let mut defer = false;
     // Status is also re-read on a timer, not only when OVS says something changed.
     let mut reread = tokio::time::interval(REREAD);
     reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        // Decide and publish.
-        state.connected = session.is_connected();
-        state.reconnects = session.connects().saturating_sub(1);
-        state.in_sync &= state.connected;
-        if state.connected {
-            let view = OvsView::from_replica(session.replica());
-            let want = desired.borrow_and_update().clone();
-            let p = plan(want.as_deref(), &view, &bridge);
-            state.ports = p.ports;
-            state.local_ports = p.local_ports;
-            state.in_sync = p.ops.is_empty();
-            let due = retry_at.is_none_or(|t| Instant::now() >= t);
-            if txn.is_none()
-                && !p.ops.is_empty()
-                && due
-                && let Some(client) = session.client().cloned()
-            {
-                tracing::info!(
-                    create = p.changes.create.len(),
-                    update = p.changes.update.len(),
-                    delete = p.changes.delete.len(),
-                    create_bridge = p.changes.create_bridge,
-                    "reconciling OVS"
-                );
-                let ops = p.ops;
-                state.transactions += 1;
-                txn = Some(Box::pin(
-                    async move { client.transact(DATABASE, &ops).await },
-                ));
+        let deferred = std::mem::take(&mut defer) && txn.is_some();
+        if !deferred {
+            let free = txn.is_none() && retry_at.is_none_or(|t| Instant::now() >= t);
+            let started = publish(&mut state, &session, &desired_set, &bridge, &observed, free);
+            if let Some(t) = started {
+                txn = Some(t);
             }
         }
-        observed.send_replace(state.clone());
 
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             changed = desired.changed(), if desired_open => {
+                desired_set = DesiredSet::new(desired.borrow_and_update().as_deref());
                 if changed.is_err() {
                     // The feeder is gone: keep the last desired state.
                     desired_open = false;
@@ -176,7 +207,7 @@ pub async fn run(
                     tracing::info!(bridge = %bridge, "OVSDB connected, replica resynced");
                     state.last_error = None;
                 }
-                SessionEvent::Updated => {}
+                SessionEvent::Updated => defer = true,
                 SessionEvent::Disconnected(why) => {
                     tracing::warn!(%why, "OVSDB session lost");
                 }
@@ -188,7 +219,13 @@ pub async fn run(
             result = async { txn.as_mut().expect("guarded").await }, if txn.is_some() => {
                 txn = None;
                 // The server sent this transaction's updates before its reply.
-                session.drain();
+                let started = Instant::now();
+                let n = session.drain();
+                tracing::debug!(
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    updates = n,
+                    "drained"
+                );
                 match result {
                     Ok(_) => {
                         retry = RETRY_MIN;
