@@ -6,9 +6,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod manifests;
 pub mod ovs;
 pub mod ovsdb;
 pub mod plan;
 pub mod sandbox;
+pub mod telemetry;
