@@ -690,6 +690,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn monitor_falls_back_to_plain_monitor() {
+        let (c, _notes, mut peer) = pair();
+        let reqs = [MonitorRequest::new("Bridge", &["name"])];
+        let m = tokio::spawn(async move { c.monitor("db", "m1", &reqs).await });
+        let mut f = Framer::new();
+        let first = read_msgs(&mut peer, &mut f, 1).await;
+        assert_eq!(first[0]["method"], "monitor_cond");
+        assert_eq!(
+            first[0]["params"],
+            json!(["db", "m1", {"Bridge": [{"columns": ["name"]}]}])
+        );
+        let reply = json!({"id": first[0]["id"], "result": null, "error": "unknown method"});
+        peer.write_all(reply.to_string().as_bytes()).await.unwrap();
+        let second = read_msgs(&mut peer, &mut f, 1).await;
+        assert_eq!(second[0]["method"], "monitor");
+        assert_eq!(second[0]["params"], first[0]["params"]);
+        let reply = json!({"id": second[0]["id"], "result": {"Bridge": {}}, "error": null});
+        peer.write_all(reply.to_string().as_bytes()).await.unwrap();
+        let (format, initial) = m.await.unwrap().unwrap();
+        assert_eq!(format, UpdateFormat::Update);
+        assert_eq!(initial, json!({"Bridge": {}}));
+    }
+
+    #[tokio::test]
     async fn garbage_from_the_server_closes_the_session() {
         let (c, _notes, mut peer) = pair();
         peer.write_all(b"]").await.unwrap();
