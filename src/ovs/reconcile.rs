@@ -17,8 +17,8 @@
 //!   updates it caused (sent by the server before the reply) are applied first, so the
 //!   next diff never repeats it. Drift (someone deleting or editing an owned port) shows
 //!   up as a monitor update and is undone by the next transaction, within milliseconds.
-//! - A refused transaction is retried with backoff (100 ms doubling to 5 s) or at once
-//!   when something changes; a lost reply (outcome unknown) needs nothing special: the
+//! - A refused transaction is retried with backoff (100 ms doubling to 5 s), or at once
+//!   when the desired set changes; a lost reply (outcome unknown) needs nothing special: the
 //!   session reconnects, rebuilds the replica from the server and the diff tells what is
 //!   still missing. Port names are unique in OVS (an index), so a retry can never create
 //!   a duplicate.
