@@ -7,6 +7,9 @@
 pub mod api;
 pub mod cli;
 pub mod crd;
+pub mod flows;
 pub mod manifests;
+pub mod ovs;
+pub mod ovsdb;
 pub mod plan;
 pub mod sandbox;

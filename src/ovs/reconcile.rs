@@ -1,0 +1,212 @@
+//! The reconcile loop: keeps this node's OVS tunnel ports equal to the desired set.
+//!
+//! ```text
+//! desired (watch) ─┐
+//!                  ├─► plan (pure diff) ─► one transact ─► ovsdb-server ─► vswitchd
+//! monitor replica ─┘                                          │
+//!        ▲                                                    ▼
+//!        └──────────── update2 (ofport, error) ◄──────────────┘ ──► observed (watch)
+//! ```
+//!
+//! - Desired state comes from a `watch` channel so the Kubernetes watch, the standalone
+//!   mode and tests can all feed it: `None` = not yet completely known (nothing is ever
+//!   deleted then), `Some(list)` = the complete set of this node's TunnelPorts.
+//! - Every event (monitor update, desired change, transaction reply, connect/disconnect)
+//!   re-runs the diff against the replica; when it is not empty, its operations go to the
+//!   server as one transaction. Only one transaction is in flight; after its reply the
+//!   updates it caused (sent by the server before the reply) are applied first, so the
+//!   next diff never repeats it. Drift (someone deleting or editing an owned port) shows
+//!   up as a monitor update and is undone by the next transaction, within milliseconds.
+//! - A refused transaction is retried with backoff (100 ms doubling to 5 s) or at once
+//!   when something changes; a lost reply (outcome unknown) needs nothing special: the
+//!   session reconnects, rebuilds the replica from the server and the diff tells what is
+//!   still missing. Port names are unique in OVS (an index), so a retry can never create
+//!   a duplicate.
+//! - `observed` is re-sent after every event, also when nothing changed, so status is
+//!   re-read, never cached. While disconnected it keeps the last reports with
+//!   `connected = false`: only trust a TunnelPort's absence from `ports` when connected.
+//! - Shutdown (the cancellation token) returns at once and deletes nothing.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::TunnelPort;
+use crate::ovsdb::{Endpoint, OpResult, OvsdbError, Session, SessionConfig, SessionEvent};
+
+use super::diff::{LocalPort, PortReport, plan};
+use super::model::{OvsView, monitor_requests};
+
+/// Where OVS is and which bridge the tunnels go on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OvsConfig {
+    /// OVSDB endpoint as `ovs-vsctl --db` spells it (`unix:/var/run/openvswitch/db.sock`,
+    /// `tcp:127.0.0.1:6640`).
+    pub endpoint: String,
+    /// Integration bridge (created with `fail_mode=secure` when missing).
+    pub bridge: String,
+}
+
+impl OvsConfig {
+    /// A config.
+    pub fn new(endpoint: impl Into<String>, bridge: impl Into<String>) -> Self {
+        OvsConfig {
+            endpoint: endpoint.into(),
+            bridge: bridge.into(),
+        }
+    }
+}
+
+/// What the loop sees in OVS; re-sent after every event.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Whether a monitored OVSDB session is up (else `ports` is the last known state).
+    pub connected: bool,
+    /// Per TunnelPort name: every desired one, and every owned port still in OVS. A
+    /// TunnelPort absent here while `connected` has no OVS port.
+    pub ports: BTreeMap<String, PortReport>,
+    /// Ports on the bridge that the agent does not own (workload ports), with ofports.
+    pub local_ports: Vec<LocalPort>,
+    /// Reconnections after the first connection.
+    pub reconnects: u64,
+    /// Transactions sent so far.
+    pub transactions: u64,
+    /// Whether the last diff was empty: OVS matches the desired set (ofports may still be
+    /// pending).
+    pub in_sync: bool,
+    /// The last refused transaction or connection failure, if the latest attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Errors that stop the loop (everything else is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum OvsError {
+    /// The configuration cannot work.
+    #[error("invalid OVS configuration: {0}")]
+    Config(String),
+}
+
+const DATABASE: &str = "Open_vSwitch";
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+type Txn = Pin<Box<dyn Future<Output = Result<Vec<OpResult>, OvsdbError>> + Send>>;
+
+/// Runs until `shutdown` is cancelled. Returns an error only for an unusable config.
+pub async fn run(
+    config: OvsConfig,
+    mut desired: watch::Receiver<Option<Vec<TunnelPort>>>,
+    observed: watch::Sender<Observed>,
+    shutdown: CancellationToken,
+) -> Result<(), OvsError> {
+    let endpoint: Endpoint = config
+        .endpoint
+        .parse()
+        .map_err(|e: OvsdbError| OvsError::Config(e.to_string()))?;
+    let bridge = config.bridge.clone();
+    if bridge.is_empty()
+        || bridge.len() > crate::api::names::MAX_INTERFACE_NAME
+        || bridge.contains(['/', ' ', ':'])
+    {
+        return Err(OvsError::Config(format!(
+            "bridge name {bridge:?}: 1-15 characters, no '/', ':' or spaces"
+        )));
+    }
+    let mut session = Session::new(SessionConfig::new(endpoint, DATABASE, monitor_requests()));
+    let mut desired_open = true;
+    let mut txn: Option<Txn> = None;
+    let mut retry_at: Option<Instant> = None;
+    let mut retry = RETRY_MIN;
+    let mut state = Observed::default();
+
+    loop {
+        // Decide and publish.
+        state.connected = session.is_connected();
+        state.reconnects = session.connects().saturating_sub(1);
+        if state.connected {
+            let view = OvsView::from_replica(session.replica());
+            let want = desired.borrow_and_update().clone();
+            let p = plan(want.as_deref(), &view, &bridge);
+            state.ports = p.ports;
+            state.local_ports = p.local_ports;
+            state.in_sync = p.ops.is_empty();
+            let due = retry_at.is_none_or(|t| Instant::now() >= t);
+            if txn.is_none()
+                && !p.ops.is_empty()
+                && due
+                && let Some(client) = session.client().cloned()
+            {
+                tracing::info!(
+                    create = p.changes.create.len(),
+                    update = p.changes.update.len(),
+                    delete = p.changes.delete.len(),
+                    create_bridge = p.changes.create_bridge,
+                    "reconciling OVS"
+                );
+                let ops = p.ops;
+                state.transactions += 1;
+                txn = Some(Box::pin(
+                    async move { client.transact(DATABASE, &ops).await },
+                ));
+            }
+        }
+        observed.send_replace(state.clone());
+
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            changed = desired.changed(), if desired_open => {
+                if changed.is_err() {
+                    // The feeder is gone: keep the last desired state.
+                    desired_open = false;
+                }
+                retry_at = None;
+            }
+            event = session.next_event() => match event {
+                SessionEvent::Connected => {
+                    tracing::info!(bridge = %bridge, "OVSDB connected, replica resynced");
+                    state.last_error = None;
+                }
+                SessionEvent::Updated => {}
+                SessionEvent::Disconnected(why) => {
+                    tracing::warn!(%why, "OVSDB session lost");
+                }
+                SessionEvent::ConnectFailed(why) => {
+                    tracing::warn!(%why, "OVSDB connect failed");
+                    state.last_error = Some(why);
+                }
+            },
+            result = async { txn.as_mut().expect("guarded").await }, if txn.is_some() => {
+                txn = None;
+                // The server sent this transaction's updates before its reply.
+                session.drain();
+                match result {
+                    Ok(_) => {
+                        retry = RETRY_MIN;
+                        retry_at = None;
+                        state.last_error = None;
+                    }
+                    Err(OvsdbError::OutcomeUnknown(why)) | Err(OvsdbError::Disconnected(why)) => {
+                        // The reconnect resync shows what committed.
+                        tracing::warn!(%why, "OVS transaction outcome unknown");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_ms = retry.as_millis() as u64,
+                            "OVS transaction refused");
+                        state.last_error = Some(e.to_string());
+                        retry_at = Some(Instant::now() + retry);
+                        retry = (retry * 2).min(RETRY_MAX);
+                    }
+                }
+            }
+            _ = async { tokio::time::sleep_until(retry_at.expect("guarded")).await },
+                if retry_at.is_some() && txn.is_none() => {
+                retry_at = None;
+            }
+        }
+    }
+}
