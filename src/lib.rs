@@ -4,6 +4,7 @@
 //! TunnelPorts (written by the controller); each node's agent turns its TunnelPorts into
 //! OVS tunnel ports and OpenFlow rules and reports what OVS shows back as status.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod crd;
@@ -13,3 +14,4 @@ pub mod ovs;
 pub mod ovsdb;
 pub mod plan;
 pub mod sandbox;
+pub mod standalone;

@@ -19,6 +19,9 @@ enum Command {
     /// manifests, then every rejected manifest with file, field and reason. Exits 1 when
     /// anything was rejected.
     Plan(cli::plan::PlanArgs),
+    /// Run the agent without Kubernetes: plan for this node from a directory of
+    /// manifests, make OVS match, print the tunnel ports, follow changes.
+    Standalone(remote_device_operator::standalone::StandaloneArgs),
     /// Print the CustomResourceDefinitions (the files in crds/ are this output).
     Crd,
 }
@@ -33,6 +36,26 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::from(2)
+                }
+            }
+        }
+        Command::Standalone(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+            let result = runtime.block_on(async {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let token = shutdown.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                });
+                remote_device_operator::standalone::run(args, shutdown, &mut std::io::stdout())
+                    .await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
                 }
             }
         }
