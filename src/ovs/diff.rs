@@ -540,6 +540,28 @@ pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Pla
         None => {
             out.changes.create_bridge = true;
             let bname = "rdo_bridge".to_string();
+            // The bridge's own internal port, as `ovs-vsctl add-br` makes it (not marked
+            // as ours: it is never deleted).
+            inserts.push(Operation::Insert {
+                table: "Interface".into(),
+                row: Row::from([
+                    ("name".into(), Datum::string(bridge)),
+                    ("type".into(), Datum::string("internal")),
+                ]),
+                uuid_name: Some("rdo_bridge_i".into()),
+            });
+            inserts.push(Operation::Insert {
+                table: "Port".into(),
+                row: Row::from([
+                    ("name".into(), Datum::string(bridge)),
+                    (
+                        "interfaces".into(),
+                        Datum::set(vec![Atom::NamedUuid("rdo_bridge_i".into())]),
+                    ),
+                ]),
+                uuid_name: Some("rdo_bridge_p".into()),
+            });
+            bridge_adds.push(Atom::NamedUuid("rdo_bridge_p".into()));
             inserts.push(Operation::Insert {
                 table: "Bridge".into(),
                 row: Row::from([

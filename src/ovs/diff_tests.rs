@@ -518,27 +518,40 @@ fn missing_bridge_is_created_with_the_ports() {
     let p = plan(Some(&[vx("a", "192.0.2.1")]), &v.view, BR);
     assert!(p.changes.create_bridge);
     let j = ops_json(&p);
-    assert_eq!(j.len(), 4);
+    assert_eq!(j.len(), 6);
     assert_eq!(
         j[2],
-        json!({"op": "insert", "table": "Bridge", "uuid-name": "rdo_bridge", "row": {
-            "name": "br-int", "fail_mode": "secure",
-            "ports": ["set", [["named-uuid", "rdo_p2"]]],
-            "external_ids": ["map", [["remotedevice.io/owner", "remote-device-operator"]]]}})
+        json!({"op": "insert", "table": "Interface", "uuid-name": "rdo_bridge_i",
+               "row": {"name": "br-int", "type": "internal"}})
     );
     assert_eq!(
         j[3],
+        json!({"op": "insert", "table": "Port", "uuid-name": "rdo_bridge_p",
+               "row": {"name": "br-int", "interfaces": ["set", [["named-uuid", "rdo_bridge_i"]]]}})
+    );
+    assert_eq!(
+        j[4],
+        json!({"op": "insert", "table": "Bridge", "uuid-name": "rdo_bridge", "row": {
+            "name": "br-int", "fail_mode": "secure",
+            "ports": ["set", [["named-uuid", "rdo_p2"], ["named-uuid", "rdo_bridge_p"]]],
+            "external_ids": ["map", [["remotedevice.io/owner", "remote-device-operator"]]]}})
+    );
+    assert_eq!(
+        j[5],
         json!({"op": "mutate", "table": "Open_vSwitch", "where": [["_uuid", "==", ["uuid", "root"]]],
                "mutations": [["bridges", "insert", ["set", [["named-uuid", "rdo_bridge"]]]]]})
     );
-    // Not even a root row: it is created too. With nothing desired the bridge is
-    // created empty (an empty set, not `[]`).
+    // Not even a root row: it is created too. With nothing desired the bridge gets only
+    // its own port.
     v.view.root = None;
     let p = plan(None, &v.view, BR);
     let j = ops_json(&p);
-    assert_eq!(j[0]["row"]["ports"], json!(["set", []]));
     assert_eq!(
-        j[1],
+        j[2]["row"]["ports"],
+        json!(["set", [["named-uuid", "rdo_bridge_p"]]])
+    );
+    assert_eq!(
+        j[3],
         json!({"op": "insert", "table": "Open_vSwitch",
         "row": {"bridges": ["set", [["named-uuid", "rdo_bridge"]]]}})
     );

@@ -22,8 +22,8 @@
 //!   session reconnects, rebuilds the replica from the server and the diff tells what is
 //!   still missing. Port names are unique in OVS (an index), so a retry can never create
 //!   a duplicate.
-//! - `observed` is re-sent after every event, also when nothing changed, so status is
-//!   re-read, never cached. While disconnected it keeps the last reports with
+//! - `observed` is re-sent after every event (and every 30 s), also when nothing changed,
+//!   so status is re-read from the replica, never cached. While disconnected it keeps the last reports with
 //!   `connected = false`: only trust a TunnelPort's absence from `ports` when connected.
 //! - Shutdown (the cancellation token) returns at once and deletes nothing.
 
@@ -94,6 +94,7 @@ pub enum OvsError {
 const DATABASE: &str = "Open_vSwitch";
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+const REREAD: Duration = Duration::from_secs(30);
 
 type Txn = Pin<Box<dyn Future<Output = Result<Vec<OpResult>, OvsdbError>> + Send>>;
 
@@ -123,11 +124,15 @@ pub async fn run(
     let mut retry_at: Option<Instant> = None;
     let mut retry = RETRY_MIN;
     let mut state = Observed::default();
+    // Status is also re-read on a timer, not only when OVS says something changed.
+    let mut reread = tokio::time::interval(REREAD);
+    reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         // Decide and publish.
         state.connected = session.is_connected();
         state.reconnects = session.connects().saturating_sub(1);
+        state.in_sync &= state.connected;
         if state.connected {
             let view = OvsView::from_replica(session.replica());
             let want = desired.borrow_and_update().clone();
@@ -203,6 +208,7 @@ pub async fn run(
                     }
                 }
             }
+            _ = reread.tick() => {}
             _ = async { tokio::time::sleep_until(retry_at.expect("guarded")).await },
                 if retry_at.is_some() && txn.is_none() => {
                 retry_at = None;

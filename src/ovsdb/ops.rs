@@ -666,7 +666,7 @@ mod tests {
             "interfaces".into(),
             Datum::set(vec![Atom::NamedUuid("i".into())]),
         );
-        let ops = vec![
+        let ops = [
             Operation::Insert {
                 table: "Port".into(),
                 row: row.clone(),
