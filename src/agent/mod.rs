@@ -8,5 +8,7 @@ pub mod decide;
 pub mod kube;
 pub mod node;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 pub use node::{NodeConfig, NodeHandle, NodeView};
