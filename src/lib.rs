@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod flows;
 pub mod manifests;
@@ -15,3 +16,4 @@ pub mod ovsdb;
 pub mod plan;
 pub mod sandbox;
 pub mod standalone;
+pub mod telemetry;

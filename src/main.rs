@@ -1,20 +1,40 @@
 //! The `remote-device-operator` binary: one subcommand per component.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use remote_device_operator::cli;
+use remote_device_operator::controller::{self, ControllerArgs};
+use remote_device_operator::telemetry::{self, Health, LogFormat, Metrics};
+use tokio_util::sync::CancellationToken;
 
 /// Tunnels Open vSwitch nodes to devices behind remote VTEPs.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// Log line format of the long-running components.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Address serving /metrics, /healthz and /readyz (long-running components).
+    #[arg(
+        long,
+        env = "METRICS_ADDR",
+        default_value = "0.0.0.0:8080",
+        global = true
+    )]
+    metrics_addr: SocketAddr,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Derive TunnelPorts from RemoteDevices and Nodes and report device status
+    /// (Deployment; leader-elected, so several replicas are safe).
+    Controller(ControllerArgs),
+    /// Make this node's OVS match its TunnelPorts and report their status (DaemonSet).
+    Agent(remote_device_operator::agent::AgentArgs),
     /// Print the TunnelPorts the controller would create for RemoteDevice (and Node)
     /// manifests, then every rejected manifest with file, field and reason. Exits 1 when
     /// anything was rejected.
@@ -40,17 +60,25 @@ fn main() -> ExitCode {
             }
         }
         Command::Standalone(args) => {
-            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-            let result = runtime.block_on(async {
-                let shutdown = tokio_util::sync::CancellationToken::new();
-                let token = shutdown.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
-                    token.cancel();
+            // Logs go to stderr; stdout carries the tunnel-port tables.
+            if let Err(e) = telemetry::init_tracing(cli.log_format) {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+            let result = tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let cancel = CancellationToken::new();
+                        telemetry::cancel_on_signal(cancel.clone())?;
+                        remote_device_operator::standalone::run(
+                            args,
+                            cancel,
+                            &mut std::io::stdout(),
+                        )
+                        .await
+                    })
                 });
-                remote_device_operator::standalone::run(args, shutdown, &mut std::io::stdout())
-                    .await
-            });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -63,5 +91,88 @@ fn main() -> ExitCode {
             print!("{}", remote_device_operator::crd::all_yaml());
             ExitCode::SUCCESS
         }
+        Command::Agent(args) => component(cli.log_format, cli.metrics_addr, |m, h, c| {
+            run_agent(args, m, h, c)
+        }),
+        Command::Controller(args) => component(cli.log_format, cli.metrics_addr, |m, h, c| {
+            run_controller(args, m, h, c)
+        }),
     }
+}
+
+/// Runs a long-running component: logs, the endpoints, the runtime, and shutdown on
+/// SIGTERM / SIGINT.
+fn component<F, Fut>(format: LogFormat, metrics_addr: SocketAddr, run: F) -> ExitCode
+where
+    F: FnOnce(Metrics, Health, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    if let Err(e) = telemetry::init_tracing(format) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(metrics_addr, run)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts the endpoints, runs the component until it ends or a signal arrives, then stops
+/// the endpoints.
+async fn serve<F, Fut>(metrics_addr: SocketAddr, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Metrics, Health, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let cancel = CancellationToken::new();
+    telemetry::cancel_on_signal(cancel.clone())?;
+    let metrics = Metrics::new();
+    let health = Health::default();
+    let (addr, server) = telemetry::serve(
+        metrics_addr,
+        metrics.clone(),
+        health.clone(),
+        cancel.clone(),
+    )
+    .await?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    let result = run(metrics, health, cancel.clone()).await;
+    // Whatever ended the component, stop the endpoints too.
+    cancel.cancel();
+    server.await??;
+    result
+}
+
+async fn run_controller(
+    args: ControllerArgs,
+    metrics: Metrics,
+    health: Health,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
+    controller::run(client, &args, metrics, health, cancel).await
+}
+
+async fn run_agent(
+    args: remote_device_operator::agent::AgentArgs,
+    metrics: Metrics,
+    health: Health,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
+    remote_device_operator::agent::run(client, &args, metrics, health, cancel).await
 }

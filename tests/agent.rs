@@ -180,7 +180,16 @@ async fn a_conflict_or_server_error_is_reported_not_fatal() {
     for code in [409u16, 500] {
         let call = tokio::spawn({
             let (api, objects, decisions) = (api.clone(), objects.clone(), decisions.clone());
-            async move { agent_kube::apply(&api, &objects, &decisions, &mut Default::default()).await }
+            async move {
+                agent_kube::apply(
+                    &api,
+                    &objects,
+                    &decisions,
+                    &mut Default::default(),
+                    &Default::default(),
+                )
+                .await
+            }
         });
         let (method, path, _, _, _, send) = next(&mut handle).await;
         assert_eq!(
@@ -342,7 +351,15 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
     let agent = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            agent_kube::run(api, "n1".into(), &node, shutdown).await;
+            agent_kube::run(
+                api,
+                "n1".into(),
+                &node,
+                &Default::default(),
+                &Default::default(),
+                shutdown,
+            )
+            .await;
             node
         }
     });

@@ -67,7 +67,15 @@ async fn agent_and_real_ovs_apply_ready_delete_gone() {
     let agent = tokio::spawn({
         let (api, shutdown) = (Api::<TunnelPort>::all(fake.client()), shutdown.clone());
         async move {
-            agent_kube::run(api, "n1".into(), &node, shutdown).await;
+            agent_kube::run(
+                api,
+                "n1".into(),
+                &node,
+                &Default::default(),
+                &Default::default(),
+                shutdown,
+            )
+            .await;
             node
         }
     });
@@ -136,6 +144,153 @@ async fn agent_and_real_ovs_apply_ready_delete_gone() {
     );
 
     shutdown.cancel();
+    let node = agent.await.unwrap();
+    node.join().await;
+}
+
+fn node_manifest(name: &str, ip: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+           "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+           "status": {"addresses": [{"type": "InternalIP", "address": ip}]}})
+}
+
+fn device_manifest(name: &str, vtep: &str, vni: u32, mac: &str) -> Value {
+    json!({"apiVersion": "remotedevice.io/v1alpha1", "kind": "RemoteDevice",
+           "metadata": {"name": name, "namespace": "tenant-a"},
+           "spec": {"vtepIP": vtep, "vni": vni, "macAddress": mac, "ips": ["10.0.0.50"]}})
+}
+
+fn find(fake: &FakeApi, plural: &str, name: &str) -> Option<Value> {
+    fake.list(plural)
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == name)
+}
+
+/// The user's loop, end to end without a cluster: a RemoteDevice is applied, the controller
+/// writes the node's TunnelPort, the agent makes the OVS port and rules and reports Ready,
+/// the device's status says 1/1; the device is deleted, the controller deletes the
+/// TunnelPort, the agent removes port and rules and releases its finalizer, and the
+/// object is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_agent_and_real_ovs_full_cycle() {
+    use clap::Parser;
+    use remote_device_operator::controller::{self, ControllerArgs};
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    let sandbox = Sandbox::start(Datapath::Dummy).unwrap();
+    let fake = FakeApi::new();
+    fake.apply(node_manifest("n1", "198.51.100.1"));
+    fake.apply(device_manifest(
+        "tor-server-1",
+        "192.0.2.10",
+        5001,
+        "52:54:00:aa:00:01",
+    ));
+
+    let shutdown = CancellationToken::new();
+    let controller_args = Wrapper::parse_from([
+        "test",
+        "--identity",
+        "test-controller",
+        "--lease-namespace",
+        "rdo",
+    ])
+    .args;
+    let controller = tokio::spawn({
+        let (client, shutdown) = (fake.client(), shutdown.clone());
+        async move {
+            controller::run(
+                client,
+                &controller_args,
+                Default::default(),
+                Default::default(),
+                shutdown,
+            )
+            .await
+        }
+    });
+    let node = node::spawn(
+        NodeConfig {
+            ovsdb: sandbox.endpoint(),
+            bridge: "br-int".into(),
+            ovs_rundir: sandbox.dir().to_path_buf(),
+        },
+        shutdown.clone(),
+    );
+    let agent = tokio::spawn({
+        let (api, shutdown) = (Api::<TunnelPort>::all(fake.client()), shutdown.clone());
+        async move {
+            agent_kube::run(
+                api,
+                "n1".into(),
+                &node,
+                &Default::default(),
+                &Default::default(),
+                shutdown,
+            )
+            .await;
+            node
+        }
+    });
+
+    let name = "n1.vxlan.192-0-2-10";
+    wait_for("the TunnelPort Ready", || {
+        find(&fake, "tunnelports", name)
+            .is_some_and(|tp| tp["status"]["conditions"][0]["status"] == "True")
+    })
+    .await;
+    wait_for("the device 1/1 ready", || {
+        find(&fake, "remotedevices", "tor-server-1").is_some_and(|d| d["status"]["ready"] == "1/1")
+    })
+    .await;
+    let tp = find(&fake, "tunnelports", name).unwrap();
+    assert_eq!(tp["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert_eq!(tp["spec"]["devices"][0]["name"], "tor-server-1");
+    assert_eq!(ports(&sandbox).len(), 1);
+    let device = find(&fake, "remotedevices", "tor-server-1").unwrap();
+    assert_eq!(device["status"]["conditions"][0]["reason"], "TunnelsReady");
+    let flows = sandbox
+        .ofctl(&[
+            "dump-flows",
+            &sandbox.mgmt("br-int"),
+            "cookie=0x52444f4600000000/0xffffffff00000000",
+        ])
+        .unwrap();
+    assert!(flows.contains("52:54:00:aa:00:01"), "{flows}");
+
+    fake.delete(
+        "apis/remotedevice.io/v1alpha1",
+        "remotedevices",
+        Some("tenant-a"),
+        "tor-server-1",
+    );
+    wait_for("the TunnelPort to be gone", || {
+        find(&fake, "tunnelports", name).is_none()
+    })
+    .await;
+    assert!(
+        ports(&sandbox).is_empty(),
+        "the OVS port left before the object"
+    );
+    let flows = sandbox
+        .ofctl(&[
+            "dump-flows",
+            &sandbox.mgmt("br-int"),
+            "cookie=0x52444f4600000000/0xffffffff00000000",
+        ])
+        .unwrap();
+    assert!(
+        !flows.contains("52:54:00:aa:00:01"),
+        "no rule of the device is left: {flows}"
+    );
+
+    shutdown.cancel();
+    controller.await.unwrap().unwrap();
     let node = agent.await.unwrap();
     node.join().await;
 }

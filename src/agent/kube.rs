@@ -12,7 +12,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::conditions::{READY, tunnel_reason};
 use crate::api::{NODE_LABEL, OVS_CLEANUP_FINALIZER, TunnelPort, TunnelPortStatus, names};
+use crate::telemetry::{ErrorKind, Health, Metrics, TunnelPortState, WriteKind};
 
 use super::decide::{Decisions, decide};
 use super::node::NodeHandle;
@@ -89,39 +91,53 @@ pub async fn write_status(
     .map(drop)
 }
 
-/// Carries out one round's writes. Returns whether all succeeded; failures are logged and
-/// the next round decides again from fresh state.
+/// Carries out one round's writes. Returns whether all succeeded; failures are logged,
+/// counted, and the next round decides again from fresh state.
 pub async fn apply(
     api: &Api<TunnelPort>,
     objects: &[TunnelPort],
     decisions: &Decisions,
     written: &mut BTreeMap<String, TunnelPortStatus>,
+    metrics: &Metrics,
 ) -> bool {
     let by_name: BTreeMap<&str, &TunnelPort> = objects
         .iter()
         .filter_map(|tp| Some((tp.metadata.name.as_deref()?, tp)))
         .collect();
     let mut ok = true;
+    let mut record =
+        |result: kube::Result<()>, kind: WriteKind, name: &str, what: &str| match result {
+            Ok(()) => {
+                metrics.write(kind);
+                true
+            }
+            Err(e) => {
+                metrics.error(ErrorKind::of(&e));
+                tracing::warn!(tunnelport = %name, error = %e, "{what} failed");
+                ok = false;
+                false
+            }
+        };
     for name in &decisions.add_finalizer {
-        if let Some(tp) = by_name.get(name.as_str())
-            && let Err(e) = add_finalizer(api, tp).await
-        {
-            tracing::warn!(tunnelport = %name, error = %e, "adding the finalizer failed");
-            ok = false;
+        if let Some(tp) = by_name.get(name.as_str()) {
+            record(
+                add_finalizer(api, tp).await,
+                WriteKind::AddFinalizer,
+                name,
+                "adding the finalizer",
+            );
         }
     }
     for name in &decisions.release_finalizer {
-        match by_name.get(name.as_str()) {
-            Some(tp) => match release_finalizer(api, tp).await {
-                Ok(()) => {
-                    tracing::info!(tunnelport = %name, "OVS port and rules removed; finalizer released")
-                }
-                Err(e) => {
-                    tracing::warn!(tunnelport = %name, error = %e, "releasing the finalizer failed");
-                    ok = false;
-                }
-            },
-            None => continue,
+        if let Some(tp) = by_name.get(name.as_str())
+            && record(
+                release_finalizer(api, tp).await,
+                WriteKind::ReleaseFinalizer,
+                name,
+                "releasing the finalizer",
+            )
+        {
+            tracing::info!(tunnelport = %name, "OVS port and rules removed; finalizer released");
         }
     }
     for (name, status) in &decisions.status {
@@ -129,18 +145,48 @@ pub async fn apply(
         if written.get(name) == Some(status) {
             continue;
         }
-        match write_status(api, name, status).await {
-            Ok(()) => {
-                written.insert(name.clone(), status.clone());
-            }
-            Err(e) => {
-                tracing::warn!(tunnelport = %name, error = %e, "writing status failed");
-                ok = false;
-            }
+        if record(
+            write_status(api, name, status).await,
+            WriteKind::Status,
+            name,
+            "writing status",
+        ) {
+            written.insert(name.clone(), status.clone());
         }
     }
     written.retain(|name, _| by_name.contains_key(name.as_str()));
     ok
+}
+
+/// This node's TunnelPorts by state, from the status just decided (or the one stored).
+fn state_counts(
+    node: &str,
+    objects: &[TunnelPort],
+    decisions: &Decisions,
+) -> Vec<(TunnelPortState, i64)> {
+    let decided: BTreeMap<&str, &TunnelPortStatus> = decisions
+        .status
+        .iter()
+        .map(|(n, s)| (n.as_str(), s))
+        .collect();
+    let mut counts = Vec::new();
+    for tp in objects.iter().filter(|tp| tp.spec.node_name == node) {
+        let name = tp.metadata.name.as_deref().unwrap_or_default();
+        let status = decided.get(name).copied().or(tp.status.as_ref());
+        let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
+        let state = match ready {
+            Some(c) if c.status == "True" => TunnelPortState::Ready,
+            Some(c)
+                if c.reason == tunnel_reason::OVS_ERROR
+                    || c.reason == tunnel_reason::FOREIGN_PORT =>
+            {
+                TunnelPortState::Failed
+            }
+            _ => TunnelPortState::Pending,
+        };
+        counts.push((state, 1));
+    }
+    counts
 }
 
 /// Runs the agent's API side until `shutdown`. If the API server is unreachable the node
@@ -149,6 +195,8 @@ pub async fn run(
     api: Api<TunnelPort>,
     node: String,
     handle: &NodeHandle,
+    metrics: &Metrics,
+    health: &Health,
     shutdown: CancellationToken,
 ) {
     let (store, writer): (Store<TunnelPort>, _) = reflector::store();
@@ -162,6 +210,7 @@ pub async fn run(
     let mut retry = RETRY_MIN;
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut ready = false;
+    let mut reconnects = 0;
     let ready_wait = store.wait_until_ready();
     tokio::pin!(ready_wait);
 
@@ -170,7 +219,10 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             r = &mut ready_wait, if !ready => { ready = r.is_ok(); }
             event = events.next() => match event {
-                Some(Err(e)) => tracing::warn!(error = %e, "watching TunnelPorts failed; retrying"),
+                Some(Err(e)) => {
+                    metrics.error(ErrorKind::Other);
+                    tracing::warn!(error = %e, "watching TunnelPorts failed; retrying");
+                }
                 Some(Ok(_)) => {}
                 None => return,
             },
@@ -181,7 +233,17 @@ pub async fn run(
         let objects: Option<Vec<TunnelPort>> =
             ready.then(|| store.state().iter().map(|tp| (**tp).clone()).collect());
         let current = view.borrow_and_update().clone();
+        let started = std::time::Instant::now();
         let decisions = decide(&node, objects.as_deref(), &current, Timestamp::now());
+        for _ in reconnects..current.ovs.reconnects {
+            metrics.ovsdb_reconnected();
+        }
+        reconnects = current.ovs.reconnects;
+        // Ready to serve once it knows its TunnelPorts and can reach OVSDB.
+        health.set_ready(ready && current.ovs.connected);
+        if let Some(objects) = &objects {
+            metrics.set_tunnel_ports(&state_counts(&node, objects, &decisions));
+        }
         if let Some(desired) = &decisions.desired {
             handle.desired.send_if_modified(|d| {
                 if d.as_ref() == Some(desired) {
@@ -199,8 +261,10 @@ pub async fn run(
             objects.as_deref().unwrap_or_default(),
             &decisions,
             &mut written,
+            metrics,
         )
         .await;
+        metrics.reconciled(started.elapsed());
         if all_ok {
             retry = RETRY_MIN;
         } else {

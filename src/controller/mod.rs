@@ -1,0 +1,391 @@
+//! The controller: watches RemoteDevices, Nodes and its TunnelPorts, and keeps the
+//! TunnelPorts and the devices' status what the planner says.
+//!
+//! The planner is global (every device × every node), so reconciliation is too: any
+//! change triggers one debounced pass that plans from the caches, decides the writes in
+//! pure functions ([`reconcile`], [`status`]) and carries them out ([`writer`]). Only the
+//! holder of the Lease writes; other replicas keep their caches warm.
+
+mod backoff;
+pub mod reconcile;
+pub mod status;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{MANAGED_BY_LABEL, MANAGER, RemoteDevice, TunnelPort};
+use crate::telemetry::{ErrorKind, Health, Metrics};
+
+pub use backoff::Backoff;
+pub use reconcile::{Action, Decisions, Snapshot, decide};
+pub use writer::{WriteError, Writer};
+
+/// Flags of `remote-device-operator controller`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ControllerArgs {
+    /// Namespace of the Lease used for leader election (normally the controller's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the Lease used for leader election; every replica must use the same one.
+    #[arg(
+        long,
+        env = "LEASE_NAME",
+        default_value = "remote-device-operator-controller"
+    )]
+    pub lease_name: String,
+    /// Identity of this replica in the Lease and in events [default: the host name].
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds between full reconciles when nothing changes (a safety net; a pass that
+    /// finds nothing to do writes nothing).
+    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub resync_seconds: u64,
+    /// Seconds to wait for the API server to answer one write before retrying later.
+    #[arg(long, env = "API_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub api_timeout_seconds: u64,
+}
+
+impl ControllerArgs {
+    /// The identity: the flag, else the host name, else a fixed word.
+    pub fn identity(&self) -> String {
+        self.identity
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| MANAGER.to_string())
+    }
+
+    /// Loop timings from the flags.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            resync: Duration::from_secs(self.resync_seconds),
+            write_timeout: Duration::from_secs(self.api_timeout_seconds),
+            ..Settings::default()
+        }
+    }
+}
+
+/// Timings of the reconcile loop.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Quiet time gathered before a pass, so a burst of watch events makes one pass.
+    pub debounce: Duration,
+    /// A pass runs at least this often.
+    pub resync: Duration,
+    /// Time limit of one write.
+    pub write_timeout: Duration,
+    /// Delay after the first failed pass; doubles per failure up to `backoff_max`.
+    pub backoff_min: Duration,
+    /// Longest delay between failed passes.
+    pub backoff_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            debounce: Duration::from_millis(200),
+            resync: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The three caches the controller plans from.
+#[derive(Clone)]
+pub struct Caches {
+    /// Every RemoteDevice.
+    pub devices: Store<RemoteDevice>,
+    /// Every Node.
+    pub nodes: Store<Node>,
+    /// The TunnelPorts labelled as managed by this controller.
+    pub tunnel_ports: Store<TunnelPort>,
+}
+
+impl Caches {
+    /// Copies of everything the caches hold now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            devices: self.devices.state().iter().map(|d| (**d).clone()).collect(),
+            nodes: self.nodes.state().iter().map(|n| (**n).clone()).collect(),
+            tunnel_ports: self
+                .tunnel_ports
+                .state()
+                .iter()
+                .map(|t| (**t).clone())
+                .collect(),
+        }
+    }
+
+    /// Waits until every cache holds a complete first list: before that, an object
+    /// missing from a cache may exist, and deciding on it could delete live tunnels.
+    pub async fn wait_synced(&self) -> anyhow::Result<()> {
+        let synced = futures::future::try_join3(
+            self.devices.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.tunnel_ports.wait_until_ready(),
+        )
+        .await;
+        synced
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("a cache stopped before it synced: {e}"))
+    }
+}
+
+/// Drops what the planner never reads from a Node (it needs name, uid, labels,
+/// annotations, deletion time and addresses).
+fn strip_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.spec = None;
+    if let Some(status) = node.status.as_mut() {
+        *status = k8s_openapi::api::core::v1::NodeStatus {
+            addresses: status.addresses.take(),
+            ..Default::default()
+        };
+    }
+}
+
+/// Starts the watchers feeding the caches. Every watch event pokes `trigger`. The
+/// returned task runs until `cancel`.
+pub fn start_watchers(
+    client: &Client,
+    trigger: Arc<Notify>,
+    metrics: Metrics,
+    cancel: CancellationToken,
+) -> (Caches, tokio::task::JoinHandle<()>) {
+    fn reflect<K>(
+        api: Api<K>,
+        config: watcher::Config,
+        strip: fn(&mut K),
+    ) -> (
+        Store<K>,
+        impl Stream<Item = Result<(), watcher::Error>> + Send + 'static,
+    )
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (store, writer) = reflector::store();
+        let stream = watcher(api, config)
+            .default_backoff()
+            .modify(strip)
+            .reflect(writer)
+            .map(|event| event.map(|_| ()));
+        (store, stream)
+    }
+
+    // The caches keep only what planning reads: managed fields are never needed, and a
+    // Node's images and conditions are most of its size on a large cluster.
+    let (devices, d) = reflect(
+        Api::<RemoteDevice>::all(client.clone()),
+        watcher::Config::default(),
+        |d| d.metadata.managed_fields = None,
+    );
+    let (nodes, n) = reflect(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        strip_node,
+    );
+    let managed = format!("{MANAGED_BY_LABEL}={MANAGER}");
+    let (tunnel_ports, t) = reflect(
+        Api::<TunnelPort>::all(client.clone()),
+        watcher::Config::default().labels(&managed),
+        |t| t.metadata.managed_fields = None,
+    );
+    let mut events =
+        futures::stream::select(futures::stream::select(d.boxed(), n.boxed()), t.boxed());
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                event = events.next() => match event {
+                    Some(Ok(())) => trigger.notify_one(),
+                    Some(Err(e)) => {
+                        metrics.error(ErrorKind::Other);
+                        tracing::warn!(error = %e, "watch failed; retrying with backoff");
+                    }
+                    None => return,
+                },
+            }
+        }
+    });
+    (
+        Caches {
+            devices,
+            nodes,
+            tunnel_ports,
+        },
+        task,
+    )
+}
+
+/// The reconcile loop: waits for a trigger (watch event, resync timer, leadership gained),
+/// gathers a burst, and — when leading — decides and writes. A failed pass is retried
+/// after an exponential backoff; nothing runs faster than that.
+pub async fn drive(
+    snapshot: impl Fn() -> Snapshot,
+    writer: &Writer,
+    trigger: &Notify,
+    mut leader: watch::Receiver<bool>,
+    settings: &Settings,
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+) {
+    let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
+    // The first pass runs at once: the caches are synced, nothing else would start it.
+    let mut due = true;
+    // Node problems are logged when they change, not on every pass.
+    let mut reported_issues = Vec::new();
+    loop {
+        if !due {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = trigger.notified() => {}
+                _ = tokio::time::sleep(settings.resync) => {}
+                changed = leader.changed() => {
+                    if changed.is_err() {
+                        tracing::warn!("leader election stopped; no more writes");
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(settings.debounce) => {}
+            }
+        }
+        due = false;
+        let is_leader = *leader.borrow_and_update();
+        let snap = snapshot();
+        let started = Instant::now();
+        let decisions = decide(&snap, Timestamp::now());
+        metrics.set_tunnel_ports(&decisions.tunnel_port_states);
+        if !is_leader {
+            continue;
+        }
+        if decisions.node_issues != reported_issues {
+            for issue in &decisions.node_issues {
+                tracing::warn!(node = %issue.node, "{}", issue.message);
+            }
+            reported_issues = decisions.node_issues.clone();
+        }
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            // Another replica may lead now: stop writing at once.
+            _ = leader.wait_for(|leading| !leading) => {
+                tracing::warn!("lost the Lease during a pass; stopping its writes");
+                continue;
+            }
+            result = writer.execute(&decisions) => result,
+        };
+        metrics.reconciled(started.elapsed());
+        match result {
+            Ok(writes) => {
+                backoff.reset();
+                tracing::debug!(writes, "reconciled");
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                due = true;
+            }
+        }
+    }
+}
+
+/// Runs the controller until `cancel`: watchers, leader election, reconcile loop.
+pub async fn run(
+    client: Client,
+    args: &ControllerArgs,
+    metrics: Metrics,
+    health: Health,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let identity = args.identity();
+    let settings = args.settings();
+    let trigger = Arc::new(Notify::new());
+    let (caches, watchers) =
+        start_watchers(&client, trigger.clone(), metrics.clone(), cancel.clone());
+
+    let lease_ref = format!("{}/{}", args.lease_namespace, args.lease_name);
+    let build = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.lease_namespace)
+        .with_identity(&identity)
+        .build();
+    let lease = tokio::select! {
+        _ = cancel.cancelled() => {
+            let _ = watchers.await;
+            return Ok(());
+        }
+        lease = build => match lease {
+            Ok(lease) => lease,
+            Err(e) => {
+                cancel.cancel();
+                let _ = watchers.await;
+                anyhow::bail!("leader election on Lease {lease_ref}: {e}");
+            }
+        },
+    };
+    let (leader, lease_task) = lease.watch().await;
+
+    tracing::info!(%identity, lease = %lease_ref, "waiting for the caches to sync");
+    let outcome = tokio::select! {
+        _ = cancel.cancelled() => Ok(()),
+        synced = caches.wait_synced() => match synced {
+            Ok(()) => {
+                health.set_ready(true);
+                tracing::info!("caches synced");
+                let writer = Writer::new(client, identity, metrics.clone(), settings.write_timeout);
+                let snapshot = || caches.snapshot();
+                drive(snapshot, &writer, &trigger, leader.clone(), &settings, &metrics, &cancel).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    };
+    health.set_ready(false);
+    // Closing the channel makes the lease manager release the Lease, so another replica
+    // takes over at once instead of after the lease expires.
+    drop(leader);
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the Lease"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the Lease"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "leader election task failed"),
+        Err(_) => tracing::warn!("leader election did not stop in 5 s"),
+    }
+    cancel.cancel();
+    let _ = watchers.await;
+    outcome
+}
+
+#[cfg(test)]
+mod mock_tests;
+#[cfg(test)]
+mod tests;

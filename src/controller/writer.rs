@@ -1,0 +1,336 @@
+//! The thin I/O shell: carries out [`Decisions`] against the API server.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::{MANAGER, RemoteDevice, TunnelPort};
+use crate::telemetry::{ErrorKind, Metrics, WriteKind};
+
+use super::reconcile::{Action, Decisions, EventSpec, event_reason};
+
+/// A failed write.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The API server answered with an error.
+    #[error("{what}: {source}")]
+    Api {
+        /// Which write.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// No answer in time.
+    #[error("{what}: no answer within {after:?}")]
+    Timeout {
+        /// Which write.
+        what: String,
+        /// The time limit.
+        after: Duration,
+    },
+}
+
+impl WriteError {
+    /// The metrics label of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            WriteError::Timeout { .. } => ErrorKind::Timeout,
+            WriteError::Api { source, .. } => ErrorKind::of(source),
+        }
+    }
+
+    /// Whether the failure concerns this one object only (the next writes may succeed),
+    /// as opposed to the API server being unwell (the next writes would fail too).
+    fn object_specific(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Conflict | ErrorKind::Client)
+    }
+}
+
+fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+/// The API server refuses event notes over 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// The longest prefix of `s` within `max` bytes that ends on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Carries out decisions; only the leader has one running.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+    recorder: Recorder,
+    metrics: Metrics,
+    timeout: Duration,
+}
+
+/// The reference of a TunnelPort, for events (cluster-scoped: they land in `default`).
+fn tunnel_port_reference(name: &str, uid: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(TunnelPort::api_version(&()).into_owned()),
+        kind: Some(TunnelPort::kind(&()).into_owned()),
+        name: Some(name.to_string()),
+        uid,
+        ..ObjectReference::default()
+    }
+}
+
+impl Writer {
+    /// A writer that reports as `instance` in events and gives every request `timeout`.
+    pub fn new(client: Client, instance: String, metrics: Metrics, timeout: Duration) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance: Some(instance),
+        };
+        Writer {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            timeout,
+        }
+    }
+
+    async fn timed<T>(
+        &self,
+        what: impl Fn() -> String,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, WriteError> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(WriteError::Api {
+                what: what(),
+                source,
+            }),
+            Err(_) => Err(WriteError::Timeout {
+                what: what(),
+                after: self.timeout,
+            }),
+        }
+    }
+
+    /// Runs every action in order. Object-specific failures (409, other 4xx) are logged
+    /// and the remaining actions still run; a server-wide failure (5xx, timeout,
+    /// connection) stops the pass. Returns the number of writes made, or the first
+    /// failure, so the caller retries with backoff.
+    pub async fn execute(&self, decisions: &Decisions) -> Result<usize, WriteError> {
+        let mut first_error = None;
+        let mut writes = 0;
+        for action in &decisions.actions {
+            match self.execute_one(action).await {
+                Ok(()) => writes += 1,
+                Err(e) => {
+                    self.metrics.error(e.kind());
+                    tracing::warn!(error = %e, kind = ?e.kind(), "write failed");
+                    let stop = !e.object_specific();
+                    first_error.get_or_insert(e);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(writes),
+        }
+    }
+
+    async fn execute_one(&self, action: &Action) -> Result<(), WriteError> {
+        let ports: Api<TunnelPort> = Api::all(self.client.clone());
+        match action {
+            Action::ReleaseFinalizer {
+                name,
+                resource_version,
+                keep,
+            } => {
+                let patch = json!({
+                    "metadata": { "finalizers": keep, "resourceVersion": resource_version }
+                });
+                let done = self
+                    .timed(
+                        || format!("releasing the finalizer of TunnelPort {name}"),
+                        ports.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+                    )
+                    .await;
+                match done {
+                    Err(WriteError::Api { source, .. }) if is_not_found(&source) => return Ok(()),
+                    other => {
+                        other?;
+                    }
+                }
+                tracing::info!(tunnel_port = %name, "released the OVS cleanup finalizer: the node is gone");
+                self.metrics.write(WriteKind::ReleaseFinalizer);
+            }
+            Action::Apply { port, create } => {
+                let name = port.name_any();
+                let params = PatchParams::apply(MANAGER).force();
+                let applied = self
+                    .timed(
+                        || format!("applying TunnelPort {name}"),
+                        ports.patch(&name, &params, &Patch::Apply(port)),
+                    )
+                    .await?;
+                self.metrics.write(WriteKind::Apply);
+                tracing::info!(tunnel_port = %name, create, devices = port.spec.devices.len(), "applied TunnelPort");
+                if *create {
+                    let note = format!(
+                        "Created the {} tunnel from node {} to VTEP {} carrying {} device(s)",
+                        port.spec.tunnel_type,
+                        port.spec.node_name,
+                        port.spec.remote_ip,
+                        port.spec.devices.len()
+                    );
+                    let reference = tunnel_port_reference(&name, applied.metadata.uid.clone());
+                    let event = EventSpec {
+                        warning: false,
+                        reason: event_reason::CREATED,
+                        note,
+                    };
+                    self.publish(&event, &reference).await;
+                }
+            }
+            Action::Delete { name, uid, note } => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                let done = self
+                    .timed(
+                        || format!("deleting TunnelPort {name}"),
+                        ports.delete(name, &params),
+                    )
+                    .await;
+                match done {
+                    Err(WriteError::Api { source, .. }) if is_not_found(&source) => return Ok(()),
+                    other => {
+                        other?;
+                    }
+                }
+                self.metrics.write(WriteKind::Delete);
+                tracing::info!(tunnel_port = %name, "deleted TunnelPort: {note}");
+                let event = EventSpec {
+                    warning: false,
+                    reason: event_reason::DELETED,
+                    note: note.clone(),
+                };
+                self.publish(&event, &tunnel_port_reference(name, uid.clone()))
+                    .await;
+            }
+            Action::DeviceStatus {
+                key,
+                status,
+                reference,
+                events,
+            } => {
+                let devices: Api<RemoteDevice> =
+                    Api::namespaced(self.client.clone(), &key.namespace);
+                let body = json!({
+                    "apiVersion": RemoteDevice::api_version(&()),
+                    "kind": RemoteDevice::kind(&()),
+                    "status": status,
+                });
+                let params = PatchParams::apply(MANAGER).force();
+                let done = self
+                    .timed(
+                        || format!("writing the status of RemoteDevice {key}"),
+                        devices.patch_status(&key.name, &params, &Patch::Apply(&body)),
+                    )
+                    .await;
+                match done {
+                    // Deleted meanwhile: nothing left to report on.
+                    Err(WriteError::Api { source, .. }) if is_not_found(&source) => return Ok(()),
+                    other => {
+                        other?;
+                    }
+                }
+                self.metrics.write(WriteKind::Status);
+                tracing::info!(device = %key, ready = status.ready.as_deref().unwrap_or_default(), "wrote RemoteDevice status");
+                for event in events {
+                    self.publish(event, reference).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes an event; failures are logged and counted, never retried, because an
+    /// event is a courtesy and must not hold up reconciliation.
+    async fn publish(&self, event: &EventSpec, reference: &ObjectReference) {
+        let ev = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.to_string(),
+            note: Some(truncate(&event.note, MAX_NOTE_BYTES).to_string()),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        let done = self
+            .timed(
+                || format!("publishing event {}", event.reason),
+                self.recorder.publish(&ev, reference),
+            )
+            .await;
+        match done {
+            Ok(()) => self.metrics.write(WriteKind::Event),
+            Err(e) => {
+                self.metrics.error(e.kind());
+                tracing::warn!(error = %e, "event not published");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_on_character_boundaries_and_errors_classified() {
+        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        // "é" is two bytes: cutting inside it would make invalid UTF-8.
+        assert_eq!(truncate("aé", 2), "a");
+        let long = "é".repeat(600);
+        assert!(truncate(&long, MAX_NOTE_BYTES).len() <= MAX_NOTE_BYTES);
+
+        let api = |code: u16| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..kube::core::Status::default()
+            }))
+        };
+        let cases = [
+            (409, ErrorKind::Conflict),
+            (429, ErrorKind::Server),
+            (500, ErrorKind::Server),
+            (503, ErrorKind::Server),
+            (403, ErrorKind::Client),
+            (422, ErrorKind::Client),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(ErrorKind::of(&api(code)), kind, "{code}");
+        }
+        assert!(is_not_found(&api(404)) && !is_not_found(&api(409)));
+    }
+}

@@ -1,0 +1,273 @@
+//! The Prometheus metrics of both components, in one registry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Why a reconcile (or one of its writes) failed.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// HTTP 409: someone else changed the object (optimistic concurrency, preconditions).
+    Conflict,
+    /// HTTP 5xx or 429: the API server could not serve us now.
+    Server,
+    /// Any other API answer (4xx): our request was refused.
+    Client,
+    /// No answer in time.
+    Timeout,
+    /// Connection, decoding or OVS trouble.
+    Other,
+}
+
+impl ErrorKind {
+    /// Kind of a Kubernetes client error, for metrics and retry decisions.
+    pub fn of(error: &kube::Error) -> Self {
+        match error {
+            kube::Error::Api(status) if status.code == 409 => ErrorKind::Conflict,
+            kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
+                ErrorKind::Server
+            }
+            kube::Error::Api(_) => ErrorKind::Client,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// Which kind of write went to the API server.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Server-side apply of a TunnelPort.
+    Apply,
+    /// Deletion of a TunnelPort.
+    Delete,
+    /// Removal of the agent's finalizer (by the agent once the OVS port is gone, or by the
+    /// controller when the TunnelPort's node is gone).
+    ReleaseFinalizer,
+    /// The agent's finalizer put on a TunnelPort before its OVS port is created.
+    AddFinalizer,
+    /// Status of a RemoteDevice or TunnelPort.
+    Status,
+    /// A Kubernetes Event.
+    Event,
+}
+
+/// State of a TunnelPort, as its Ready condition says.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TunnelPortState {
+    /// Ready for the current generation.
+    Ready,
+    /// Not reported yet, or not Ready for a reason that may pass.
+    Pending,
+    /// OVS refused the port.
+    Failed,
+}
+
+impl TunnelPortState {
+    /// Every state, so gauges of absent states are reset to zero.
+    pub const ALL: [TunnelPortState; 3] = [
+        TunnelPortState::Ready,
+        TunnelPortState::Pending,
+        TunnelPortState::Failed,
+    ];
+}
+
+/// Lower-case label values, as Prometheus conventions have them.
+macro_rules! label_values {
+    ($($ty:ty { $($variant:ident => $text:literal),+ $(,)? })+) => {$(
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(match self { $(<$ty>::$variant => $text),+ })
+            }
+        }
+    )+};
+}
+
+label_values! {
+    ErrorKind { Conflict => "conflict", Server => "server", Client => "client", Timeout => "timeout", Other => "other" }
+    WriteKind { Apply => "apply", Delete => "delete", ReleaseFinalizer => "release_finalizer", AddFinalizer => "add_finalizer", Status => "status", Event => "event" }
+    TunnelPortState { Ready => "ready", Pending => "pending", Failed => "failed" }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: ErrorKind,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabel {
+    kind: WriteKind,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: TunnelPortState,
+}
+
+/// Handles on every metric; cheap to clone, shared by the component and the HTTP server.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    reconciles: Counter,
+    errors: Family<KindLabel, Counter>,
+    duration: Histogram,
+    writes: Family<WriteLabel, Counter>,
+    tunnel_ports: Family<StateLabel, Gauge>,
+    ovsdb_reconnects: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let reconciles = Counter::default();
+        registry.register(
+            "reconciles",
+            "Reconcile passes run (successful or not)",
+            reconciles.clone(),
+        );
+        let errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconcile passes and writes, by kind of failure",
+            errors.clone(),
+        );
+        // 1 ms .. ~33 s.
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile pass",
+            duration.clone(),
+        );
+        let writes = Family::<WriteLabel, Counter>::default();
+        registry.register(
+            "api_writes",
+            "Successful writes to the Kubernetes API, by kind",
+            writes.clone(),
+        );
+        let tunnel_ports = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "tunnelports",
+            "TunnelPorts by state of their Ready condition",
+            tunnel_ports.clone(),
+        );
+        let ovsdb_reconnects = Counter::default();
+        registry.register(
+            "ovsdb_reconnects",
+            "Reconnections to ovsdb-server after the first connection",
+            ovsdb_reconnects.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            reconciles,
+            errors,
+            duration,
+            writes,
+            tunnel_ports,
+            ovsdb_reconnects,
+        }
+    }
+
+    /// Counts one reconcile pass and its duration.
+    pub fn reconciled(&self, took: Duration) {
+        self.reconciles.inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts one failure.
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts one successful write.
+    pub fn write(&self, kind: WriteKind) {
+        self.writes.get_or_create(&WriteLabel { kind }).inc();
+    }
+
+    /// Sets the number of TunnelPorts in each state (states not given are set to 0).
+    pub fn set_tunnel_ports(&self, counts: &[(TunnelPortState, i64)]) {
+        for state in TunnelPortState::ALL {
+            let n = counts
+                .iter()
+                .filter(|(s, _)| *s == state)
+                .map(|(_, n)| n)
+                .sum();
+            self.tunnel_ports
+                .get_or_create(&StateLabel { state })
+                .set(n);
+        }
+    }
+
+    /// Counts one reconnection to ovsdb-server.
+    pub fn ovsdb_reconnected(&self) {
+        self.ovsdb_reconnects.inc();
+    }
+
+    /// Reconcile passes so far.
+    pub fn reconciles(&self) -> u64 {
+        self.reconciles.get()
+    }
+
+    /// Failures of `kind` so far.
+    pub fn errors(&self, kind: ErrorKind) -> u64 {
+        self.errors.get_or_create(&KindLabel { kind }).get()
+    }
+
+    /// Successful writes of `kind` so far.
+    pub fn writes(&self, kind: WriteKind) -> u64 {
+        self.writes.get_or_create(&WriteLabel { kind }).get()
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_every_metric_with_its_labels() {
+        let m = Metrics::new();
+        m.reconciled(Duration::from_millis(3));
+        m.error(ErrorKind::Conflict);
+        m.write(WriteKind::Apply);
+        m.set_tunnel_ports(&[(TunnelPortState::Ready, 2), (TunnelPortState::Failed, 1)]);
+        m.ovsdb_reconnected();
+        let text = m.encode();
+        for line in [
+            "reconciles_total 1",
+            "reconcile_errors_total{kind=\"conflict\"} 1",
+            "reconcile_duration_seconds_count 1",
+            "api_writes_total{kind=\"apply\"} 1",
+            "tunnelports{state=\"ready\"} 2",
+            "tunnelports{state=\"pending\"} 0",
+            "tunnelports{state=\"failed\"} 1",
+            "ovsdb_reconnects_total 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in:\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
