@@ -250,7 +250,11 @@ fn finalizer_before_port_and_port_gone_before_release() {
     assert!(d.release_finalizer.is_empty(), "port still in OVS");
 
     // Port gone but its flows still applied: keep waiting.
-    let mut port_gone = view(&[kept.clone()], Some((PortState::Ready, 5)), true);
+    let mut port_gone = view(
+        std::slice::from_ref(&kept),
+        Some((PortState::Ready, 5)),
+        true,
+    );
     port_gone.flows.applied = still_there.flows.applied.clone();
     assert!(
         decide("n1", Some(&objects), &port_gone, now())
@@ -259,7 +263,11 @@ fn finalizer_before_port_and_port_gone_before_release() {
     );
 
     // Port and flows gone: release.
-    let all_gone = view(&[kept.clone()], Some((PortState::Ready, 5)), true);
+    let all_gone = view(
+        std::slice::from_ref(&kept),
+        Some((PortState::Ready, 5)),
+        true,
+    );
     assert_eq!(
         decide("n1", Some(&objects), &all_gone, now()).release_finalizer,
         vec!["c".to_string()]
