@@ -294,3 +294,72 @@ async fn controller_agent_and_real_ovs_full_cycle() {
     let node = agent.await.unwrap();
     node.join().await;
 }
+
+/// A failing API server is retried with growing pauses (no hot loop) until it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_retries_failed_writes_with_backoff() {
+    let sandbox = Sandbox::start(Datapath::Dummy).unwrap();
+    let fake = FakeApi::new();
+    let name = "n1.vxlan.192-0-2-10";
+    fake.apply(tunnel_port_manifest(name));
+    fake.fail_next("PATCH", &format!("/tunnelports/{name}"), 409, 1);
+    fake.fail_next("PATCH", &format!("/tunnelports/{name}"), 500, 2);
+
+    let shutdown = CancellationToken::new();
+    let node = node::spawn(
+        NodeConfig {
+            ovsdb: sandbox.endpoint(),
+            bridge: "br-int".into(),
+            ovs_rundir: sandbox.dir().to_path_buf(),
+        },
+        shutdown.clone(),
+    );
+    let metrics = remote_device_operator::telemetry::Metrics::new();
+    let agent = tokio::spawn({
+        let (api, shutdown, metrics) = (
+            Api::<TunnelPort>::all(fake.client()),
+            shutdown.clone(),
+            metrics.clone(),
+        );
+        async move {
+            agent_kube::run(
+                api,
+                "n1".into(),
+                &node,
+                &metrics,
+                &Default::default(),
+                shutdown,
+            )
+            .await;
+            node
+        }
+    });
+    let started = tokio::time::Instant::now();
+    wait_for("the finalizer despite three failures", || {
+        find(&fake, "tunnelports", name).is_some_and(|tp| !tp["metadata"]["finalizers"].is_null())
+    })
+    .await;
+    let took = started.elapsed();
+    let attempts = fake
+        .log()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with(name))
+        .count();
+    assert_eq!(attempts, 4, "three failures, then success");
+    // Pauses of 0.5 s, 1 s and 2 s between the attempts.
+    assert!(
+        took >= Duration::from_millis(3400),
+        "retried too fast: {took:?}"
+    );
+    use remote_device_operator::telemetry::ErrorKind;
+    assert_eq!(metrics.errors(ErrorKind::Conflict), 1);
+    assert_eq!(metrics.errors(ErrorKind::Server), 2);
+    wait_for("Ready after the retries", || {
+        find(&fake, "tunnelports", name)
+            .is_some_and(|tp| tp["status"]["conditions"][0]["status"] == "True")
+    })
+    .await;
+    shutdown.cancel();
+    let node = agent.await.unwrap();
+    node.join().await;
+}

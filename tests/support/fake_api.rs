@@ -60,8 +60,18 @@ struct WatchEvent {
     object: Value,
 }
 
+/// A scripted failure: the next `count` requests whose method and path match get `code`.
+#[derive(Clone, Debug)]
+struct Failure {
+    method: String,
+    path_suffix: String,
+    code: u16,
+    count: usize,
+}
+
 #[derive(Default)]
 struct State {
+    failures: Vec<Failure>,
     rv: u64,
     uid: u64,
     objects: BTreeMap<Key, Value>,
@@ -243,6 +253,17 @@ impl FakeApi {
             .collect()
     }
 
+    /// Makes the next `count` requests with this method and a path ending in
+    /// `path_suffix` fail with HTTP `code` (409, 500, …), as a busy or racing server would.
+    pub fn fail_next(&self, method: &str, path_suffix: &str, code: u16, count: usize) {
+        self.state.lock().unwrap().failures.push(Failure {
+            method: method.into(),
+            path_suffix: path_suffix.into(),
+            code,
+            count,
+        });
+    }
+
     /// Every request so far.
     pub fn log(&self) -> Vec<Logged> {
         self.state.lock().unwrap().log.clone()
@@ -373,6 +394,19 @@ impl FakeApi {
             query: query.clone(),
             body: body.clone(),
         });
+        {
+            let mut state = self.state.lock().unwrap();
+            if let Some(f) = state
+                .failures
+                .iter_mut()
+                .find(|f| f.count > 0 && f.method == method && path.ends_with(&f.path_suffix))
+            {
+                f.count -= 1;
+                let (code, value) =
+                    status_response(f.code, "Scripted", format!("scripted failure {}", f.code));
+                return (code, value, false);
+            }
+        }
         let Some(route) = parse_path(&path) else {
             let (code, value) = status_response(404, "NotFound", format!("no route {path}"));
             return (code, value, false);
