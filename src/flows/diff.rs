@@ -1,0 +1,190 @@
+//! Desired flows vs the owned flows OVS shows → one atomic bundle.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::plan::{Flow, FlowKey, FlowPlan, normalize_match};
+use super::{COOKIE_MASK, COOKIE_TAG};
+
+/// Fields `dump-flows` prints before the match that are not match fields. Any of them on
+/// an owned flow means someone changed it (we never set them), so it gets rewritten.
+const FLOW_ATTRIBUTES: &[&str] = &[
+    "idle_timeout",
+    "hard_timeout",
+    "importance",
+    "send_flow_rem",
+    "check_overlap",
+    "reset_counts",
+    "no_packet_counts",
+    "no_byte_counts",
+    "duration",
+    "n_packets",
+    "n_bytes",
+    "idle_age",
+    "hard_age",
+];
+
+/// One flow as `ovs-ofctl --no-stats dump-flows` printed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedFlow {
+    /// Cookie.
+    pub cookie: u64,
+    /// Table id.
+    pub table: u8,
+    /// Priority.
+    pub priority: u16,
+    /// Match fields as printed.
+    pub matches: String,
+    /// Actions as printed.
+    pub actions: String,
+    /// Flow attributes other than cookie/table/priority (timeouts, flags), as printed.
+    pub attributes: Vec<String>,
+}
+
+impl ObservedFlow {
+    /// Its identity.
+    pub fn key(&self) -> FlowKey {
+        FlowKey::new(self.table, self.priority, &self.matches)
+    }
+}
+
+/// `dump-flows` output that could not be understood.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot parse dump-flows line {line:?}: {reason}")]
+pub struct ParseError {
+    /// The line.
+    pub line: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Parses `ovs-ofctl -O OpenFlow14 --no-stats --no-names dump-flows` output. Header lines
+/// (`OFPST_FLOW reply ...`) are skipped.
+pub fn parse_dump(text: &str) -> Result<Vec<ObservedFlow>, ParseError> {
+    let mut flows = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.contains(" reply (") {
+            continue;
+        }
+        let err = |reason: &str| ParseError {
+            line: line.to_string(),
+            reason: reason.to_string(),
+        };
+        let (head, actions) = line
+            .split_once(" actions=")
+            .or_else(|| line.strip_prefix("actions=").map(|a| ("", a)))
+            .ok_or_else(|| err("no actions"))?;
+        let mut flow = ObservedFlow {
+            cookie: 0,
+            table: 0,
+            priority: 32768,
+            matches: String::new(),
+            actions: actions.trim().to_string(),
+            attributes: Vec::new(),
+        };
+        let mut matches = Vec::new();
+        for field in head
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            let (name, value) = field.split_once('=').unwrap_or((field, ""));
+            match name {
+                "cookie" => flow.cookie = parse_u64(value).ok_or_else(|| err("bad cookie"))?,
+                "table" => flow.table = value.parse().map_err(|_| err("bad table"))?,
+                "priority" => flow.priority = value.parse().map_err(|_| err("bad priority"))?,
+                _ if FLOW_ATTRIBUTES.contains(&name) => flow.attributes.push(field.to_string()),
+                _ => matches.push(field),
+            }
+        }
+        flow.matches = matches.join(",");
+        flows.push(flow);
+    }
+    Ok(flows)
+}
+
+/// What must change so that the owned flows equal the plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowDiff {
+    /// Flows to add, or to replace (an `add` of an existing match replaces its actions
+    /// and cookie).
+    pub add: Vec<Flow>,
+    /// Owned flows to remove (no longer desired).
+    pub delete: Vec<ObservedFlow>,
+}
+
+impl FlowDiff {
+    /// Whether OVS already matches the plan.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.delete.is_empty()
+    }
+
+    /// Number of flow changes.
+    pub fn len(&self) -> usize {
+        self.add.len() + self.delete.len()
+    }
+
+    /// The input of `ovs-ofctl --bundle add-flows`: one `add` or `delete_strict` line
+    /// per change. Deletes carry the exact cookie, so only our own flow can go.
+    pub fn bundle_text(&self) -> String {
+        let mut out = String::new();
+        for flow in &self.delete {
+            let _ = write!(
+                out,
+                "delete_strict cookie={:#x}/-1,table={},priority={}",
+                flow.cookie, flow.table, flow.priority
+            );
+            if !flow.matches.is_empty() {
+                out.push(',');
+                out.push_str(&flow.matches);
+            }
+            out.push('\n');
+        }
+        for flow in &self.add {
+            out.push_str("add ");
+            out.push_str(&flow.to_ofctl());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Compares the plan with the observed flows. Observed flows without our cookie tag are
+/// ignored (never touched); an observed owned flow is kept only when cookie, actions and
+/// attributes are exactly what the plan says.
+pub fn diff(plan: &FlowPlan, observed: &[ObservedFlow]) -> FlowDiff {
+    let mut out = FlowDiff::default();
+    let mut seen: BTreeMap<FlowKey, &ObservedFlow> = BTreeMap::new();
+    for flow in observed {
+        if flow.cookie & COOKIE_MASK != COOKIE_TAG {
+            continue;
+        }
+        let key = flow.key();
+        match plan.flows.get(&key) {
+            Some(_) => {
+                seen.insert(key, flow);
+            }
+            None => out.delete.push(flow.clone()),
+        }
+    }
+    for (key, want) in &plan.flows {
+        let same = seen.get(key).is_some_and(|have| {
+            have.cookie == want.cookie
+                && have.actions == want.actions
+                && have.attributes.is_empty()
+                && normalize_match(&have.matches) == key.matches
+        });
+        if !same {
+            out.add.push(want.clone());
+        }
+    }
+    out
+}
