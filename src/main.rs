@@ -33,10 +33,15 @@ enum Command {
     /// Derive TunnelPorts from RemoteDevices and Nodes and report device status
     /// (Deployment; leader-elected, so several replicas are safe).
     Controller(ControllerArgs),
+    /// Make this node's OVS match its TunnelPorts and report their status (DaemonSet).
+    Agent(remote_device_operator::agent::AgentArgs),
     /// Print the TunnelPorts the controller would create for RemoteDevice (and Node)
     /// manifests, then every rejected manifest with file, field and reason. Exits 1 when
     /// anything was rejected.
     Plan(cli::plan::PlanArgs),
+    /// Run the agent without Kubernetes: plan for this node from a directory of
+    /// manifests, make OVS match, print the tunnel ports, follow changes.
+    Standalone(remote_device_operator::standalone::StandaloneArgs),
     /// Print the CustomResourceDefinitions (the files in crds/ are this output).
     Crd,
 }
@@ -54,10 +59,41 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Standalone(args) => {
+            // Logs go to stderr; stdout carries the tunnel-port tables.
+            if let Err(e) = telemetry::init_tracing(cli.log_format) {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+            let result = tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let cancel = CancellationToken::new();
+                        telemetry::cancel_on_signal(cancel.clone())?;
+                        remote_device_operator::standalone::run(
+                            args,
+                            cancel,
+                            &mut std::io::stdout(),
+                        )
+                        .await
+                    })
+                });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crd => {
             print!("{}", remote_device_operator::crd::all_yaml());
             ExitCode::SUCCESS
         }
+        Command::Agent(args) => component(cli.log_format, cli.metrics_addr, |m, h, c| {
+            run_agent(args, m, h, c)
+        }),
         Command::Controller(args) => component(cli.log_format, cli.metrics_addr, |m, h, c| {
             run_controller(args, m, h, c)
         }),
@@ -127,4 +163,16 @@ async fn run_controller(
         .await
         .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
     controller::run(client, &args, metrics, health, cancel).await
+}
+
+async fn run_agent(
+    args: remote_device_operator::agent::AgentArgs,
+    metrics: Metrics,
+    health: Health,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
+    remote_device_operator::agent::run(client, &args, metrics, health, cancel).await
 }

@@ -22,6 +22,17 @@ pub enum Datapath {
 #[derive(Debug)]
 pub struct Sandbox {
     dir: PathBuf,
+    /// Port of the TCP remote on 127.0.0.1, when started with one.
+    tcp_port: Option<u16>,
+}
+
+/// How to start a sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Datapath of every bridge.
+    pub datapath: Datapath,
+    /// Also listen on TCP (`ptcp:0:127.0.0.1`, a free port chosen by the kernel).
+    pub tcp: bool,
 }
 
 /// Errors starting a sandbox.
@@ -65,11 +76,23 @@ fn run(program: &str, args: &[&str], dir: &Path) -> Result<String, SandboxError>
 impl Sandbox {
     /// Starts ovsdb-server and ovs-vswitchd in a fresh directory under the temp dir.
     pub fn start(datapath: Datapath) -> Result<Self, SandboxError> {
+        Self::start_with(Options {
+            datapath,
+            tcp: false,
+        })
+    }
+
+    /// Starts a sandbox with `options`.
+    pub fn start_with(options: Options) -> Result<Self, SandboxError> {
+        let datapath = options.datapath;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("rdo-ovs-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         // From here on Drop cleans up whatever has started.
-        let sandbox = Sandbox { dir };
+        let mut sandbox = Sandbox {
+            dir,
+            tcp_port: None,
+        };
         let d = sandbox.dir.to_string_lossy().to_string();
         let db = format!("{d}/conf.db");
         run(
@@ -77,20 +100,10 @@ impl Sandbox {
             &["create", &db, "/usr/share/openvswitch/vswitch.ovsschema"],
             &sandbox.dir,
         )?;
-        run(
-            "ovsdb-server",
-            &[
-                &db,
-                &format!("--remote=punix:{d}/db.sock"),
-                "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
-                &format!("--pidfile={d}/ovsdb-server.pid"),
-                &format!("--unixctl={d}/ovsdb-server.ctl"),
-                &format!("--log-file={d}/ovsdb-server.log"),
-                "--detach",
-                "--no-chdir",
-            ],
-            &sandbox.dir,
-        )?;
+        sandbox.start_ovsdb(options.tcp.then_some(0))?;
+        if options.tcp {
+            sandbox.tcp_port = Some(sandbox.read_tcp_port()?);
+        }
         run(
             "ovs-vsctl",
             &[&format!("--db=unix:{d}/db.sock"), "--no-wait", "init"],
@@ -154,47 +167,115 @@ impl Sandbox {
         run("ovs-appctl", &all, &self.dir)
     }
 
+    /// The TCP endpoint (`tcp:127.0.0.1:PORT`) when started with `tcp: true`.
+    pub fn tcp_endpoint(&self) -> Option<String> {
+        self.tcp_port.map(|p| format!("tcp:127.0.0.1:{p}"))
+    }
+
     /// Stops ovsdb-server only (to test reconnects); `restart_ovsdb` brings it back.
     pub fn stop_ovsdb(&self) {
         stop_pidfile(&self.dir.join("ovsdb-server.pid"));
     }
 
-    /// Starts ovsdb-server again on the same database and socket.
-    pub fn restart_ovsdb(&self) -> Result<(), SandboxError> {
-        let d = self.dir.to_string_lossy().to_string();
-        run(
-            "ovsdb-server",
-            &[
-                &format!("{d}/conf.db"),
-                &format!("--remote=punix:{d}/db.sock"),
-                "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
-                &format!("--pidfile={d}/ovsdb-server.pid"),
-                &format!("--unixctl={d}/ovsdb-server.ctl"),
-                &format!("--log-file={d}/ovsdb-server.log"),
-                "--detach",
-                "--no-chdir",
-            ],
-            &self.dir,
-        )
-        .map(drop)
+    /// Kills ovsdb-server with SIGKILL (no goodbye on any session), by its pid.
+    pub fn kill_ovsdb(&self) {
+        let pidfile = self.dir.join("ovsdb-server.pid");
+        if let Some(pid) = read_pid(&pidfile) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+            wait_gone(pid, Duration::from_secs(5));
+        }
+        let _ = std::fs::remove_file(pidfile);
     }
+
+    /// Starts ovsdb-server again on the same database, socket and TCP port.
+    pub fn restart_ovsdb(&self) -> Result<(), SandboxError> {
+        self.start_ovsdb(self.tcp_port)
+    }
+
+    fn start_ovsdb(&self, tcp_port: Option<u16>) -> Result<(), SandboxError> {
+        let d = self.dir.to_string_lossy().to_string();
+        let mut args = vec![
+            format!("{d}/conf.db"),
+            format!("--remote=punix:{d}/db.sock"),
+            "--remote=db:Open_vSwitch,Open_vSwitch,manager_options".to_string(),
+            format!("--pidfile={d}/ovsdb-server.pid"),
+            format!("--unixctl={d}/ovsdb-server.ctl"),
+            format!("--log-file={d}/ovsdb-server.log"),
+            "--detach".to_string(),
+            "--no-chdir".to_string(),
+        ];
+        if let Some(port) = tcp_port {
+            args.push(format!("--remote=ptcp:{port}:127.0.0.1"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("ovsdb-server", &args, &self.dir).map(drop)
+    }
+
+    /// The port ovsdb-server chose for `ptcp:0`, from its log ("listening on port N").
+    fn read_tcp_port(&self) -> Result<u16, SandboxError> {
+        let log = self.dir.join("ovsdb-server.log");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let port = text
+                .lines()
+                .filter_map(|l| l.split("listening on port ").nth(1))
+                .filter_map(|p| p.trim().parse::<u16>().ok())
+                .next_back();
+            if let Some(port) = port {
+                return Ok(port);
+            }
+            if Instant::now() > deadline {
+                return Err(SandboxError::Command {
+                    command: "ovsdb-server --remote=ptcp:0:127.0.0.1".into(),
+                    message: format!("no listening port in {}", log.display()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn read_pid(pidfile: &Path) -> Option<u32> {
+    std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+}
+
+/// Whether `pid` still runs. A zombie counts as gone: detached daemons are reparented to
+/// pid 1, which in a container may reap them late or never.
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z') | Some('X') | None)
+}
+
+fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
 }
 
 /// Sends SIGTERM to the pid in `pidfile` and waits (briefly) for it to exit.
 fn stop_pidfile(pidfile: &Path) {
-    let Ok(text) = std::fs::read_to_string(pidfile) else {
+    let Some(pid) = read_pid(pidfile) else {
         return;
     };
-    let Ok(pid) = text.trim().parse::<u32>() else {
+    if !alive(pid) {
+        let _ = std::fs::remove_file(pidfile);
         return;
-    };
-    let _ = Command::new("kill").arg(pid.to_string()).output();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
     }
-    if Path::new(&format!("/proc/{pid}")).exists() {
+    let _ = Command::new("kill").arg(pid.to_string()).output();
+    if !wait_gone(pid, Duration::from_secs(5)) {
         let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+        wait_gone(pid, Duration::from_secs(1));
     }
     let _ = std::fs::remove_file(pidfile);
 }

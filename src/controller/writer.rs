@@ -40,7 +40,7 @@ impl WriteError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             WriteError::Timeout { .. } => ErrorKind::Timeout,
-            WriteError::Api { source, .. } => classify(source),
+            WriteError::Api { source, .. } => ErrorKind::of(source),
         }
     }
 
@@ -48,16 +48,6 @@ impl WriteError {
     /// as opposed to the API server being unwell (the next writes would fail too).
     fn object_specific(&self) -> bool {
         matches!(self.kind(), ErrorKind::Conflict | ErrorKind::Client)
-    }
-}
-
-/// Kind of a client error, for metrics and retry decisions.
-pub fn classify(error: &kube::Error) -> ErrorKind {
-    match error {
-        kube::Error::Api(status) if status.code == 409 => ErrorKind::Conflict,
-        kube::Error::Api(status) if status.code == 429 || status.code >= 500 => ErrorKind::Server,
-        kube::Error::Api(_) => ErrorKind::Client,
-        _ => ErrorKind::Other,
     }
 }
 
@@ -339,7 +329,7 @@ mod tests {
             (422, ErrorKind::Client),
         ];
         for (code, kind) in cases {
-            assert_eq!(classify(&api(code)), kind, "{code}");
+            assert_eq!(ErrorKind::of(&api(code)), kind, "{code}");
         }
         assert!(is_not_found(&api(404)) && !is_not_found(&api(409)));
     }

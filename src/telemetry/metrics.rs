@@ -27,6 +27,20 @@ pub enum ErrorKind {
     Other,
 }
 
+impl ErrorKind {
+    /// Kind of a Kubernetes client error, for metrics and retry decisions.
+    pub fn of(error: &kube::Error) -> Self {
+        match error {
+            kube::Error::Api(status) if status.code == 409 => ErrorKind::Conflict,
+            kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
+                ErrorKind::Server
+            }
+            kube::Error::Api(_) => ErrorKind::Client,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
 /// Which kind of write went to the API server.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum WriteKind {
@@ -34,8 +48,11 @@ pub enum WriteKind {
     Apply,
     /// Deletion of a TunnelPort.
     Delete,
-    /// Removal of the agent's finalizer from a TunnelPort whose node is gone.
+    /// Removal of the agent's finalizer (by the agent once the OVS port is gone, or by the
+    /// controller when the TunnelPort's node is gone).
     ReleaseFinalizer,
+    /// The agent's finalizer put on a TunnelPort before its OVS port is created.
+    AddFinalizer,
     /// Status of a RemoteDevice or TunnelPort.
     Status,
     /// A Kubernetes Event.
@@ -75,7 +92,7 @@ macro_rules! label_values {
 
 label_values! {
     ErrorKind { Conflict => "conflict", Server => "server", Client => "client", Timeout => "timeout", Other => "other" }
-    WriteKind { Apply => "apply", Delete => "delete", ReleaseFinalizer => "release_finalizer", Status => "status", Event => "event" }
+    WriteKind { Apply => "apply", Delete => "delete", ReleaseFinalizer => "release_finalizer", AddFinalizer => "add_finalizer", Status => "status", Event => "event" }
     TunnelPortState { Ready => "ready", Pending => "pending", Failed => "failed" }
 }
 

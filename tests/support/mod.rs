@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests (each test crate uses only some of them).
+//! Shared test support (each test crate uses only some of it).
 #![allow(dead_code)]
 
+pub mod fake_api;
 pub mod netns;
 pub mod ovs;

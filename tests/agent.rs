@@ -1,0 +1,456 @@
+//! The agent's Kubernetes side against kube's mock client, with a real OVS where the
+//! scenario needs one: every request is checked for method, path, query and body.
+
+use std::time::Duration;
+
+use http::{Request, Response};
+use kube::client::Body;
+use kube::{Api, Client};
+use remote_device_operator::agent::decide::decide;
+use remote_device_operator::agent::kube as agent_kube;
+use remote_device_operator::agent::node::{self, NodeConfig};
+use remote_device_operator::api::conditions::{READY, is_true};
+use remote_device_operator::api::{
+    OVS_CLEANUP_FINALIZER, TunnelDevice, TunnelPort, TunnelPortSpec, TunnelType,
+};
+use remote_device_operator::sandbox::{Datapath, Sandbox};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tower_test::mock;
+
+type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+fn mock_client() -> (Client, Handle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), handle)
+}
+
+fn tunnel_port(name: &str, finalizer: bool) -> TunnelPort {
+    let mut tp = TunnelPort::new(
+        name,
+        TunnelPortSpec {
+            node_name: "n1".into(),
+            remote_ip: "192.0.2.10".into(),
+            tunnel_type: TunnelType::Vxlan,
+            dst_port: None,
+            local_ip: None,
+            devices: vec![TunnelDevice {
+                namespace: "t1".into(),
+                name: "d1".into(),
+                mac_address: "52:54:00:00:00:01".into(),
+                vni: 5001,
+                ips: vec![],
+                local_vlan: None,
+            }],
+        },
+    );
+    tp.metadata.resource_version = Some("7".into());
+    tp.metadata.generation = Some(1);
+    tp.metadata.uid = Some("uid-1".into());
+    if finalizer {
+        tp.metadata.finalizers = Some(vec![OVS_CLEANUP_FINALIZER.into()]);
+    }
+    tp
+}
+
+fn json_response(value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .body(Body::from(serde_json::to_vec(value).unwrap()))
+        .unwrap()
+}
+
+/// Receives the next request and returns (method, path, query pairs, content type, body).
+async fn next(
+    handle: &mut Handle,
+) -> (
+    String,
+    String,
+    Vec<(String, String)>,
+    String,
+    Value,
+    mock::SendResponse<Response<Body>>,
+) {
+    let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+        .await
+        .expect("a request within 10 s")
+        .expect("the client is alive");
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let query: Vec<(String, String)> = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.replace("%2F", "/").replace("%3D", "="))
+        })
+        .collect();
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (method, path, query, content_type, body, send)
+}
+
+fn has(query: &[(String, String)], key: &str, value: &str) -> bool {
+    query.iter().any(|(k, v)| k == key && v == value)
+}
+
+#[tokio::test]
+async fn finalizer_and_status_writes() {
+    let (client, mut handle) = mock_client();
+    let api: Api<TunnelPort> = Api::all(client);
+    let fresh = tunnel_port("n1.vxlan.192-0-2-10", false);
+
+    let call = tokio::spawn({
+        let (api, tp) = (api.clone(), fresh.clone());
+        async move { agent_kube::add_finalizer(&api, &tp).await }
+    });
+    let (method, path, query, ctype, body, send) = next(&mut handle).await;
+    assert_eq!(
+        (method.as_str(), path.as_str()),
+        (
+            "PATCH",
+            "/apis/remotedevice.io/v1alpha1/tunnelports/n1.vxlan.192-0-2-10"
+        )
+    );
+    assert!(query.is_empty(), "{query:?}");
+    assert_eq!(ctype, "application/merge-patch+json");
+    assert_eq!(
+        body,
+        json!({"metadata": {"finalizers": [OVS_CLEANUP_FINALIZER], "resourceVersion": "7"}})
+    );
+    send.send_response(json_response(
+        &serde_json::to_value(tunnel_port("n1.vxlan.192-0-2-10", true)).unwrap(),
+    ));
+    call.await.unwrap().unwrap();
+
+    let mut status = remote_device_operator::api::TunnelPortStatus {
+        ofport: Some(4),
+        ..Default::default()
+    };
+    status.interface_name = Some("rdv-0123456789a".into());
+    let call = tokio::spawn({
+        let (api, status) = (api.clone(), status.clone());
+        async move { agent_kube::write_status(&api, "n1.vxlan.192-0-2-10", &status).await }
+    });
+    let (method, path, query, ctype, body, send) = next(&mut handle).await;
+    assert_eq!(
+        (method.as_str(), path.as_str()),
+        (
+            "PATCH",
+            "/apis/remotedevice.io/v1alpha1/tunnelports/n1.vxlan.192-0-2-10/status"
+        )
+    );
+    assert!(
+        has(&query, "fieldManager", agent_kube::AGENT_MANAGER) && has(&query, "force", "true"),
+        "{query:?}"
+    );
+    assert_eq!(ctype, "application/apply-patch+yaml");
+    assert_eq!(
+        body,
+        json!({"apiVersion": "remotedevice.io/v1alpha1", "kind": "TunnelPort",
+               "status": {"ofport": 4, "interfaceName": "rdv-0123456789a"}})
+    );
+    send.send_response(json_response(
+        &serde_json::to_value(tunnel_port("n1.vxlan.192-0-2-10", true)).unwrap(),
+    ));
+    call.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_conflict_or_server_error_is_reported_not_fatal() {
+    let (client, mut handle) = mock_client();
+    let api: Api<TunnelPort> = Api::all(client);
+    let objects = vec![tunnel_port("a", false)];
+    let decisions = remote_device_operator::agent::decide::Decisions {
+        add_finalizer: vec!["a".into()],
+        ..Default::default()
+    };
+    for code in [409u16, 500] {
+        let call = tokio::spawn({
+            let (api, objects, decisions) = (api.clone(), objects.clone(), decisions.clone());
+            async move {
+                agent_kube::apply(
+                    &api,
+                    &objects,
+                    &decisions,
+                    &mut Default::default(),
+                    &Default::default(),
+                )
+                .await
+            }
+        });
+        let (method, path, _, _, _, send) = next(&mut handle).await;
+        assert_eq!(
+            (method.as_str(), path.as_str()),
+            ("PATCH", "/apis/remotedevice.io/v1alpha1/tunnelports/a")
+        );
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": "Conflict", "message": "try again"});
+        send.send_response(
+            Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                .unwrap(),
+        );
+        assert!(
+            !call.await.unwrap(),
+            "a failed write is reported so the round is retried"
+        );
+    }
+}
+
+/// The delete path on a real OVS: the finalizer is released only after the OVS port and
+/// its rules are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_tunnel_port_leaves_ovs_before_its_finalizer_is_released() {
+    let sandbox = Sandbox::start(Datapath::Dummy).expect("OVS sandbox");
+    let shutdown = CancellationToken::new();
+    let node = node::spawn(
+        NodeConfig {
+            ovsdb: sandbox.endpoint(),
+            bridge: "br-int".into(),
+            ovs_rundir: sandbox.dir().to_path_buf(),
+        },
+        shutdown.clone(),
+    );
+    let mut view = node.view.clone();
+    let live = tunnel_port("n1.vxlan.192-0-2-10", true);
+
+    // Apply: the port appears and the status turns Ready.
+    let now = || k8s_openapi::jiff::Timestamp::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = decide(
+            "n1",
+            Some(std::slice::from_ref(&live)),
+            &view.borrow(),
+            now(),
+        );
+        node.desired.send_if_modified(|current| {
+            let changed = *current != d.desired;
+            *current = d.desired.clone();
+            changed
+        });
+        if d.status.iter().any(|(_, s)| is_true(&s.conditions, READY)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never Ready: {:?}",
+            d.status
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), view.changed()).await;
+    }
+    assert_eq!(
+        sandbox
+            .vsctl(&["list-ports", "br-int"])
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+
+    // Delete: while anything of the port is in OVS, the finalizer stays.
+    let mut deleting = live.clone();
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = decide(
+            "n1",
+            Some(std::slice::from_ref(&deleting)),
+            &view.borrow(),
+            now(),
+        );
+        node.desired.send_if_modified(|current| {
+            let changed = *current != d.desired;
+            *current = d.desired.clone();
+            changed
+        });
+        if !d.release_finalizer.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "finalizer never released"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), view.changed()).await;
+    }
+    assert_eq!(
+        sandbox.vsctl(&["list-ports", "br-int"]).unwrap().trim(),
+        "",
+        "port gone before release"
+    );
+    let flows = sandbox
+        .ofctl(&[
+            "dump-flows",
+            &sandbox.mgmt("br-int"),
+            "cookie=0x52444f4600000000/0xffffffff00000000",
+        ])
+        .unwrap();
+    assert_eq!(
+        flows.lines().filter(|l| l.contains("cookie=")).count(),
+        0,
+        "rules gone before release: {flows}"
+    );
+
+    // The release itself.
+    let (client, mut handle) = mock_client();
+    let api: Api<TunnelPort> = Api::all(client);
+    let call = tokio::spawn({
+        let tp = deleting.clone();
+        async move { agent_kube::release_finalizer(&api, &tp).await }
+    });
+    let (method, path, _, ctype, body, send) = next(&mut handle).await;
+    assert_eq!(
+        (method.as_str(), path.as_str()),
+        (
+            "PATCH",
+            "/apis/remotedevice.io/v1alpha1/tunnelports/n1.vxlan.192-0-2-10"
+        )
+    );
+    assert_eq!(ctype, "application/merge-patch+json");
+    assert_eq!(
+        body,
+        json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})
+    );
+    send.send_response(json_response(&serde_json::to_value(&deleting).unwrap()));
+    call.await.unwrap().unwrap();
+
+    shutdown.cancel();
+    node.join().await;
+}
+
+/// The whole shell: it lists only its node's TunnelPorts (label selector), puts the
+/// finalizer on before the OVS port exists, then reports Ready with the ofport OVS gave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
+    let sandbox = Sandbox::start(Datapath::Dummy).expect("OVS sandbox");
+    let shutdown = CancellationToken::new();
+    let node = node::spawn(
+        NodeConfig {
+            ovsdb: sandbox.endpoint(),
+            bridge: "br-int".into(),
+            ovs_rundir: sandbox.dir().to_path_buf(),
+        },
+        shutdown.clone(),
+    );
+    let (client, mut handle) = mock_client();
+    let api: Api<TunnelPort> = Api::all(client);
+    let agent = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            agent_kube::run(
+                api,
+                "n1".into(),
+                &node,
+                &Default::default(),
+                &Default::default(),
+                shutdown,
+            )
+            .await;
+            node
+        }
+    });
+
+    let name = "n1.vxlan.192-0-2-10";
+    let with_finalizer = tunnel_port(name, true);
+    let mut held = Vec::new();
+    let mut finalizer_added = false;
+    let mut port_seen_before_finalizer = false;
+    let ready_body = loop {
+        let (method, path, query, _, body, send) = next(&mut handle).await;
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/apis/remotedevice.io/v1alpha1/tunnelports")
+                if !has(&query, "watch", "true") =>
+            {
+                assert!(
+                    has(&query, "labelSelector", "remotedevice.io/node=n1"),
+                    "{query:?}"
+                );
+                let list = json!({"apiVersion": "remotedevice.io/v1alpha1", "kind": "TunnelPortList",
+                    "metadata": {"resourceVersion": "7"}, "items": [tunnel_port(name, false)]});
+                send.send_response(json_response(&list));
+            }
+            ("GET", "/apis/remotedevice.io/v1alpha1/tunnelports") => {
+                assert!(
+                    has(&query, "labelSelector", "remotedevice.io/node=n1"),
+                    "{query:?}"
+                );
+                // Held open until there is something to tell.
+                held.push(send);
+            }
+            ("PATCH", p) if p == format!("/apis/remotedevice.io/v1alpha1/tunnelports/{name}") => {
+                assert_eq!(
+                    body,
+                    json!({"metadata": {"finalizers": [OVS_CLEANUP_FINALIZER], "resourceVersion": "7"}})
+                );
+                port_seen_before_finalizer |= !sandbox
+                    .vsctl(&["list-ports", "br-int"])
+                    .unwrap_or_default()
+                    .trim()
+                    .is_empty();
+                finalizer_added = true;
+                send.send_response(json_response(
+                    &serde_json::to_value(&with_finalizer).unwrap(),
+                ));
+                // Answer the pending watch with the change.
+                if let Some(watch) = held.pop() {
+                    let event = json!({"type": "MODIFIED", "object": with_finalizer});
+                    watch.send_response(
+                        Response::builder()
+                            .body(Body::from(serde_json::to_vec(&event).unwrap()))
+                            .unwrap(),
+                    );
+                }
+            }
+            ("PATCH", p)
+                if p == format!("/apis/remotedevice.io/v1alpha1/tunnelports/{name}/status") =>
+            {
+                assert!(
+                    has(&query, "fieldManager", agent_kube::AGENT_MANAGER)
+                        && has(&query, "force", "true")
+                );
+                send.send_response(json_response(
+                    &serde_json::to_value(&with_finalizer).unwrap(),
+                ));
+                if body["status"]["conditions"][0]["status"] == "True" {
+                    break body;
+                }
+            }
+            other => panic!("unexpected request {other:?} {query:?} {body}"),
+        }
+    };
+    assert!(
+        finalizer_added && !port_seen_before_finalizer,
+        "the finalizer comes before the OVS port"
+    );
+    assert_eq!(ready_body["status"]["conditions"][0]["reason"], "PortReady");
+    assert!(
+        ready_body["status"]["ofport"].as_i64().unwrap() > 0,
+        "{ready_body}"
+    );
+    assert_eq!(
+        sandbox
+            .vsctl(&["list-ports", "br-int"])
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    shutdown.cancel();
+    drop(held);
+    let node = agent.await.unwrap();
+    node.join().await;
+}
