@@ -84,6 +84,8 @@ pub struct SyncOutcome {
 }
 
 /// What the loop last achieved, for the agent (status, finalizers) and for tests.
+/// Receivers are notified when `applied` or `error` change or a repair happened; the
+/// counters and `monitoring` update without waking anyone.
 #[derive(Clone, Debug, Default)]
 pub struct SyncStatus {
     /// The last plan that OVS was confirmed to hold in full (checked or applied in one
@@ -181,7 +183,10 @@ impl FlowSync {
                             tracing::debug!("flow monitor ended; checking every interval");
                             monitor = None;
                             dirty = true;
-                            self.status.send_modify(|s| s.monitoring = false);
+                            self.status.send_if_modified(|s| {
+                                s.monitoring = false;
+                                false
+                            });
                         }
                     }
                     continue;
@@ -192,7 +197,11 @@ impl FlowSync {
                         // Changes before it started went unseen.
                         dirty = true;
                         let up = monitor.is_some();
-                        self.status.send_modify(|s| s.monitoring = up);
+                        // Informational: updated without waking receivers.
+                        self.status.send_if_modified(|s| {
+                            s.monitoring = up;
+                            false
+                        });
                     }
                     let quiet_too_long = last_check.elapsed() >= self.config.quiet_check_interval;
                     if monitor.is_some() && !dirty && !quiet_too_long && held.is_some() {
@@ -237,7 +246,13 @@ impl FlowSync {
                             "applied flow bundle"
                         );
                     }
-                    self.status.send_modify(|s| {
+                    // Receivers (the agent recomputes on every notification) are woken
+                    // only when something they act on changed, not for the counters of a
+                    // quiet check.
+                    self.status.send_if_modified(|s| {
+                        let news = !s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &plan))
+                            || s.error.is_some()
+                            || (same_plan && changed);
                         s.applied = Some(plan.clone());
                         s.error = None;
                         s.rounds += 1;
@@ -247,6 +262,7 @@ impl FlowSync {
                         if same_plan && changed {
                             s.repairs += 1;
                         }
+                        news
                     });
                     held = Some(plan);
                 }
@@ -254,7 +270,12 @@ impl FlowSync {
                     tracing::warn!(error = %e, "flow sync failed; retrying");
                     held = None;
                     dirty = true;
-                    self.status.send_modify(|s| s.error = Some(e.to_string()));
+                    let message = e.to_string();
+                    self.status.send_if_modified(|s| {
+                        let news = s.error.as_deref() != Some(message.as_str());
+                        s.error = Some(message);
+                        news
+                    });
                 }
             }
         }
