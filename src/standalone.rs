@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -79,8 +79,9 @@ pub struct NodePlan {
 }
 
 /// Plans for one node from manifests (pure). Without a Node manifest of that name the node
-/// has no labels and no known tunnel IP.
-pub fn plan_node(manifests: &Manifests, node_name: &str) -> NodePlan {
+/// has no labels and no known tunnel IP. Devices on the `previous` ports keep their claims
+/// against newcomers (files carry no creation time).
+pub fn plan_node(manifests: &Manifests, node_name: &str, previous: &[TunnelPort]) -> NodePlan {
     let mut nodes: Vec<Node> = manifests
         .nodes
         .iter()
@@ -97,7 +98,7 @@ pub fn plan_node(manifests: &Manifests, node_name: &str) -> NodePlan {
         });
     }
     let devices: Vec<_> = manifests.devices.iter().map(|(_, d)| d.clone()).collect();
-    let plan = plan::plan(&devices, &nodes);
+    let plan = plan::plan_keeping(&devices, &nodes, previous);
     let mut problems: Vec<String> = manifests
         .rejected
         .iter()
@@ -144,15 +145,13 @@ pub fn with_status(ports: &[TunnelPort], view: &NodeView) -> Vec<TunnelPort> {
         .collect()
 }
 
-/// Files under the directory with their modification times: changes when a file is
-/// added, removed or written.
-fn fingerprint(
-    dir: &std::path::Path,
-) -> Result<BTreeMap<PathBuf, (SystemTime, u64)>, std::io::Error> {
+/// What the directory holds: every manifest file with its content, so any change (also a
+/// same-size rewrite within one mtime tick) is seen.
+fn fingerprint(dir: &std::path::Path) -> Result<BTreeMap<PathBuf, Vec<u8>>, std::io::Error> {
     let mut out = BTreeMap::new();
     for file in manifests::manifest_files(dir)? {
-        let meta = std::fs::metadata(&file)?;
-        out.insert(file, (meta.modified()?, meta.len()));
+        let content = std::fs::read(&file)?;
+        out.insert(file, content);
     }
     Ok(out)
 }
@@ -195,7 +194,7 @@ pub async fn run(
                     seen = now;
                     match manifests::read_paths(std::slice::from_ref(&args.dir)) {
                         Ok(m) => {
-                            let next = plan_node(&m, &args.node_name);
+                            let next = plan_node(&m, &args.node_name, &current.tunnel_ports);
                             for p in next.problems.iter().filter(|p| !current.problems.contains(p)) {
                                 writeln!(out, "{p}")?;
                             }
