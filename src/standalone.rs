@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::node::{self, NodeConfig, NodeView};
+use crate::agent::node::{self, NodeConfig, NodeView, OvsArgs};
 use crate::agent::status::tunnel_port_status;
 use crate::api::TunnelPort;
 use crate::api::conditions::{READY, is_true};
@@ -33,19 +33,9 @@ pub struct StandaloneArgs {
     /// This node's name (matched against Node manifests and device node selectors).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: String,
-    /// OVSDB endpoint, as ovs-vsctl spells it.
-    #[arg(
-        long,
-        env = "OVSDB_ENDPOINT",
-        default_value = "unix:/var/run/openvswitch/db.sock"
-    )]
-    pub ovsdb: String,
-    /// Integration bridge to put the tunnel ports on (created when missing).
-    #[arg(long, env = "OVS_BRIDGE", default_value = "br-int")]
-    pub bridge: String,
-    /// OVS run directory, where the bridge's OpenFlow socket `<bridge>.mgmt` lives.
-    #[arg(long, env = "OVS_RUNDIR", default_value = "/var/run/openvswitch")]
-    pub ovs_rundir: PathBuf,
+    /// Where OVS is.
+    #[command(flatten)]
+    pub ovs: OvsArgs,
     /// How often the directory is checked for changes.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub poll: Duration,
@@ -162,11 +152,7 @@ pub async fn run(
     shutdown: CancellationToken,
     out: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
-    let config = NodeConfig {
-        ovsdb: args.ovsdb.clone(),
-        bridge: args.bridge.clone(),
-        ovs_rundir: args.ovs_rundir.clone(),
-    };
+    let config = NodeConfig::from(&args.ovs);
     // A child token: `--once` stops the loops without cancelling the caller's token.
     let stop = shutdown.child_token();
     let handle = node::spawn(config, stop.clone());
