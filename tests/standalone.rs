@@ -28,6 +28,7 @@ fn copy_examples(dir: &Path) {
     for file in [
         "remote-device.yaml",
         "more-devices.yaml",
+        "other-cloud-vm.yaml",
         "nodes/kind-nodes.yaml",
     ] {
         std::fs::copy(
