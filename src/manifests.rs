@@ -75,8 +75,14 @@ pub fn manifest_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
+            let entry = entry?;
+            let path = entry.path();
+            // Hidden entries are skipped: a ConfigMap volume keeps every file twice, the
+            // real one under `..data`; symlinked directories are not followed (no loops).
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
                 stack.push(path);
             } else if matches!(
                 path.extension().and_then(|e| e.to_str()),
@@ -150,7 +156,7 @@ impl Manifests {
             reason,
         };
         match (api_version.as_str(), kind.as_str()) {
-            ("remotedevice.io/v1alpha1", "RemoteDevice") => match typed::<RemoteDevice>(value) {
+            ("remotedevice.io/v1alpha1", "RemoteDevice") => match strict::<RemoteDevice>(value) {
                 Ok(device) => {
                     let errors = validate::validate_device(&device);
                     if errors.is_empty() {
@@ -217,6 +223,26 @@ fn object_name(value: &Value) -> Option<String> {
     })
 }
 
+/// Like [`typed`], and also refuses fields the type does not know, as `kubectl apply`
+/// (strict field validation) does. Only manifests are read this strictly: objects from the
+/// API server may carry fields of a newer version, and must not break a watch.
+fn strict<T: DeserializeOwned>(value: Value) -> Result<T, (Option<String>, String)> {
+    let mut unknown = Vec::new();
+    let object: T = typed(value.clone())?;
+    let _: Result<T, _> = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
+    // apiVersion and kind were checked by the caller; the typed object does not keep them.
+    match unknown
+        .into_iter()
+        .find(|p| p != "apiVersion" && p != "kind")
+    {
+        None => Ok(object),
+        Some(path) => {
+            let name = path.rsplit('.').next().unwrap_or(&path).to_string();
+            Err((Some(path), format!("unknown field `{name}`")))
+        }
+    }
+}
+
 /// Deserializes a typed object, naming the field that failed.
 fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (Option<String>, String)> {
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -234,4 +260,34 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (Option<String>, String
         };
         (field, reason)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_entries_and_symlinked_directories_are_skipped() {
+        let dir = std::env::temp_dir().join(format!("rdo-manifests-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("..data")).unwrap();
+        std::fs::write(dir.join("..data/a.yaml"), "").unwrap();
+        std::os::unix::fs::symlink("..data/a.yaml", dir.join("a.yaml")).unwrap();
+        std::os::unix::fs::symlink(".", dir.join("loop")).unwrap();
+        let files = manifest_files(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(files.unwrap(), vec![dir.join("a.yaml")]);
+    }
+
+    #[test]
+    fn broken_yaml_is_reported_once() {
+        let mut m = Manifests::default();
+        m.add_text(Path::new("x.yaml"), "a: [b: {\n---\nc: d\n");
+        assert_eq!(m.rejected.len(), 1);
+        assert!(
+            m.rejected[0].reason.starts_with("not valid YAML"),
+            "{:?}",
+            m.rejected
+        );
+    }
 }

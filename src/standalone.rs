@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::node::{self, NodeConfig, NodeView};
+use crate::agent::node::{self, NodeConfig, NodeView, OvsArgs};
 use crate::agent::status::tunnel_port_status;
 use crate::api::TunnelPort;
 use crate::api::conditions::{READY, is_true};
@@ -33,19 +33,9 @@ pub struct StandaloneArgs {
     /// This node's name (matched against Node manifests and device node selectors).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: String,
-    /// OVSDB endpoint, as ovs-vsctl spells it.
-    #[arg(
-        long,
-        env = "OVSDB_ENDPOINT",
-        default_value = "unix:/var/run/openvswitch/db.sock"
-    )]
-    pub ovsdb: String,
-    /// Integration bridge to put the tunnel ports on (created when missing).
-    #[arg(long, env = "OVS_BRIDGE", default_value = "br-int")]
-    pub bridge: String,
-    /// OVS run directory, where the bridge's OpenFlow socket `<bridge>.mgmt` lives.
-    #[arg(long, env = "OVS_RUNDIR", default_value = "/var/run/openvswitch")]
-    pub ovs_rundir: PathBuf,
+    /// Where OVS is.
+    #[command(flatten)]
+    pub ovs: OvsArgs,
     /// How often the directory is checked for changes.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub poll: Duration,
@@ -79,8 +69,9 @@ pub struct NodePlan {
 }
 
 /// Plans for one node from manifests (pure). Without a Node manifest of that name the node
-/// has no labels and no known tunnel IP.
-pub fn plan_node(manifests: &Manifests, node_name: &str) -> NodePlan {
+/// has no labels and no known tunnel IP. Devices on the `previous` ports keep their claims
+/// against newcomers (files carry no creation time).
+pub fn plan_node(manifests: &Manifests, node_name: &str, previous: &[TunnelPort]) -> NodePlan {
     let mut nodes: Vec<Node> = manifests
         .nodes
         .iter()
@@ -97,7 +88,7 @@ pub fn plan_node(manifests: &Manifests, node_name: &str) -> NodePlan {
         });
     }
     let devices: Vec<_> = manifests.devices.iter().map(|(_, d)| d.clone()).collect();
-    let plan = plan::plan(&devices, &nodes);
+    let plan = plan::plan_keeping(&devices, &nodes, previous);
     let mut problems: Vec<String> = manifests
         .rejected
         .iter()
@@ -144,15 +135,13 @@ pub fn with_status(ports: &[TunnelPort], view: &NodeView) -> Vec<TunnelPort> {
         .collect()
 }
 
-/// Files under the directory with their modification times: changes when a file is
-/// added, removed or written.
-fn fingerprint(
-    dir: &std::path::Path,
-) -> Result<BTreeMap<PathBuf, (SystemTime, u64)>, std::io::Error> {
+/// What the directory holds: every manifest file with its content, so any change (also a
+/// same-size rewrite within one mtime tick) is seen.
+fn fingerprint(dir: &std::path::Path) -> Result<BTreeMap<PathBuf, Vec<u8>>, std::io::Error> {
     let mut out = BTreeMap::new();
     for file in manifests::manifest_files(dir)? {
-        let meta = std::fs::metadata(&file)?;
-        out.insert(file, (meta.modified()?, meta.len()));
+        let content = std::fs::read(&file)?;
+        out.insert(file, content);
     }
     Ok(out)
 }
@@ -163,11 +152,7 @@ pub async fn run(
     shutdown: CancellationToken,
     out: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
-    let config = NodeConfig {
-        ovsdb: args.ovsdb.clone(),
-        bridge: args.bridge.clone(),
-        ovs_rundir: args.ovs_rundir.clone(),
-    };
+    let config = NodeConfig::from(&args.ovs);
     // A child token: `--once` stops the loops without cancelling the caller's token.
     let stop = shutdown.child_token();
     let handle = node::spawn(config, stop.clone());
@@ -195,7 +180,7 @@ pub async fn run(
                     seen = now;
                     match manifests::read_paths(std::slice::from_ref(&args.dir)) {
                         Ok(m) => {
-                            let next = plan_node(&m, &args.node_name);
+                            let next = plan_node(&m, &args.node_name, &current.tunnel_ports);
                             for p in next.problems.iter().filter(|p| !current.problems.contains(p)) {
                                 writeln!(out, "{p}")?;
                             }

@@ -187,6 +187,7 @@ async fn a_conflict_or_server_error_is_reported_not_fatal() {
                     &decisions,
                     &mut Default::default(),
                     &Default::default(),
+                    Duration::from_secs(10),
                 )
                 .await
             }
@@ -357,6 +358,7 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
                 &node,
                 &Default::default(),
                 &Default::default(),
+                Duration::from_secs(10),
                 shutdown,
             )
             .await;

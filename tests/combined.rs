@@ -73,6 +73,7 @@ async fn agent_and_real_ovs_apply_ready_delete_gone() {
                 &node,
                 &Default::default(),
                 &Default::default(),
+                Duration::from_secs(10),
                 shutdown,
             )
             .await;
@@ -231,6 +232,7 @@ async fn controller_agent_and_real_ovs_full_cycle() {
                 &node,
                 &Default::default(),
                 &Default::default(),
+                Duration::from_secs(10),
                 shutdown,
             )
             .await;
@@ -295,15 +297,18 @@ async fn controller_agent_and_real_ovs_full_cycle() {
     node.join().await;
 }
 
-/// A failing API server is retried with growing pauses (no hot loop) until it answers.
+/// A failing API server (conflict, server error, no answer at all) is retried with
+/// growing pauses — no hot loop — until it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_retries_failed_writes_with_backoff() {
     let sandbox = Sandbox::start(Datapath::Dummy).unwrap();
     let fake = FakeApi::new();
     let name = "n1.vxlan.192-0-2-10";
     fake.apply(tunnel_port_manifest(name));
-    fake.fail_next("PATCH", &format!("/tunnelports/{name}"), 409, 1);
-    fake.fail_next("PATCH", &format!("/tunnelports/{name}"), 500, 2);
+    let path = format!("/tunnelports/{name}");
+    fake.fail_next("PATCH", &path, 409, 1);
+    fake.fail_next("PATCH", &path, 500, 1);
+    fake.hang_next("PATCH", &path, 1);
 
     let shutdown = CancellationToken::new();
     let node = node::spawn(
@@ -322,38 +327,40 @@ async fn agent_retries_failed_writes_with_backoff() {
             metrics.clone(),
         );
         async move {
+            let api_timeout = Duration::from_secs(1);
             agent_kube::run(
                 api,
                 "n1".into(),
                 &node,
                 &metrics,
                 &Default::default(),
+                api_timeout,
                 shutdown,
             )
             .await;
             node
         }
     });
-    let started = tokio::time::Instant::now();
     wait_for("the finalizer despite three failures", || {
         find(&fake, "tunnelports", name).is_some_and(|tp| !tp["metadata"]["finalizers"].is_null())
     })
     .await;
-    let took = started.elapsed();
-    let attempts = fake
+    let attempts: Vec<_> = fake
         .log()
-        .iter()
+        .into_iter()
         .filter(|r| r.method == "PATCH" && r.path.ends_with(name))
-        .count();
-    assert_eq!(attempts, 4, "three failures, then success");
-    // Pauses of 0.5 s, 1 s and 2 s between the attempts.
-    assert!(
-        took >= Duration::from_millis(3400),
-        "retried too fast: {took:?}"
-    );
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(attempts.len(), 4, "three failures, then success");
+    // Pauses double (0.5 s, 1 s, 2 s); the hung request also waited out its 1 s timeout.
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, least) in gaps.iter().zip([500, 1000, 3000]) {
+        assert!(*gap >= Duration::from_millis(least), "gaps {gaps:?}");
+    }
     use remote_device_operator::telemetry::ErrorKind;
     assert_eq!(metrics.errors(ErrorKind::Conflict), 1);
-    assert_eq!(metrics.errors(ErrorKind::Server), 2);
+    assert_eq!(metrics.errors(ErrorKind::Server), 1);
+    assert_eq!(metrics.errors(ErrorKind::Timeout), 1);
     wait_for("Ready after the retries", || {
         find(&fake, "tunnelports", name)
             .is_some_and(|tp| tp["status"]["conditions"][0]["status"] == "True")

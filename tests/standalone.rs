@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use remote_device_operator::agent::OvsArgs;
 use remote_device_operator::sandbox::{Datapath, Sandbox};
 use remote_device_operator::standalone::{self, StandaloneArgs};
 use tokio_util::sync::CancellationToken;
@@ -12,9 +13,11 @@ fn args(dir: &Path, sandbox: &Sandbox, once: bool) -> StandaloneArgs {
     StandaloneArgs {
         dir: dir.to_path_buf(),
         node_name: "kind-worker".into(),
-        ovsdb: sandbox.endpoint(),
-        bridge: "br-int".into(),
-        ovs_rundir: sandbox.dir().to_path_buf(),
+        ovs: OvsArgs {
+            ovsdb: sandbox.endpoint(),
+            bridge: "br-int".into(),
+            ovs_rundir: sandbox.dir().to_path_buf(),
+        },
         poll: Duration::from_millis(100),
         once,
     }
@@ -25,6 +28,7 @@ fn copy_examples(dir: &Path) {
     for file in [
         "remote-device.yaml",
         "more-devices.yaml",
+        "other-cloud-vm.yaml",
         "nodes/kind-nodes.yaml",
     ] {
         std::fs::copy(

@@ -31,29 +31,30 @@ pub fn node_selector(node: &str) -> String {
     format!("{NODE_LABEL}={}", names::node_label_value(node))
 }
 
-fn merge_finalizers(tp: &TunnelPort, finalizers: Vec<String>) -> serde_json::Value {
-    // resourceVersion makes the write conditional: a concurrent change gives 409, and the
-    // next round decides again from fresh state.
-    json!({"metadata": {"finalizers": finalizers, "resourceVersion": tp.metadata.resource_version}})
+/// Sets the finalizer list. `resourceVersion` makes the write conditional: a concurrent
+/// change gives 409, and the next round decides again from fresh state.
+async fn set_finalizers(
+    api: &Api<TunnelPort>,
+    tp: &TunnelPort,
+    finalizers: Vec<String>,
+) -> kube::Result<()> {
+    let name = tp.metadata.name.as_deref().unwrap_or_default();
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tp.metadata.resource_version}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(drop)
 }
 
 /// Adds the agent's finalizer (before the OVS port is created).
 pub async fn add_finalizer(api: &Api<TunnelPort>, tp: &TunnelPort) -> kube::Result<()> {
     let mut finalizers = tp.metadata.finalizers.clone().unwrap_or_default();
     finalizers.push(OVS_CLEANUP_FINALIZER.to_string());
-    let name = tp.metadata.name.as_deref().unwrap_or_default();
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(merge_finalizers(tp, finalizers)),
-    )
-    .await
-    .map(drop)
+    set_finalizers(api, tp, finalizers).await
 }
 
 /// Removes the agent's finalizer (after the OVS port and its rules are gone).
 pub async fn release_finalizer(api: &Api<TunnelPort>, tp: &TunnelPort) -> kube::Result<()> {
-    let finalizers: Vec<String> = tp
+    let finalizers = tp
         .metadata
         .finalizers
         .iter()
@@ -61,14 +62,7 @@ pub async fn release_finalizer(api: &Api<TunnelPort>, tp: &TunnelPort) -> kube::
         .filter(|f| *f != OVS_CLEANUP_FINALIZER)
         .cloned()
         .collect();
-    let name = tp.metadata.name.as_deref().unwrap_or_default();
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(merge_finalizers(tp, finalizers)),
-    )
-    .await
-    .map(drop)
+    set_finalizers(api, tp, finalizers).await
 }
 
 /// Writes status with server-side apply on the status subresource.
@@ -91,37 +85,54 @@ pub async fn write_status(
     .map(drop)
 }
 
-/// Carries out one round's writes. Returns whether all succeeded; failures are logged,
-/// counted, and the next round decides again from fresh state.
+/// One write, bounded in time: a hung request must not stall the loop (or shutdown).
+async fn bounded(
+    timeout: Duration,
+    write: impl Future<Output = kube::Result<()>>,
+) -> Result<(), (ErrorKind, String)> {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err((ErrorKind::of(&e), e.to_string())),
+        Err(_) => Err((ErrorKind::Timeout, format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// Carries out one round's writes, each bounded by `timeout`. Returns whether all
+/// succeeded; failures are logged, counted, and the next round decides again from fresh
+/// state.
 pub async fn apply(
     api: &Api<TunnelPort>,
     objects: &[TunnelPort],
     decisions: &Decisions,
     written: &mut BTreeMap<String, TunnelPortStatus>,
     metrics: &Metrics,
+    timeout: Duration,
 ) -> bool {
     let by_name: BTreeMap<&str, &TunnelPort> = objects
         .iter()
         .filter_map(|tp| Some((tp.metadata.name.as_deref()?, tp)))
         .collect();
     let mut ok = true;
-    let mut record =
-        |result: kube::Result<()>, kind: WriteKind, name: &str, what: &str| match result {
-            Ok(()) => {
-                metrics.write(kind);
-                true
-            }
-            Err(e) => {
-                metrics.error(ErrorKind::of(&e));
-                tracing::warn!(tunnelport = %name, error = %e, "{what} failed");
-                ok = false;
-                false
-            }
-        };
+    let mut record = |result: Result<(), (ErrorKind, String)>,
+                      kind: WriteKind,
+                      name: &str,
+                      what: &str| match result {
+        Ok(()) => {
+            metrics.write(kind);
+            true
+        }
+        Err((error_kind, e)) => {
+            metrics.error(error_kind);
+            tracing::warn!(tunnelport = %name, error = %e, "{what} failed");
+            ok = false;
+            false
+        }
+    };
     for name in &decisions.add_finalizer {
         if let Some(tp) = by_name.get(name.as_str()) {
+            let result = bounded(timeout, add_finalizer(api, tp)).await;
             record(
-                add_finalizer(api, tp).await,
+                result,
                 WriteKind::AddFinalizer,
                 name,
                 "adding the finalizer",
@@ -129,15 +140,16 @@ pub async fn apply(
         }
     }
     for name in &decisions.release_finalizer {
-        if let Some(tp) = by_name.get(name.as_str())
-            && record(
-                release_finalizer(api, tp).await,
+        if let Some(tp) = by_name.get(name.as_str()) {
+            let result = bounded(timeout, release_finalizer(api, tp)).await;
+            if record(
+                result,
                 WriteKind::ReleaseFinalizer,
                 name,
                 "releasing the finalizer",
-            )
-        {
-            tracing::info!(tunnelport = %name, "OVS port and rules removed; finalizer released");
+            ) {
+                tracing::info!(tunnelport = %name, "OVS port and rules removed; finalizer released");
+            }
         }
     }
     for (name, status) in &decisions.status {
@@ -145,12 +157,8 @@ pub async fn apply(
         if written.get(name) == Some(status) {
             continue;
         }
-        if record(
-            write_status(api, name, status).await,
-            WriteKind::Status,
-            name,
-            "writing status",
-        ) {
+        let result = bounded(timeout, write_status(api, name, status)).await;
+        if record(result, WriteKind::Status, name, "writing status") {
             written.insert(name.clone(), status.clone());
         }
     }
@@ -197,6 +205,7 @@ pub async fn run(
     handle: &NodeHandle,
     metrics: &Metrics,
     health: &Health,
+    api_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     let (store, writer): (Store<TunnelPort>, _) = reflector::store();
@@ -256,14 +265,11 @@ pub async fn run(
         if retry_at.is_some() {
             continue;
         }
-        let all_ok = apply(
-            &api,
-            objects.as_deref().unwrap_or_default(),
-            &decisions,
-            &mut written,
-            metrics,
-        )
-        .await;
+        let objects = objects.unwrap_or_default();
+        let all_ok = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ok = apply(&api, &objects, &decisions, &mut written, metrics, api_timeout) => ok,
+        };
         metrics.reconciled(started.elapsed());
         if all_ok {
             retry = RETRY_MIN;

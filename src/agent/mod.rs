@@ -11,9 +11,7 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 
-pub use node::{NodeConfig, NodeHandle, NodeView};
-
-use std::path::PathBuf;
+pub use node::{NodeConfig, NodeHandle, NodeView, OvsArgs};
 
 use tokio_util::sync::CancellationToken;
 
@@ -27,19 +25,12 @@ pub struct AgentArgs {
     /// (the DaemonSet passes it from the downward API).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: String,
-    /// OVSDB endpoint, as ovs-vsctl spells it (unix:/path or tcp:host:port).
-    #[arg(
-        long,
-        env = "OVSDB_ENDPOINT",
-        default_value = "unix:/var/run/openvswitch/db.sock"
-    )]
-    pub ovsdb: String,
-    /// Integration bridge that carries the tunnel ports and rules (created when missing).
-    #[arg(long, env = "OVS_BRIDGE", default_value = "br-int")]
-    pub bridge: String,
-    /// OVS run directory, where the bridge's OpenFlow socket `<bridge>.mgmt` lives.
-    #[arg(long, env = "OVS_RUNDIR", default_value = "/var/run/openvswitch")]
-    pub ovs_rundir: PathBuf,
+    /// Where OVS is.
+    #[command(flatten)]
+    pub ovs: OvsArgs,
+    /// Longest wait for one API request before it counts as failed and is retried.
+    #[arg(long, env = "API_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub api_timeout_seconds: u64,
 }
 
 /// Runs the agent until `shutdown`: the node loop, and the Kubernetes side feeding it.
@@ -51,13 +42,9 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let config = NodeConfig {
-        ovsdb: args.ovsdb.clone(),
-        bridge: args.bridge.clone(),
-        ovs_rundir: args.ovs_rundir.clone(),
-    };
+    let config = NodeConfig::from(&args.ovs);
     let handle = node::spawn(config, shutdown.clone());
-    tracing::info!(node = %args.node_name, ovsdb = %args.ovsdb, bridge = %args.bridge, "agent started");
+    tracing::info!(node = %args.node_name, ovsdb = %args.ovs.ovsdb, bridge = %args.ovs.bridge, "agent started");
     let api: ::kube::Api<TunnelPort> = ::kube::Api::all(client);
     kube::run(
         api,
@@ -65,6 +52,7 @@ pub async fn run(
         &handle,
         &metrics,
         &health,
+        std::time::Duration::from_secs(args.api_timeout_seconds),
         shutdown.clone(),
     )
     .await;

@@ -30,6 +30,34 @@ pub struct NodeConfig {
     pub ovs_rundir: PathBuf,
 }
 
+/// Where this node's OVS is, as command-line flags (shared by `agent` and `standalone`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct OvsArgs {
+    /// OVSDB endpoint, as ovs-vsctl spells it (unix:/path or tcp:host:port).
+    #[arg(
+        long,
+        env = "OVSDB_ENDPOINT",
+        default_value = "unix:/var/run/openvswitch/db.sock"
+    )]
+    pub ovsdb: String,
+    /// Integration bridge that carries the tunnel ports and rules (created when missing).
+    #[arg(long, env = "OVS_BRIDGE", default_value = "br-int")]
+    pub bridge: String,
+    /// OVS run directory, where the bridge's OpenFlow socket `<bridge>.mgmt` lives.
+    #[arg(long, env = "OVS_RUNDIR", default_value = "/var/run/openvswitch")]
+    pub ovs_rundir: PathBuf,
+}
+
+impl From<&OvsArgs> for NodeConfig {
+    fn from(args: &OvsArgs) -> Self {
+        NodeConfig {
+            ovsdb: args.ovsdb.clone(),
+            bridge: args.bridge.clone(),
+            ovs_rundir: args.ovs_rundir.clone(),
+        }
+    }
+}
+
 /// Everything the node loop knows, re-published on every change.
 #[derive(Clone, Debug, Default)]
 pub struct NodeView {

@@ -27,7 +27,7 @@ use super::schema;
     printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.ready"}"#,
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.tunnelType) && self.tunnelType == 'gre' && has(self.dstPort))").message("not allowed with tunnelType gre (GRE has no UDP port)").field_path(".dstPort"))]
 pub struct RemoteDeviceSpec {
     /// IP address of the VTEP in front of the device (IPv4 or IPv6). Must be a unicast

@@ -28,7 +28,7 @@ use super::schema;
     printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(self.tunnelType == 'gre' && has(self.dstPort))").message("not allowed with tunnelType gre").field_path(".dstPort"))]
 pub struct TunnelPortSpec {
     /// The node whose agent owns this port.
@@ -60,7 +60,7 @@ pub struct TunnelPortSpec {
 #[derive(
     Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
 )]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TunnelDevice {
     /// Namespace (tenant) of the RemoteDevice.
     #[schemars(length(min = 1, max = 63))]
@@ -118,5 +118,30 @@ impl TunnelPort {
         status.observed_generation.is_some()
             && status.observed_generation == self.metadata.generation
             && super::conditions::is_true(&status.conditions, super::conditions::READY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Objects from the API server may carry fields of a newer release (mixed-version
+    /// rollouts): they must decode, or one object would break every watch. Manifests read
+    /// from files are checked strictly elsewhere (`manifests`).
+    #[test]
+    fn objects_with_fields_of_a_newer_release_still_decode() {
+        let json = serde_json::json!({
+            "apiVersion": "remotedevice.io/v1alpha1", "kind": "TunnelPort",
+            "metadata": {"name": "n1.vxlan.192-0-2-10"},
+            "spec": {"nodeName": "n1", "remoteIP": "192.0.2.10", "tunnelType": "vxlan", "future": true,
+                     "devices": [{"namespace": "t", "name": "d", "macAddress": "52:54:00:00:00:01", "vni": 1, "later": 2}]},
+            "status": {"ofport": 3, "newer": "x"}
+        });
+        let tp: TunnelPort = serde_json::from_value(json).unwrap();
+        assert_eq!(tp.spec.devices[0].vni, 1);
+        let device = serde_json::json!({"apiVersion": "remotedevice.io/v1alpha1", "kind": "RemoteDevice",
+            "metadata": {"name": "d", "namespace": "t"},
+            "spec": {"vtepIP": "192.0.2.10", "vni": 1, "macAddress": "52:54:00:00:00:01", "future": 1}});
+        assert!(serde_json::from_value::<crate::api::RemoteDevice>(device).is_ok());
     }
 }

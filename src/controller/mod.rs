@@ -310,9 +310,19 @@ pub async fn drive(
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed");
+                // One object the server keeps refusing must not hold back every other
+                // change: a new watch event ends the pause (the API server answered, so
+                // this is no hammering). A server-side failure waits out its pause.
+                let interruptible = e.object_specific();
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
+                    _ = trigger.notified(), if interruptible => {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(settings.debounce) => {}
+                        }
+                    }
                 }
                 due = true;
             }

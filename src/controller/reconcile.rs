@@ -218,7 +218,8 @@ fn tunnel_summary(port: &TunnelPort) -> String {
 
 /// Decides every write for `snapshot` at time `now`.
 pub fn decide(snapshot: &Snapshot, now: Timestamp) -> Decisions {
-    let planned: Plan = plan::plan(&snapshot.devices, &snapshot.nodes);
+    let planned: Plan =
+        plan::plan_keeping(&snapshot.devices, &snapshot.nodes, &snapshot.tunnel_ports);
     decide_with_plan(snapshot, &planned, now)
 }
 

@@ -46,7 +46,7 @@ impl WriteError {
 
     /// Whether the failure concerns this one object only (the next writes may succeed),
     /// as opposed to the API server being unwell (the next writes would fail too).
-    fn object_specific(&self) -> bool {
+    pub fn object_specific(&self) -> bool {
         matches!(self.kind(), ErrorKind::Conflict | ErrorKind::Client)
     }
 }

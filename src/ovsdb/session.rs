@@ -13,6 +13,9 @@ use tokio::time::Instant;
 use super::client::{Client, ClientOptions, Endpoint, Notification, OvsdbError};
 use super::monitor::{MonitorRequest, Replica, UpdateFormat, column_kinds};
 
+/// Longest time for connect + get_schema + monitor before the attempt counts as failed.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What to connect to and monitor.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -114,7 +117,15 @@ impl Session {
     pub async fn next_event(&mut self) -> SessionEvent {
         let Some(live) = self.live.as_mut() else {
             tokio::time::sleep_until(self.next_attempt).await;
-            return match self.connect().await {
+            // A server that accepts but never answers must not hang the session: unix
+            // sockets get no keepalive probes.
+            let attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await;
+            let attempt = attempt.unwrap_or_else(|_| {
+                Err(OvsdbError::Disconnected(format!(
+                    "no answer to the handshake within {CONNECT_TIMEOUT:?}"
+                )))
+            });
+            return match attempt {
                 Ok(()) => SessionEvent::Connected,
                 Err(e) => {
                     self.next_attempt = Instant::now() + self.backoff;

@@ -71,24 +71,53 @@ struct TunnelKey {
     dst_port: Option<u16>,
 }
 
-/// Order in which claims are settled: older objects first, then namespace/name. Objects
-/// read from files have no creation time and are settled by namespace/name alone.
-fn settle_order(device: &RemoteDevice) -> (Option<k8s_openapi::jiff::Timestamp>, DeviceKey) {
+/// Order in which claims are settled: devices that already hold their claim on a stored
+/// TunnelPort first (so a newcomer can never take a claim away, even when creation times
+/// tie or are missing), then older objects, then namespace/name. Objects read from files
+/// have no creation time and are settled by namespace/name after the sitting holders.
+fn settle_order(
+    device: &RemoteDevice,
+    holders: &BTreeSet<DeviceKey>,
+) -> (bool, Option<k8s_openapi::jiff::Timestamp>, DeviceKey) {
+    let key = DeviceKey::of(device);
     (
+        !holders.contains(&key),
         device.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        DeviceKey::of(device),
+        key,
     )
 }
 
-/// Computes the desired TunnelPorts from all RemoteDevices and Nodes.
+/// Computes the desired TunnelPorts from all RemoteDevices and Nodes, with no previous
+/// state (claims settled by age, then namespace/name).
 pub fn plan(devices: &[RemoteDevice], nodes: &[Node]) -> Plan {
+    plan_keeping(devices, nodes, &[])
+}
+
+/// Computes the desired TunnelPorts, letting devices that `previous` TunnelPorts already
+/// carry keep their claims against newcomers.
+pub fn plan_keeping(devices: &[RemoteDevice], nodes: &[Node], previous: &[TunnelPort]) -> Plan {
     let mut out = Plan::default();
-    let mut ordered: Vec<&RemoteDevice> = devices
+    let holders: BTreeSet<DeviceKey> = previous
+        .iter()
+        .flat_map(|tp| &tp.spec.devices)
+        .map(|d| DeviceKey {
+            namespace: d.namespace.clone(),
+            name: d.name.clone(),
+        })
+        .collect();
+    // One object per key (the first in settle order), whatever the input order.
+    let mut unique: BTreeMap<DeviceKey, &RemoteDevice> = BTreeMap::new();
+    for device in devices
         .iter()
         .filter(|d| d.metadata.deletion_timestamp.is_none())
-        .collect();
-    ordered.sort_by_key(|d| settle_order(d));
-    ordered.dedup_by_key(|d| DeviceKey::of(d));
+    {
+        let slot = unique.entry(DeviceKey::of(device)).or_insert(device);
+        if settle_order(device, &holders) < settle_order(slot, &holders) {
+            *slot = device;
+        }
+    }
+    let mut ordered: Vec<&RemoteDevice> = unique.into_values().collect();
+    ordered.sort_by_cached_key(|d| settle_order(d, &holders));
 
     let accepted = accept(&ordered, &mut out.devices);
 
@@ -97,7 +126,13 @@ pub fn plan(devices: &[RemoteDevice], nodes: &[Node]) -> Plan {
         .filter(|n| n.metadata.deletion_timestamp.is_none())
         .map(NodeInfo::from_node)
         .collect();
-    node_infos.sort_by(|a, b| a.name.cmp(&b.name));
+    // One node per name; for duplicate names (only possible from files) the one with the
+    // smallest content wins, so the result does not depend on input order.
+    node_infos.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then_with(|| format!("{a:?}").cmp(&format!("{b:?}")))
+    });
     node_infos.dedup_by(|a, b| a.name == b.name);
     out.node_issues = node_infos.iter().filter_map(|n| n.issue.clone()).collect();
 
@@ -168,82 +203,74 @@ fn accept(
         let key = DeviceKey::of(device);
         let errors = validate::validate_device(device);
         // Validation passed, so these parse; a failure here is still reported, never unwrapped.
+        let selector = device
+            .spec
+            .node_selector
+            .clone()
+            .map(Selector::try_from)
+            .transpose();
         let parsed = (
             validate::parse_vtep_ip(&device.spec.vtep_ip),
             validate::parse_mac(&device.spec.mac_address),
-            device
-                .spec
-                .node_selector
-                .clone()
-                .map(Selector::try_from)
-                .transpose(),
+            selector,
         );
-        let (Ok(remote_ip), Ok(mac), Ok(selector)) = parsed else {
+        let (true, (Ok(remote_ip), Ok(mac), Ok(selector))) = (errors.is_empty(), parsed) else {
             outcomes.insert(key, DeviceOutcome::Invalid(errors));
             continue;
         };
-        if !errors.is_empty() {
-            outcomes.insert(key, DeviceOutcome::Invalid(errors));
-            continue;
-        }
         let spec = &device.spec;
         let tunnel = TunnelKey {
             tunnel_type: spec.tunnel_type,
             remote_ip,
-            dst_port: spec.dst_port,
+            // The default port spelled out is the same tunnel as no port at all.
+            dst_port: spec
+                .dst_port
+                .filter(|p| Some(*p) != default_dst_port(spec.tunnel_type)),
         };
 
-        if let Some(owner) = mac_owner.get(&(spec.vni, mac)) {
-            let message = format!(
-                "VNI {} and MAC {} are already claimed by {owner}",
-                spec.vni,
-                validate::format_mac(mac)
-            );
-            outcomes.insert(
-                key,
-                DeviceOutcome::Conflict {
-                    with: Some(owner.clone()),
-                    message,
-                },
-            );
-            continue;
-        }
-        if let Some((vlan, owner)) = vlan_of_vni.get(&spec.vni)
+        let conflict = if let Some(owner) = mac_owner.get(&(spec.vni, mac)) {
+            let mac = validate::format_mac(mac);
+            Some((
+                Some(owner),
+                format!(
+                    "VNI {} and MAC {mac} are already claimed by {owner}",
+                    spec.vni
+                ),
+            ))
+        } else if let Some((vlan, owner)) = vlan_of_vni.get(&spec.vni)
             && *vlan != spec.local_vlan
         {
             let show = |v: &Option<u16>| {
                 v.map_or_else(|| "untagged ports".to_string(), |v| format!("VLAN {v}"))
             };
+            let (theirs, ours) = (show(vlan), show(&spec.local_vlan));
+            Some((
+                Some(owner),
+                format!(
+                    "VNI {} is mapped to {theirs} by {owner}; this device maps it to {ours}",
+                    spec.vni
+                ),
+            ))
+        } else if tunnel_load.get(&tunnel).copied().unwrap_or(0) >= MAX_DEVICES_PER_TUNNEL {
             let message = format!(
-                "VNI {} is mapped to {} by {owner}; this device maps it to {}",
-                spec.vni,
-                show(vlan),
-                show(&spec.local_vlan)
+                "VTEP {remote_ip} ({}) already carries {MAX_DEVICES_PER_TUNNEL} devices, the most one TunnelPort holds",
+                spec.tunnel_type
             );
+            Some((None, message))
+        } else {
+            None
+        };
+        if let Some((with, message)) = conflict {
             outcomes.insert(
                 key,
                 DeviceOutcome::Conflict {
-                    with: Some(owner.clone()),
+                    with: with.cloned(),
                     message,
                 },
             );
             continue;
         }
         let load = tunnel_load.entry(tunnel).or_default();
-        if *load >= MAX_DEVICES_PER_TUNNEL {
-            let message = format!(
-                "VTEP {remote_ip} ({}) already carries {MAX_DEVICES_PER_TUNNEL} devices, the most one TunnelPort holds",
-                spec.tunnel_type
-            );
-            outcomes.insert(
-                key,
-                DeviceOutcome::Conflict {
-                    with: None,
-                    message,
-                },
-            );
-            continue;
-        }
         *load += 1;
         mac_owner.insert((spec.vni, mac), key.clone());
         vlan_of_vni
@@ -272,6 +299,15 @@ fn accept(
         });
     }
     accepted
+}
+
+/// The UDP port OVS uses for a tunnel type when `dst_port` is not set.
+fn default_dst_port(tunnel_type: TunnelType) -> Option<u16> {
+    match tunnel_type {
+        TunnelType::Vxlan => Some(4789),
+        TunnelType::Geneve => Some(6081),
+        TunnelType::Gre => None,
+    }
 }
 
 /// Builds one TunnelPort object.
@@ -318,12 +354,4 @@ fn tunnel_port(node: &NodeInfo, tunnel: TunnelKey, devices: Vec<TunnelDevice>) -
         },
         status: None,
     }
-}
-
-/// Names of every TunnelPort in `plan`, for garbage collection.
-pub fn desired_names(plan: &Plan) -> BTreeSet<String> {
-    plan.tunnel_ports
-        .iter()
-        .filter_map(|tp| tp.metadata.name.clone())
-        .collect()
 }

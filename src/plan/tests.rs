@@ -203,6 +203,39 @@ fn table() {
             ],
         },
         Case {
+            name: "the default port spelled out is the same tunnel as no port",
+            devices: vec![
+                device("t1", "a", spec("192.0.2.10", 5001, "52:54:00:00:00:01")),
+                device(
+                    "t1",
+                    "b",
+                    RemoteDeviceSpec {
+                        dst_port: Some(4789),
+                        ..spec("192.0.2.10", 5002, "52:54:00:00:00:02")
+                    },
+                ),
+                device(
+                    "t1",
+                    "c",
+                    RemoteDeviceSpec {
+                        tunnel_type: TunnelType::Geneve,
+                        dst_port: Some(6081),
+                        ..spec("192.0.2.10", 5003, "52:54:00:00:00:03")
+                    },
+                ),
+            ],
+            nodes: vec![node("n1", "198.51.100.1", &[])],
+            ports: vec![
+                ("n1.geneve.192-0-2-10", vec!["t1/c"]),
+                ("n1.vxlan.192-0-2-10", vec!["t1/a", "t1/b"]),
+            ],
+            outcomes: vec![
+                ("t1/a", "planned"),
+                ("t1/b", "planned"),
+                ("t1/c", "planned"),
+            ],
+        },
+        Case {
             name: "node selector picks nodes",
             devices: vec![device(
                 "t1",
@@ -419,6 +452,29 @@ fn table() {
 }
 
 #[test]
+fn a_sitting_holder_keeps_its_claim_against_an_older_or_same_aged_newcomer() {
+    let nodes = [node("n1", "198.51.100.1", &[])];
+    let holder = device(
+        "t2",
+        "z-holder",
+        spec("192.0.2.10", 5001, "52:54:00:00:00:01"),
+    );
+    let before = plan(std::slice::from_ref(&holder), &nodes);
+    // The newcomer sorts first by name and has no creation time either.
+    let newcomer = device(
+        "t1",
+        "a-newcomer",
+        spec("192.0.2.11", 5001, "52:54:00:00:00:01"),
+    );
+    let after = plan_keeping(&[holder, newcomer], &nodes, &before.tunnel_ports);
+    assert_eq!(after.tunnel_ports, before.tunnel_ports);
+    assert!(matches!(
+        after.devices[&key("t1", "a-newcomer")],
+        DeviceOutcome::Conflict { .. }
+    ));
+}
+
+#[test]
 fn ipv6_vtep_gets_ipv6_local_ip_from_dual_stack_annotation() {
     let mut n = node("n1", "198.51.100.1", &[]);
     n.metadata.annotations = Some(BTreeMap::from([(
@@ -601,6 +657,27 @@ proptest! {
             .cloned()
             .collect();
         prop_assert_eq!(after.tunnel_ports, expected);
+    }
+
+    #[test]
+    fn adding_a_device_never_removes_one_even_without_creation_times(
+        raw in proptest::collection::vec(arb_device(), 0..12),
+        extra in arb_device(),
+        position in any::<prop::sample::Index>(),
+    ) {
+        let undated = |mut d: RemoteDevice| { d.metadata.creation_timestamp = None; d };
+        let devices: Vec<RemoteDevice> = raw.into_iter().enumerate().map(|(i, r)| undated(build(i, r, false))).collect();
+        let before = plan(&devices, &nodes3());
+        let mut more = devices.clone();
+        more.insert(position.index(devices.len() + 1), undated(build(devices.len(), extra, false)));
+        let after = plan_keeping(&more, &nodes3(), &before.tunnel_ports);
+        for tp in &before.tunnel_ports {
+            let now = after.tunnel_ports.iter().find(|t| t.metadata.name == tp.metadata.name);
+            prop_assert!(now.is_some(), "{:?} vanished", tp.metadata.name);
+            for d in &tp.spec.devices {
+                prop_assert!(now.unwrap().spec.devices.contains(d), "{}/{} left {:?}", d.namespace, d.name, tp.metadata.name);
+            }
+        }
     }
 
     #[test]

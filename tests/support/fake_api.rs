@@ -41,6 +41,8 @@ pub struct Logged {
     pub query: String,
     /// Body (JSON), `Null` when empty.
     pub body: Value,
+    /// When it arrived.
+    pub at: tokio::time::Instant,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,7 +62,8 @@ struct WatchEvent {
     object: Value,
 }
 
-/// A scripted failure: the next `count` requests whose method and path match get `code`.
+/// A scripted failure: the next `count` requests whose method and path match get `code`
+/// (0 = no answer at all: the request hangs).
 #[derive(Clone, Debug)]
 struct Failure {
     method: String,
@@ -264,6 +267,11 @@ impl FakeApi {
         });
     }
 
+    /// Makes the next `count` matching requests hang without an answer.
+    pub fn hang_next(&self, method: &str, path_suffix: &str, count: usize) {
+        self.fail_next(method, path_suffix, 0, count);
+    }
+
     /// Every request so far.
     pub fn log(&self) -> Vec<Logged> {
         self.state.lock().unwrap().log.clone()
@@ -393,19 +401,27 @@ impl FakeApi {
             path: path.clone(),
             query: query.clone(),
             body: body.clone(),
+            at: tokio::time::Instant::now(),
         });
-        {
+        let scripted = {
             let mut state = self.state.lock().unwrap();
-            if let Some(f) = state
+            state
                 .failures
                 .iter_mut()
                 .find(|f| f.count > 0 && f.method == method && path.ends_with(&f.path_suffix))
-            {
-                f.count -= 1;
+                .map(|f| {
+                    f.count -= 1;
+                    f.code
+                })
+        };
+        match scripted {
+            Some(0) => std::future::pending::<()>().await,
+            Some(code) => {
                 let (code, value) =
-                    status_response(f.code, "Scripted", format!("scripted failure {}", f.code));
+                    status_response(code, "Scripted", format!("scripted failure {code}"));
                 return (code, value, false);
             }
+            None => {}
         }
         let Some(route) = parse_path(&path) else {
             let (code, value) = status_response(404, "NotFound", format!("no route {path}"));
