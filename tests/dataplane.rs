@@ -5,6 +5,9 @@
 //!  eth0 10.0.0.10 ── veth ── pod0 [br-int] tunnel(vxlan, key=flow)                  eth0 192.168.100.2            eth0 10.0.0.50
 //!                                          [br-phy] 192.168.100.1 ── phy0 ── veth ── vx0 (VNI 5001) ─ br0 ─ dev0 ── veth
 //! ```
+//! The node side is the real one: the RemoteDevice and Node manifests go through the
+//! planner (as in standalone mode) into the agent's node loop, which makes the tunnel
+//! port with one OVSDB transaction and the rules with one OpenFlow bundle.
 //! Apply a RemoteDevice → ping A→C (IPv4 through the ARP responder, IPv6 through the
 //! neighbour responder); delete it → the tunnel port and every owned flow are gone and
 //! ping fails; apply again → ping works again. Needs root; see `support::netns`.
@@ -12,19 +15,21 @@
 mod support;
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::jiff::Timestamp;
+use remote_device_operator::agent::node::{self, NodeConfig, NodeHandle, NodeView};
+use remote_device_operator::agent::status::tunnel_port_status;
+use remote_device_operator::api::conditions::{READY, is_true};
 use remote_device_operator::api::names::interface_name;
-use remote_device_operator::api::{TunnelDevice, TunnelType};
-use remote_device_operator::flows::{
-    COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, SyncStatus,
-    TunnelFlowsInput, WorkloadPort, plan,
-};
+use remote_device_operator::api::{TunnelPort, TunnelType};
+use remote_device_operator::flows::{COOKIE_MASK, COOKIE_TAG};
+use remote_device_operator::manifests::Manifests;
 use remote_device_operator::sandbox::{Datapath, Sandbox};
+use remote_device_operator::standalone;
 use support::netns::{Netns, require_root_and_tools};
 use support::ovs::wait_ofport;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 const NODE_VTEP: &str = "192.168.100.1";
@@ -283,16 +288,24 @@ fn wait_for_route(sb: &Sandbox) {
     }
 }
 
-fn remote_device() -> TunnelDevice {
-    TunnelDevice {
-        namespace: "tenant-a".into(),
-        name: "bare-metal-1".into(),
-        mac_address: DEVICE_MAC.into(),
-        vni: VNI,
-        ips: vec![DEVICE_IP.into(), DEVICE_IP6.into()],
-        local_vlan: None,
-    }
-}
+/// The manifests a user would apply: the RemoteDevice behind the ToR VTEP, and this
+/// node with its underlay address as tunnel IP.
+const MANIFESTS: &str = r#"
+apiVersion: remotedevice.io/v1alpha1
+kind: RemoteDevice
+metadata: {name: bare-metal-1, namespace: tenant-a}
+spec:
+  vtepIP: 192.168.100.2
+  vni: 5001
+  macAddress: "52:54:00:00:50:01"
+  ips: [10.0.0.50, "fd00:5001::50"]
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: node-h
+  annotations: {remotedevice.io/tunnel-ip: 192.168.100.1}
+"#;
 
 fn tunnel_name() -> String {
     interface_name(
@@ -302,113 +315,100 @@ fn tunnel_name() -> String {
     )
 }
 
-/// The node side the test drives: the flow sync loop and its desired-plan channel. The
-/// tunnel port itself is made with ovs-vsctl exactly as the agent makes it.
+/// The node side, exactly as the agent and standalone mode run it: the planner for this
+/// node, then the node loop (OVSDB reconcile of the tunnel port + flow sync).
 struct Node {
     runtime: tokio::runtime::Runtime,
-    desired: watch::Sender<Option<Arc<FlowPlan>>>,
-    status: watch::Receiver<SyncStatus>,
+    handle: Option<NodeHandle>,
     cancel: CancellationToken,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         self.cancel.cancel();
+        if let Some(handle) = self.handle.take() {
+            self.runtime.block_on(handle.join());
+        }
     }
 }
 
 impl Node {
     fn start(topo: &Topology) -> Node {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let sync = FlowSync::new(FlowSyncConfig::new(topo.sb().dir(), "br-int"));
-        let status = sync.status();
-        let (desired, rx) = watch::channel(None);
         let cancel = CancellationToken::new();
-        runtime.spawn(sync.run(rx, cancel.clone()));
+        let config = NodeConfig {
+            ovsdb: topo.sb().endpoint(),
+            bridge: "br-int".into(),
+            ovs_rundir: topo.sb().dir().to_path_buf(),
+        };
+        let handle = runtime.block_on(async { node::spawn(config, cancel.clone()) });
         Node {
             runtime,
-            desired,
-            status,
+            handle: Some(handle),
             cancel,
         }
     }
 
-    /// Publishes a plan and waits until the sync confirms OVS holds it.
-    fn publish(&mut self, plan: FlowPlan) -> Arc<FlowPlan> {
-        let plan = Arc::new(plan);
-        self.desired.send_replace(Some(plan.clone()));
-        let mut status = self.status.clone();
-        let applied = self.runtime.block_on(async {
-            tokio::time::timeout(
-                Duration::from_secs(15),
-                status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &plan))),
-            )
-            .await
-            .is_ok()
+    fn handle(&self) -> &NodeHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    /// Hands the node loop a desired set and waits until `done` holds for what it sees.
+    fn converge(
+        &self,
+        desired: Vec<TunnelPort>,
+        what: &str,
+        done: impl Fn(&NodeView) -> bool,
+    ) -> NodeView {
+        self.handle().desired.send_replace(Some(desired));
+        let mut view = self.handle().view.clone();
+        let reached = self.runtime.block_on(async {
+            let waited =
+                tokio::time::timeout(Duration::from_secs(15), view.wait_for(|v| done(v))).await;
+            waited.ok().and_then(|r| r.ok()).map(|v| v.clone())
         });
-        assert!(
-            applied,
-            "plan not applied: {:?}",
-            self.status.borrow().error
-        );
-        plan
+        match reached {
+            Some(view) => view,
+            None => panic!(
+                "{what}: not reached; node view: {:?}",
+                self.handle().view.borrow()
+            ),
+        }
     }
 }
 
-/// "Apply the RemoteDevice": the tunnel port, then (once OVS numbered it) the flows.
-fn apply_device(topo: &Topology, node: &mut Node) -> Arc<FlowPlan> {
-    let sb = topo.sb();
-    let name = tunnel_name();
-    sb.vsctl(&[
-        "--may-exist",
-        "add-port",
-        "br-int",
-        &name,
-        "--",
-        "set",
-        "Interface",
-        &name,
-        "type=vxlan",
-        &format!("options:remote_ip={REMOTE_VTEP}"),
-        &format!("options:local_ip={NODE_VTEP}"),
-        "options:key=flow",
-    ])
-    .expect("tunnel port");
-    let tunnel = wait_ofport(sb, &name);
-    let pod = wait_ofport(sb, "pod0");
-    let p = plan(&FlowInput {
-        tunnels: vec![TunnelFlowsInput {
-            tunnel_port: name,
-            ofport: tunnel,
-            devices: vec![remote_device()],
-        }],
-        workload_ports: vec![WorkloadPort {
-            ofport: pod,
-            vlan: None,
-        }],
-    });
-    assert!(p.has_device("tenant-a", "bare-metal-1"), "{:?}", p.devices);
-    node.publish(p)
+/// "Apply the RemoteDevice": plan for this node, hand the TunnelPort to the node loop, wait
+/// until it is Ready (port numbered by OVS, the device's rules confirmed in OVS).
+fn apply_device(node: &Node) -> NodeView {
+    let mut manifests = Manifests::default();
+    manifests.add_text(Path::new("dataplane.yaml"), MANIFESTS);
+    assert!(manifests.rejected.is_empty(), "{:?}", manifests.rejected);
+    let planned = standalone::plan_node(&manifests, "node-h", &[]);
+    assert_eq!(planned.tunnel_ports.len(), 1, "{:?}", planned.problems);
+    let tp = planned.tunnel_ports[0].clone();
+    assert_eq!(tp.spec.local_ip.as_deref(), Some(NODE_VTEP));
+    node.converge(vec![tp.clone()], "Ready", |v| {
+        let status = tunnel_port_status(&tp, v, Timestamp::now());
+        is_true(&status.conditions, READY)
+    })
 }
 
-/// "Delete the RemoteDevice": its flows go first (confirmed), then the tunnel port.
-fn delete_device(topo: &Topology, node: &mut Node) {
-    let sb = topo.sb();
-    let pod = wait_ofport(sb, "pod0");
-    let applied = node.publish(plan(&FlowInput {
-        tunnels: vec![],
-        workload_ports: vec![WorkloadPort {
-            ofport: pod,
-            vlan: None,
-        }],
-    }));
-    assert!(!applied.has_device("tenant-a", "bare-metal-1"));
-    sb.vsctl(&["--if-exists", "del-port", "br-int", &tunnel_name()])
-        .expect("delete tunnel port");
+/// "Delete the RemoteDevice": the node's desired set becomes empty; wait until the port
+/// and the rules are gone from OVS (what the agent waits for before its finalizer goes).
+fn delete_device(node: &Node) {
+    node.converge(vec![], "port and rules gone", |v| {
+        v.ovs.connected
+            && v.ovs.ports.is_empty()
+            && v.flows_current()
+            && v.flows
+                .applied
+                .as_ref()
+                .is_some_and(|p| !p.has_device("tenant-a", "bare-metal-1"))
+    });
 }
 
 /// Pings until one answer arrives (the first ones may be spent on neighbour discovery),
@@ -496,10 +496,11 @@ fn workload_reaches_remote_device_until_it_is_deleted() {
         return;
     }
     let topo = Topology::build();
-    let mut node = Node::start(&topo);
+    let node = Node::start(&topo);
 
     // Apply: IPv4 (ARP answered by OVS) and IPv6 (neighbour answered by OVS) both work.
-    let applied = apply_device(&topo, &mut node);
+    let view = apply_device(&node);
+    let applied = view.flows.applied.expect("rules confirmed in OVS");
     let cookie = applied.device_cookie("tenant-a", "bare-metal-1").unwrap();
     assert!(
         ping_ok(&topo, DEVICE_IP, 10),
@@ -523,7 +524,7 @@ fn workload_reaches_remote_device_until_it_is_deleted() {
 
     // Delete: no tunnel port, no flow with the device's cookie (nor any owned flow, it
     // was the only device), and the workload no longer reaches the device.
-    delete_device(&topo, &mut node);
+    delete_device(&node);
     let ports = topo.sb().vsctl(&["list-ports", "br-int"]).unwrap();
     assert!(!ports.contains(&tunnel_name()), "tunnel port gone: {ports}");
     assert_eq!(owned_flows(&topo, cookie, u64::MAX), Vec::<String>::new());
@@ -538,7 +539,7 @@ fn workload_reaches_remote_device_until_it_is_deleted() {
     );
 
     // Apply again: works again.
-    apply_device(&topo, &mut node);
+    apply_device(&node);
     assert!(
         ping_ok(&topo, DEVICE_IP, 10),
         "ping {DEVICE_IP} after re-apply{}",
