@@ -370,6 +370,7 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
     let with_finalizer = tunnel_port(name, true);
     let mut held = Vec::new();
     let mut finalizer_added = false;
+    let mut event_delivered = false;
     let mut port_seen_before_finalizer = false;
     let ready_body = loop {
         let (method, path, query, _, body, send) = next(&mut handle).await;
@@ -390,8 +391,19 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
                     has(&query, "labelSelector", "remotedevice.io/node=n1"),
                     "{query:?}"
                 );
-                // Held open until there is something to tell.
-                held.push(send);
+                if finalizer_added && !event_delivered {
+                    // The watch came back after our write: tell it now.
+                    let event = json!({"type": "MODIFIED", "object": with_finalizer});
+                    send.send_response(
+                        Response::builder()
+                            .body(Body::from(serde_json::to_vec(&event).unwrap()))
+                            .unwrap(),
+                    );
+                    event_delivered = true;
+                } else {
+                    // Held open until there is something to tell.
+                    held.push(send);
+                }
             }
             ("PATCH", p) if p == format!("/apis/remotedevice.io/v1alpha1/tunnelports/{name}") => {
                 assert_eq!(
@@ -409,6 +421,7 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
                 ));
                 // Answer the pending watch with the change.
                 if let Some(watch) = held.pop() {
+                    event_delivered = true;
                     let event = json!({"type": "MODIFIED", "object": with_finalizer});
                     watch.send_response(
                         Response::builder()

@@ -215,7 +215,7 @@ pub async fn run(
         .boxed();
     let mut view = handle.view.clone();
     let mut recheck = tokio::time::interval(RECHECK);
-    let mut written = BTreeMap::new();
+    let mut written: BTreeMap<String, TunnelPortStatus> = BTreeMap::new();
     let mut retry = RETRY_MIN;
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut ready = false;
@@ -239,8 +239,21 @@ pub async fn run(
             _ = recheck.tick() => {}
             _ = sleep_until(retry_at) => { retry_at = None; }
         }
-        let objects: Option<Vec<TunnelPort>> =
-            ready.then(|| store.state().iter().map(|tp| (**tp).clone()).collect());
+        // Our own last status write stands in for what the watch has not shown yet, so a
+        // round right after a write neither repeats it nor restarts lastTransitionTime.
+        let objects: Option<Vec<TunnelPort>> = ready.then(|| {
+            store
+                .state()
+                .iter()
+                .map(|tp| {
+                    let mut tp = (**tp).clone();
+                    if let Some(status) = tp.metadata.name.as_ref().and_then(|n| written.get(n)) {
+                        tp.status = Some(status.clone());
+                    }
+                    tp
+                })
+                .collect()
+        });
         let current = view.borrow_and_update().clone();
         let started = std::time::Instant::now();
         let decisions = decide(&node, objects.as_deref(), &current, Timestamp::now());
