@@ -263,3 +263,36 @@ fn every_condition_reason_is_documented() {
         );
     }
 }
+
+/// The README and the docs hold no leftover placeholder, and every relative link in them
+/// points at a file of the repository.
+#[test]
+fn docs_have_no_placeholders_and_no_dead_relative_links() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for word in ["PLACEHOLDER", "TODO", "FIXME", "XXX"] {
+            assert!(!text.contains(word), "{} contains {word}", file.display());
+        }
+        // Markdown links: ](target) — only relative ones are checked.
+        for part in text.split("](").skip(1) {
+            let target = part.split(')').next().unwrap_or_default();
+            let target = target.split('#').next().unwrap_or_default();
+            // Skip URLs and what only looks like a link (a regex in a table).
+            if target.is_empty() || target.contains([':', '{', '}', '[', ']', ' ', '\\', '^', '$'])
+            {
+                continue;
+            }
+            let path = file.parent().unwrap().join(target);
+            assert!(
+                path.exists(),
+                "{} links to {target}, which does not exist",
+                file.display()
+            );
+        }
+    }
+}
