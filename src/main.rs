@@ -153,16 +153,20 @@ where
     result
 }
 
+/// The in-cluster (or kubeconfig) client.
+async fn client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))
+}
+
 async fn run_controller(
     args: ControllerArgs,
     metrics: Metrics,
     health: Health,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
-    controller::run(client, &args, metrics, health, cancel).await
+    controller::run(client().await?, &args, metrics, health, cancel).await
 }
 
 async fn run_agent(
@@ -171,8 +175,5 @@ async fn run_agent(
     health: Health,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
-    remote_device_operator::agent::run(client, &args, metrics, health, cancel).await
+    remote_device_operator::agent::run(client().await?, &args, metrics, health, cancel).await
 }

@@ -5,12 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use kube::Api;
-use remote_device_operator::agent::kube as agent_kube;
-use remote_device_operator::agent::node::{self, NodeConfig};
-use remote_device_operator::api::TunnelPort;
 use remote_device_operator::sandbox::{Datapath, Sandbox};
 use serde_json::{Value, json};
+use support::agent::spawn_agent;
 use support::fake_api::FakeApi;
 use tokio_util::sync::CancellationToken;
 
@@ -55,31 +52,12 @@ async fn agent_and_real_ovs_apply_ready_delete_gone() {
     other["spec"]["nodeName"] = json!("n2");
     fake.apply(other);
 
-    let shutdown = CancellationToken::new();
-    let node = node::spawn(
-        NodeConfig {
-            ovsdb: sandbox.endpoint(),
-            bridge: "br-int".into(),
-            ovs_rundir: sandbox.dir().to_path_buf(),
-        },
-        shutdown.clone(),
+    let agent = spawn_agent(
+        fake.client(),
+        &sandbox,
+        Default::default(),
+        Duration::from_secs(10),
     );
-    let agent = tokio::spawn({
-        let (api, shutdown) = (Api::<TunnelPort>::all(fake.client()), shutdown.clone());
-        async move {
-            agent_kube::run(
-                api,
-                "n1".into(),
-                &node,
-                &Default::default(),
-                &Default::default(),
-                Duration::from_secs(10),
-                shutdown,
-            )
-            .await;
-            node
-        }
-    });
 
     let ready = |fake: &FakeApi| {
         fake.list("tunnelports").iter().any(|tp| {
@@ -144,9 +122,7 @@ async fn agent_and_real_ovs_apply_ready_delete_gone() {
             .any(|r| r.method == "PATCH" && r.path.ends_with("/status"))
     );
 
-    shutdown.cancel();
-    let node = agent.await.unwrap();
-    node.join().await;
+    agent.stop().await;
 }
 
 fn node_manifest(name: &str, ip: &str) -> Value {
@@ -215,30 +191,12 @@ async fn controller_agent_and_real_ovs_full_cycle() {
             .await
         }
     });
-    let node = node::spawn(
-        NodeConfig {
-            ovsdb: sandbox.endpoint(),
-            bridge: "br-int".into(),
-            ovs_rundir: sandbox.dir().to_path_buf(),
-        },
-        shutdown.clone(),
+    let agent = spawn_agent(
+        fake.client(),
+        &sandbox,
+        Default::default(),
+        Duration::from_secs(10),
     );
-    let agent = tokio::spawn({
-        let (api, shutdown) = (Api::<TunnelPort>::all(fake.client()), shutdown.clone());
-        async move {
-            agent_kube::run(
-                api,
-                "n1".into(),
-                &node,
-                &Default::default(),
-                &Default::default(),
-                Duration::from_secs(10),
-                shutdown,
-            )
-            .await;
-            node
-        }
-    });
 
     let name = "n1.vxlan.192-0-2-10";
     wait_for("the TunnelPort Ready", || {
@@ -293,8 +251,7 @@ async fn controller_agent_and_real_ovs_full_cycle() {
 
     shutdown.cancel();
     controller.await.unwrap().unwrap();
-    let node = agent.await.unwrap();
-    node.join().await;
+    agent.stop().await;
 }
 
 /// A failing API server (conflict, server error, no answer at all) is retried with
@@ -310,37 +267,13 @@ async fn agent_retries_failed_writes_with_backoff() {
     fake.fail_next("PATCH", &path, 500, 1);
     fake.hang_next("PATCH", &path, 1);
 
-    let shutdown = CancellationToken::new();
-    let node = node::spawn(
-        NodeConfig {
-            ovsdb: sandbox.endpoint(),
-            bridge: "br-int".into(),
-            ovs_rundir: sandbox.dir().to_path_buf(),
-        },
-        shutdown.clone(),
-    );
     let metrics = remote_device_operator::telemetry::Metrics::new();
-    let agent = tokio::spawn({
-        let (api, shutdown, metrics) = (
-            Api::<TunnelPort>::all(fake.client()),
-            shutdown.clone(),
-            metrics.clone(),
-        );
-        async move {
-            let api_timeout = Duration::from_secs(1);
-            agent_kube::run(
-                api,
-                "n1".into(),
-                &node,
-                &metrics,
-                &Default::default(),
-                api_timeout,
-                shutdown,
-            )
-            .await;
-            node
-        }
-    });
+    let agent = spawn_agent(
+        fake.client(),
+        &sandbox,
+        metrics.clone(),
+        Duration::from_secs(1),
+    );
     wait_for("the finalizer despite three failures", || {
         find(&fake, "tunnelports", name).is_some_and(|tp| !tp["metadata"]["finalizers"].is_null())
     })
@@ -366,7 +299,5 @@ async fn agent_retries_failed_writes_with_backoff() {
             .is_some_and(|tp| tp["status"]["conditions"][0]["status"] == "True")
     })
     .await;
-    shutdown.cancel();
-    let node = agent.await.unwrap();
-    node.join().await;
+    agent.stop().await;
 }

@@ -1,6 +1,7 @@
 //! Shared test support (each test crate uses only some of it).
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod fake_api;
 pub mod netns;
 pub mod ovs;
