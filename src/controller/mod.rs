@@ -375,7 +375,13 @@ pub async fn run(
                 let writer = Writer::new(client, identity, metrics.clone(), settings.write_timeout);
                 let snapshot = || caches.snapshot();
                 drive(snapshot, &writer, &trigger, leader.clone(), &settings, &metrics, &cancel).await;
-                Ok(())
+                if cancel.is_cancelled() {
+                    Ok(())
+                } else {
+                    // drive only returns early when leader election stopped: exit non-zero
+                    // so the restart shows as a failure.
+                    Err(anyhow::anyhow!("leader election on Lease {lease_ref} stopped"))
+                }
             }
             Err(e) => Err(e),
         },
