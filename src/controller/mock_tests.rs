@@ -169,6 +169,55 @@ fn writer(client: Client, metrics: &Metrics) -> Writer {
     )
 }
 
+/// A running `drive` loop over a fixed snapshot, and the handles a test steers it by.
+struct Driving {
+    task: tokio::task::JoinHandle<()>,
+    trigger: Arc<Notify>,
+    leader: watch::Sender<bool>,
+    cancel: CancellationToken,
+}
+
+fn start_drive(
+    client: Client,
+    metrics: &Metrics,
+    snap: Snapshot,
+    leading: bool,
+    settings: Settings,
+) -> Driving {
+    let w = writer(client, metrics);
+    let trigger = Arc::new(Notify::new());
+    let (leader, leader_rx) = watch::channel(leading);
+    let cancel = CancellationToken::new();
+    let task = {
+        let (trigger, metrics, cancel) = (trigger.clone(), metrics.clone(), cancel.clone());
+        tokio::spawn(async move {
+            drive(
+                || snap.clone(),
+                &w,
+                &trigger,
+                leader_rx,
+                &settings,
+                &metrics,
+                &cancel,
+            )
+            .await
+        })
+    };
+    Driving {
+        task,
+        trigger,
+        leader,
+        cancel,
+    }
+}
+
+impl Driving {
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 fn first_snapshot() -> Snapshot {
     Snapshot {
         devices: vec![device("t1", "srv", "192.0.2.10", 5001, "52:54:00:00:00:01")],
@@ -286,32 +335,19 @@ async fn noop_resync_makes_no_write() {
     let (client, mut handle) = mock_client();
     let metrics = Metrics::new();
     let snap = settled(&first_snapshot());
-    let w = writer(client, &metrics);
-    let trigger = Arc::new(Notify::new());
-    let (_leader_tx, leader) = watch::channel(true);
-    let cancel = CancellationToken::new();
-    let settings = Settings {
-        resync: Duration::from_secs(60),
-        ..Settings::default()
-    };
-    let task = {
-        let (trigger, metrics, cancel) = (trigger.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move {
-            drive(
-                || snap.clone(),
-                &w,
-                &trigger,
-                leader,
-                &settings,
-                &metrics,
-                &cancel,
-            )
-            .await
-        })
-    };
+    let d = start_drive(
+        client,
+        &metrics,
+        snap,
+        true,
+        Settings {
+            resync: Duration::from_secs(60),
+            ..Settings::default()
+        },
+    );
     // Watch events and several resync periods pass; nothing may be written.
     for _ in 0..3 {
-        trigger.notify_one();
+        d.trigger.notify_one();
         assert_quiet(&mut handle, Duration::from_secs(70)).await;
     }
     assert!(
@@ -319,8 +355,7 @@ async fn noop_resync_makes_no_write() {
         "passes ran: {}",
         metrics.reconciles()
     );
-    cancel.cancel();
-    task.await.unwrap();
+    d.stop().await;
 }
 
 #[tokio::test]
@@ -495,30 +530,17 @@ async fn conflict_server_error_and_timeout_are_retried_with_backoff() {
     let (client, mut handle) = mock_client();
     let metrics = Metrics::new();
     let snap = first_snapshot();
-    let w = writer(client, &metrics);
-    let trigger = Arc::new(Notify::new());
-    let (_leader_tx, leader) = watch::channel(true);
-    let cancel = CancellationToken::new();
-    let settings = Settings {
-        resync: Duration::from_secs(3600),
-        backoff_min: Duration::from_millis(500),
-        ..Settings::default()
-    };
-    let task = {
-        let (trigger, metrics, cancel) = (trigger.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move {
-            drive(
-                || snap.clone(),
-                &w,
-                &trigger,
-                leader,
-                &settings,
-                &metrics,
-                &cancel,
-            )
-            .await
-        })
-    };
+    let d = start_drive(
+        client,
+        &metrics,
+        snap,
+        true,
+        Settings {
+            resync: Duration::from_secs(3600),
+            backoff_min: Duration::from_millis(500),
+            ..Settings::default()
+        },
+    );
     let n1 = format!("{TP}/n1.vxlan.192-0-2-10");
     let n2 = format!("{TP}/n2.vxlan.192-0-2-10");
 
@@ -580,8 +602,7 @@ async fn conflict_server_error_and_timeout_are_retried_with_backoff() {
     assert_eq!(metrics.errors(ErrorKind::Server), 1);
     assert_eq!(metrics.errors(ErrorKind::Timeout), 1);
     assert_eq!(metrics.reconciles(), 3);
-    cancel.cancel();
-    task.await.unwrap();
+    d.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -589,38 +610,18 @@ async fn follower_writes_nothing_until_it_leads() {
     let (client, mut handle) = mock_client();
     let metrics = Metrics::new();
     let snap = first_snapshot();
-    let w = writer(client, &metrics);
-    let trigger = Arc::new(Notify::new());
-    let (leader_tx, leader) = watch::channel(false);
-    let cancel = CancellationToken::new();
-    let settings = Settings::default();
-    let task = {
-        let (trigger, metrics, cancel) = (trigger.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move {
-            drive(
-                || snap.clone(),
-                &w,
-                &trigger,
-                leader,
-                &settings,
-                &metrics,
-                &cancel,
-            )
-            .await
-        })
-    };
-    trigger.notify_one();
+    let d = start_drive(client, &metrics, snap, false, Settings::default());
+    d.trigger.notify_one();
     assert_quiet(&mut handle, Duration::from_secs(30)).await;
     assert_eq!(metrics.reconciles(), 0);
-    leader_tx.send(true).unwrap();
+    d.leader.send(true).unwrap();
     let seen = next(&mut handle).await;
     seen.expect(
         Method::PATCH,
         &format!("{TP}/n1.vxlan.192-0-2-10"),
         SSA_QUERY,
     );
-    cancel.cancel();
-    task.await.unwrap();
+    d.stop().await;
 }
 
 fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
@@ -744,38 +745,18 @@ async fn losing_the_lease_mid_pass_stops_the_writes() {
     let (client, mut handle) = mock_client();
     let metrics = Metrics::new();
     let snap = first_snapshot();
-    let w = writer(client, &metrics);
-    let trigger = Arc::new(Notify::new());
-    let (leader_tx, leader) = watch::channel(true);
-    let cancel = CancellationToken::new();
-    let settings = Settings::default();
-    let task = {
-        let (trigger, metrics, cancel) = (trigger.clone(), metrics.clone(), cancel.clone());
-        tokio::spawn(async move {
-            drive(
-                || snap.clone(),
-                &w,
-                &trigger,
-                leader,
-                &settings,
-                &metrics,
-                &cancel,
-            )
-            .await
-        })
-    };
+    let d = start_drive(client, &metrics, snap, true, Settings::default());
     let seen = next(&mut handle).await;
     seen.expect(
         Method::PATCH,
         &format!("{TP}/n1.vxlan.192-0-2-10"),
         SSA_QUERY,
     );
-    leader_tx.send(false).unwrap();
+    d.leader.send(false).unwrap();
     // Let the loop see the change, then answer: the pass must not go on to n2.
     tokio::time::sleep(Duration::from_millis(1)).await;
     seen.echo("uid-1");
-    trigger.notify_one();
+    d.trigger.notify_one();
     assert_quiet(&mut handle, Duration::from_secs(600)).await;
-    cancel.cancel();
-    task.await.unwrap();
+    d.stop().await;
 }

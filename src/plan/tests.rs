@@ -621,6 +621,28 @@ fn nodes3() -> Vec<Node> {
     ]
 }
 
+/// Every TunnelPort of `before` is still in `after`, with at least the same devices.
+fn nothing_removed(before: &Plan, after: &Plan) -> Result<(), TestCaseError> {
+    for tp in &before.tunnel_ports {
+        let now = after
+            .tunnel_ports
+            .iter()
+            .find(|t| t.metadata.name == tp.metadata.name);
+        prop_assert!(now.is_some(), "{:?} vanished", tp.metadata.name);
+        for d in &tp.spec.devices {
+            let kept = now.is_some_and(|n| n.spec.devices.contains(d));
+            prop_assert!(
+                kept,
+                "{}/{} left {:?}",
+                d.namespace,
+                d.name,
+                tp.metadata.name
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -671,13 +693,7 @@ proptest! {
         let mut more = devices.clone();
         more.insert(position.index(devices.len() + 1), undated(build(devices.len(), extra, false)));
         let after = plan_keeping(&more, &nodes3(), &before.tunnel_ports);
-        for tp in &before.tunnel_ports {
-            let now = after.tunnel_ports.iter().find(|t| t.metadata.name == tp.metadata.name);
-            prop_assert!(now.is_some(), "{:?} vanished", tp.metadata.name);
-            for d in &tp.spec.devices {
-                prop_assert!(now.unwrap().spec.devices.contains(d), "{}/{} left {:?}", d.namespace, d.name, tp.metadata.name);
-            }
-        }
+        nothing_removed(&before, &after)?;
     }
 
     #[test]
@@ -691,12 +707,6 @@ proptest! {
         // A new object is always the newest one.
         more.push(build(devices.len(), extra, false));
         let after = plan(&more, &nodes3());
-        for tp in &before.tunnel_ports {
-            let now = after.tunnel_ports.iter().find(|t| t.metadata.name == tp.metadata.name);
-            prop_assert!(now.is_some(), "{:?} vanished", tp.metadata.name);
-            for d in &tp.spec.devices {
-                prop_assert!(now.unwrap().spec.devices.contains(d), "{}/{} left {:?}", d.namespace, d.name, tp.metadata.name);
-            }
-        }
+        nothing_removed(&before, &after)?;
     }
 }
