@@ -108,6 +108,17 @@ async fn agent_and_real_ovs_apply_ready_delete_gone() {
 
     // The release came only after the port was gone from OVS: the log shows the order.
     let log = fake.log();
+    let adds = log
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.body["metadata"]["finalizers"] == json!(["remotedevice.io/ovs-cleanup"])
+        })
+        .count();
+    assert_eq!(
+        adds, 1,
+        "the finalizer is added once, not again from a stale cache"
+    );
     let release = log
         .iter()
         .rposition(|r| {

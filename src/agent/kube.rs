@@ -37,23 +37,22 @@ async fn set_finalizers(
     api: &Api<TunnelPort>,
     tp: &TunnelPort,
     finalizers: Vec<String>,
-) -> kube::Result<()> {
+) -> kube::Result<TunnelPort> {
     let name = tp.metadata.name.as_deref().unwrap_or_default();
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tp.metadata.resource_version}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
-        .map(drop)
 }
 
 /// Adds the agent's finalizer (before the OVS port is created).
-pub async fn add_finalizer(api: &Api<TunnelPort>, tp: &TunnelPort) -> kube::Result<()> {
+pub async fn add_finalizer(api: &Api<TunnelPort>, tp: &TunnelPort) -> kube::Result<TunnelPort> {
     let mut finalizers = tp.metadata.finalizers.clone().unwrap_or_default();
     finalizers.push(OVS_CLEANUP_FINALIZER.to_string());
     set_finalizers(api, tp, finalizers).await
 }
 
 /// Removes the agent's finalizer (after the OVS port and its rules are gone).
-pub async fn release_finalizer(api: &Api<TunnelPort>, tp: &TunnelPort) -> kube::Result<()> {
+pub async fn release_finalizer(api: &Api<TunnelPort>, tp: &TunnelPort) -> kube::Result<TunnelPort> {
     let finalizers = tp
         .metadata
         .finalizers
@@ -70,7 +69,7 @@ pub async fn write_status(
     api: &Api<TunnelPort>,
     name: &str,
     status: &TunnelPortStatus,
-) -> kube::Result<()> {
+) -> kube::Result<TunnelPort> {
     let body = json!({
         "apiVersion": "remotedevice.io/v1alpha1",
         "kind": "TunnelPort",
@@ -82,18 +81,63 @@ pub async fn write_status(
         &Patch::Apply(body),
     )
     .await
-    .map(drop)
 }
 
 /// One write, bounded in time: a hung request must not stall the loop (or shutdown).
 async fn bounded(
     timeout: Duration,
-    write: impl Future<Output = kube::Result<()>>,
-) -> Result<(), (ErrorKind, String)> {
+    write: impl Future<Output = kube::Result<TunnelPort>>,
+) -> Result<TunnelPort, (ErrorKind, String)> {
     match tokio::time::timeout(timeout, write).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(object)) => Ok(object),
         Ok(Err(e)) => Err((ErrorKind::of(&e), e.to_string())),
         Err(_) => Err((ErrorKind::Timeout, format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// Objects as our own writes returned them, standing in for what the watch has not shown
+/// yet: a round right after a write then neither repeats it (with a stale
+/// resourceVersion, a certain 409) nor restarts a condition's lastTransitionTime.
+#[derive(Debug, Default)]
+pub struct OwnWrites {
+    /// Name → (resourceVersion the watch showed when we wrote, the object we got back).
+    entries: BTreeMap<String, (Option<String>, TunnelPort)>,
+}
+
+impl OwnWrites {
+    fn record(&mut self, before: &TunnelPort, after: TunnelPort) {
+        let name = before.metadata.name.clone().unwrap_or_default();
+        let seen = match self.entries.remove(&name) {
+            // Still ahead of the watch: keep the version the watch showed back then.
+            Some((seen, _)) => seen,
+            None => before.metadata.resource_version.clone(),
+        };
+        self.entries.insert(name, (seen, after));
+    }
+
+    /// The watch's objects with our newer writes laid over them. An entry is dropped as soon
+    /// as the watch shows any other version than the one it showed when we wrote.
+    pub fn overlay(&mut self, objects: Vec<TunnelPort>) -> Vec<TunnelPort> {
+        let versions: BTreeMap<String, Option<String>> = objects
+            .iter()
+            .filter_map(|tp| {
+                Some((
+                    tp.metadata.name.clone()?,
+                    tp.metadata.resource_version.clone(),
+                ))
+            })
+            .collect();
+        self.entries
+            .retain(|name, (seen, _)| versions.get(name) == Some(seen));
+        objects
+            .into_iter()
+            .map(
+                |tp| match tp.metadata.name.as_ref().and_then(|n| self.entries.get(n)) {
+                    Some((_, ours)) => ours.clone(),
+                    None => tp,
+                },
+            )
+            .collect()
     }
 }
 
@@ -104,7 +148,7 @@ pub async fn apply(
     api: &Api<TunnelPort>,
     objects: &[TunnelPort],
     decisions: &Decisions,
-    written: &mut BTreeMap<String, TunnelPortStatus>,
+    own: &mut OwnWrites,
     metrics: &Metrics,
     timeout: Duration,
 ) -> bool {
@@ -113,16 +157,18 @@ pub async fn apply(
         .filter_map(|tp| Some((tp.metadata.name.as_deref()?, tp)))
         .collect();
     let mut ok = true;
-    let mut record = |result: Result<(), (ErrorKind, String)>,
+    let mut record = |result: Result<TunnelPort, (ErrorKind, String)>,
                       kind: WriteKind,
-                      name: &str,
+                      before: &TunnelPort,
                       what: &str| match result {
-        Ok(()) => {
+        Ok(after) => {
             metrics.write(kind);
+            own.record(before, after);
             true
         }
         Err((error_kind, e)) => {
             metrics.error(error_kind);
+            let name = before.metadata.name.as_deref().unwrap_or_default();
             tracing::warn!(tunnelport = %name, error = %e, "{what} failed");
             ok = false;
             false
@@ -131,12 +177,7 @@ pub async fn apply(
     for name in &decisions.add_finalizer {
         if let Some(tp) = by_name.get(name.as_str()) {
             let result = bounded(timeout, add_finalizer(api, tp)).await;
-            record(
-                result,
-                WriteKind::AddFinalizer,
-                name,
-                "adding the finalizer",
-            );
+            record(result, WriteKind::AddFinalizer, tp, "adding the finalizer");
         }
     }
     for name in &decisions.release_finalizer {
@@ -145,7 +186,7 @@ pub async fn apply(
             if record(
                 result,
                 WriteKind::ReleaseFinalizer,
-                name,
+                tp,
                 "releasing the finalizer",
             ) {
                 tracing::info!(tunnelport = %name, "OVS port and rules removed; finalizer released");
@@ -153,16 +194,11 @@ pub async fn apply(
         }
     }
     for (name, status) in &decisions.status {
-        // The watch may not have shown our last write yet; don't send it twice.
-        if written.get(name) == Some(status) {
-            continue;
-        }
-        let result = bounded(timeout, write_status(api, name, status)).await;
-        if record(result, WriteKind::Status, name, "writing status") {
-            written.insert(name.clone(), status.clone());
+        if let Some(tp) = by_name.get(name.as_str()) {
+            let result = bounded(timeout, write_status(api, name, status)).await;
+            record(result, WriteKind::Status, tp, "writing status");
         }
     }
-    written.retain(|name, _| by_name.contains_key(name.as_str()));
     ok
 }
 
@@ -215,7 +251,7 @@ pub async fn run(
         .boxed();
     let mut view = handle.view.clone();
     let mut recheck = tokio::time::interval(RECHECK);
-    let mut written: BTreeMap<String, TunnelPortStatus> = BTreeMap::new();
+    let mut own = OwnWrites::default();
     let mut retry = RETRY_MIN;
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut ready = false;
@@ -239,20 +275,9 @@ pub async fn run(
             _ = recheck.tick() => {}
             _ = sleep_until(retry_at) => { retry_at = None; }
         }
-        // Our own last status write stands in for what the watch has not shown yet, so a
-        // round right after a write neither repeats it nor restarts lastTransitionTime.
         let objects: Option<Vec<TunnelPort>> = ready.then(|| {
-            store
-                .state()
-                .iter()
-                .map(|tp| {
-                    let mut tp = (**tp).clone();
-                    if let Some(status) = tp.metadata.name.as_ref().and_then(|n| written.get(n)) {
-                        tp.status = Some(status.clone());
-                    }
-                    tp
-                })
-                .collect()
+            let stored = store.state().iter().map(|tp| (**tp).clone()).collect();
+            own.overlay(stored)
         });
         let current = view.borrow_and_update().clone();
         let started = std::time::Instant::now();
@@ -281,7 +306,7 @@ pub async fn run(
         let objects = objects.unwrap_or_default();
         let all_ok = tokio::select! {
             _ = shutdown.cancelled() => return,
-            ok = apply(&api, &objects, &decisions, &mut written, metrics, api_timeout) => ok,
+            ok = apply(&api, &objects, &decisions, &mut own, metrics, api_timeout) => ok,
         };
         metrics.reconciled(started.elapsed());
         if all_ok {
@@ -297,5 +322,50 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{TunnelPortSpec, TunnelType};
+
+    fn tp(rv: &str, finalizer: bool) -> TunnelPort {
+        let mut tp = TunnelPort::new(
+            "a",
+            TunnelPortSpec {
+                node_name: "n1".into(),
+                remote_ip: "192.0.2.10".into(),
+                tunnel_type: TunnelType::Vxlan,
+                dst_port: None,
+                local_ip: None,
+                devices: vec![],
+            },
+        );
+        tp.metadata.resource_version = Some(rv.into());
+        tp.metadata.finalizers = finalizer.then(|| vec![OVS_CLEANUP_FINALIZER.into()]);
+        tp
+    }
+
+    #[test]
+    fn own_writes_stand_in_until_the_watch_moves_on() {
+        let mut own = OwnWrites::default();
+        own.record(&tp("1", false), tp("2", true));
+        // The watch still shows version 1: our version 2 stands in.
+        let seen = own.overlay(vec![tp("1", false)]);
+        assert_eq!(seen[0].metadata.resource_version.as_deref(), Some("2"));
+        // A second write on top keeps the version the watch showed at the first.
+        own.record(&tp("2", true), tp("3", true));
+        assert_eq!(
+            own.overlay(vec![tp("1", false)])[0]
+                .metadata
+                .resource_version
+                .as_deref(),
+            Some("3")
+        );
+        // The watch moved (to ours or to someone else's): it is the truth again.
+        let seen = own.overlay(vec![tp("4", false)]);
+        assert_eq!(seen[0].metadata.resource_version.as_deref(), Some("4"));
+        assert!(own.entries.is_empty());
     }
 }
