@@ -17,7 +17,7 @@ use crate::api::{NODE_LABEL, OVS_CLEANUP_FINALIZER, TunnelPort, TunnelPortStatus
 use crate::telemetry::{ErrorKind, Health, Metrics, TunnelPortState, WriteKind};
 
 use super::decide::{Decisions, decide};
-use super::node::NodeHandle;
+use super::node::{NodeHandle, sleep_until};
 
 /// Field manager of the agent's server-side-apply status writes.
 pub const AGENT_MANAGER: &str = "remote-device-operator-agent";
@@ -315,13 +315,6 @@ pub async fn run(
             retry_at = Some(tokio::time::Instant::now() + retry);
             retry = (retry * 2).min(RETRY_MAX);
         }
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -69,7 +69,14 @@ pub struct NodeView {
     pub plan: Option<Arc<FlowPlan>>,
     /// Whether the OVS loop stopped for good (an unusable configuration).
     pub failed: Option<String>,
+    /// OVSDB has been out of reach for longer than [`OVSDB_GRACE`]. A shorter reconnect
+    /// keeps reporting the last known state, so a blip does not flip every TunnelPort's
+    /// status (two API writes each) for nothing.
+    pub ovs_unavailable: bool,
 }
+
+/// How long OVSDB may be unreachable before TunnelPorts report `OvsUnavailable`.
+pub const OVSDB_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl NodeView {
     /// Whether OVS holds the current desired flows in full.
@@ -190,6 +197,7 @@ pub fn spawn(config: NodeConfig, shutdown: CancellationToken) -> NodeHandle {
 
     let mut desired = desired_rx;
     tasks.spawn(async move {
+        let mut disconnected_since: Option<tokio::time::Instant> = None;
         loop {
             let desired_now = desired.borrow_and_update().clone();
             let observed = observed_rx.borrow_and_update().clone();
@@ -206,16 +214,30 @@ pub fn spawn(config: NodeConfig, shutdown: CancellationToken) -> NodeHandle {
             });
             let plan = plan_tx.borrow().clone();
             let flows = flow_status.borrow_and_update().clone();
+            let now = tokio::time::Instant::now();
+            let down_since = if observed.connected {
+                None
+            } else {
+                Some(*disconnected_since.get_or_insert(now))
+            };
+            disconnected_since = down_since;
+            let unavailable = down_since.is_some_and(|since| now >= since + OVSDB_GRACE);
             view_tx.send_modify(|v| {
                 v.ovs = observed;
                 v.flows = flows;
                 v.plan = plan;
+                v.ovs_unavailable = unavailable;
             });
+            // While disconnected within the grace period, wake when it runs out.
+            let grace_ends = down_since
+                .filter(|_| !unavailable)
+                .map(|since| since + OVSDB_GRACE);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = desired.changed() => if r.is_err() { return },
                 r = observed_rx.changed() => if r.is_err() { return },
                 r = flow_status.changed() => if r.is_err() { return },
+                _ = sleep_until(grace_ends) => {}
             }
         }
     });
@@ -223,5 +245,13 @@ pub fn spawn(config: NodeConfig, shutdown: CancellationToken) -> NodeHandle {
         desired: desired_tx,
         view: view_rx,
         tasks,
+    }
+}
+
+/// Sleeps until `at`, or for ever when there is nothing to wait for.
+pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

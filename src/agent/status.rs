@@ -28,7 +28,7 @@ pub fn tunnel_port_status(tp: &TunnelPort, view: &NodeView, now: Timestamp) -> T
 
     let (ready, reason, message) = if let Some(failed) = &view.failed {
         (false, tunnel_reason::OVS_UNAVAILABLE, failed.clone())
-    } else if !view.ovs.connected {
+    } else if view.ovs_unavailable {
         let why = view
             .ovs
             .last_error

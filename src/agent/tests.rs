@@ -88,6 +88,7 @@ fn view(desired: &[TunnelPort], port: Option<(PortState, i64)>, flows_applied: b
         },
         plan: Some(plan),
         failed: None,
+        ovs_unavailable: false,
     }
 }
 
@@ -146,17 +147,30 @@ fn status_follows_what_ovs_shows() {
             tunnel_reason::READY,
         ),
         (
-            "OVSDB unreachable",
+            "OVSDB unreachable past the grace period",
             NodeView {
                 ovs: Observed {
                     connected: false,
                     last_error: Some("refused".into()),
                     ..Observed::default()
                 },
+                ovs_unavailable: true,
                 ..NodeView::default()
             },
             "False",
             tunnel_reason::OVS_UNAVAILABLE,
+        ),
+        (
+            "a short reconnect keeps the last known state",
+            NodeView {
+                ovs: Observed {
+                    connected: false,
+                    ..view(&desired, Some((PortState::Ready, 5)), true).ovs
+                },
+                ..view(&desired, Some((PortState::Ready, 5)), true)
+            },
+            "True",
+            tunnel_reason::READY,
         ),
     ];
     for (name, v, status, reason) in cases {
