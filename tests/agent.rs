@@ -469,3 +469,54 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
     let node = agent.await.unwrap();
     node.join().await;
 }
+
+/// A node loop that cannot reach OVSDB (starting while ovsdb-server restarts) knows
+/// neither ofports nor workload ports: it must not touch the rules OVS already has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_survive_a_start_without_ovsdb() {
+    let sandbox = Sandbox::start(Datapath::Dummy).expect("OVS sandbox");
+    sandbox.vsctl(&["add-br", "br-int"]).unwrap();
+    let mgmt = sandbox.mgmt("br-int");
+    // A rule owned by the operator, left by an earlier run.
+    sandbox
+        .ofctl(&["add-flow", &mgmt, "cookie=0x52444f4600000001,table=0,priority=60000,dl_dst=52:54:00:00:00:01,actions=drop"])
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let node = node::spawn(
+        NodeConfig {
+            // Nothing listens here.
+            ovsdb: format!("unix:{}/nothing.sock", sandbox.dir().display()),
+            bridge: "br-int".into(),
+            ovs_rundir: sandbox.dir().to_path_buf(),
+        },
+        shutdown.clone(),
+    );
+    node.desired
+        .send_replace(Some(vec![tunnel_port("n1.vxlan.192-0-2-10", true)]));
+    let mut view = node.view.clone();
+    // Give the loops time for several rounds (the flow sync checks every second).
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            let _ = view.changed().await;
+        }
+    })
+    .await;
+    assert!(
+        view.borrow().plan.is_none(),
+        "no plan before OVSDB was seen"
+    );
+    let flows = sandbox
+        .ofctl(&[
+            "dump-flows",
+            &mgmt,
+            "cookie=0x52444f4600000000/0xffffffff00000000",
+        ])
+        .unwrap();
+    assert_eq!(
+        flows.lines().filter(|l| l.contains("cookie=")).count(),
+        1,
+        "{flows}"
+    );
+    shutdown.cancel();
+    node.join().await;
+}

@@ -157,6 +157,8 @@ pub async fn apply(
         .filter_map(|tp| Some((tp.metadata.name.as_deref()?, tp)))
         .collect();
     let mut ok = true;
+    // Some(true): written; Some(false): this object failed, go on with the others;
+    // None: the server is unwell (5xx, no answer) — end the round, the retry is scheduled.
     let mut record = |result: Result<TunnelPort, (ErrorKind, String)>,
                       kind: WriteKind,
                       before: &TunnelPort,
@@ -164,39 +166,51 @@ pub async fn apply(
         Ok(after) => {
             metrics.write(kind);
             own.record(before, after);
-            true
+            Some(true)
         }
         Err((error_kind, e)) => {
             metrics.error(error_kind);
             let name = before.metadata.name.as_deref().unwrap_or_default();
             tracing::warn!(tunnelport = %name, error = %e, "{what} failed");
             ok = false;
-            false
+            (!matches!(
+                error_kind,
+                ErrorKind::Server | ErrorKind::Timeout | ErrorKind::Other
+            ))
+            .then_some(false)
         }
     };
     for name in &decisions.add_finalizer {
         if let Some(tp) = by_name.get(name.as_str()) {
             let result = bounded(timeout, add_finalizer(api, tp)).await;
-            record(result, WriteKind::AddFinalizer, tp, "adding the finalizer");
+            if record(result, WriteKind::AddFinalizer, tp, "adding the finalizer").is_none() {
+                return false;
+            }
         }
     }
     for name in &decisions.release_finalizer {
         if let Some(tp) = by_name.get(name.as_str()) {
             let result = bounded(timeout, release_finalizer(api, tp)).await;
-            if record(
+            match record(
                 result,
                 WriteKind::ReleaseFinalizer,
                 tp,
                 "releasing the finalizer",
             ) {
-                tracing::info!(tunnelport = %name, "OVS port and rules removed; finalizer released");
+                None => return false,
+                Some(true) => {
+                    tracing::info!(tunnelport = %name, "OVS port and rules removed; finalizer released")
+                }
+                Some(false) => {}
             }
         }
     }
     for (name, status) in &decisions.status {
         if let Some(tp) = by_name.get(name.as_str()) {
             let result = bounded(timeout, write_status(api, name, status)).await;
-            record(result, WriteKind::Status, tp, "writing status");
+            if record(result, WriteKind::Status, tp, "writing status").is_none() {
+                return false;
+            }
         }
     }
     ok

@@ -5,6 +5,7 @@
 //! the desired TunnelPorts plus what OVS shows (tunnel ofports, workload ports) into the
 //! desired flows. Everything it sees is published as one [`NodeView`].
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -160,7 +161,19 @@ pub fn flow_input(desired: &[TunnelPort], observed: &Observed) -> FlowInput {
         .filter(|p| {
             !matches!(
                 p.interface_type.as_str(),
-                "vxlan" | "geneve" | "gre" | "stt" | "lisp" | "patch"
+                // Every tunnel type OVS 3.1 knows, and patch ports: never workloads.
+                "vxlan"
+                    | "geneve"
+                    | "gre"
+                    | "ip6gre"
+                    | "erspan"
+                    | "ip6erspan"
+                    | "stt"
+                    | "lisp"
+                    | "gtpu"
+                    | "bareudp"
+                    | "srv6"
+                    | "patch"
             )
         })
         .map(|p| WorkloadPort {
@@ -172,6 +185,53 @@ pub fn flow_input(desired: &[TunnelPort], observed: &Observed) -> FlowInput {
         tunnels,
         workload_ports,
     }
+}
+
+/// The tunnel ports OVS must hold: every desired one, and every one that left the desired
+/// set while OVS may still hold rules pointing at it (kept in `leaving` until the flow sync
+/// confirmed a plan without its rules).
+fn ports_for_ovs(
+    desired: Option<&[TunnelPort]>,
+    leaving: &mut BTreeMap<String, TunnelPort>,
+    previous: &Option<Vec<TunnelPort>>,
+    flows: &SyncStatus,
+) -> Option<Vec<TunnelPort>> {
+    let desired = desired?;
+    let wanted: BTreeSet<&str> = desired
+        .iter()
+        .filter_map(|tp| tp.metadata.name.as_deref())
+        .collect();
+    for tp in previous.iter().flatten() {
+        if let Some(name) = tp.metadata.name.as_deref()
+            && !wanted.contains(name)
+        {
+            leaving
+                .entry(name.to_string())
+                .or_insert_with(|| tp.clone());
+        }
+    }
+    leaving.retain(|name, tp| {
+        let rules_left = match (
+            &flows.applied,
+            crate::api::validate::parse_ip(&tp.spec.remote_ip),
+        ) {
+            (Some(applied), Ok(remote)) => {
+                let iface = crate::api::names::interface_name(
+                    tp.spec.tunnel_type,
+                    remote,
+                    tp.spec.dst_port,
+                );
+                applied.installed_per_tunnel.contains_key(&iface)
+            }
+            // Nothing confirmed yet, or a port that could never have had rules.
+            (None, Ok(_)) => true,
+            (_, Err(_)) => false,
+        };
+        !wanted.contains(name.as_str()) && rules_left
+    });
+    let mut ports = desired.to_vec();
+    ports.extend(leaving.values().cloned());
+    Some(ports)
 }
 
 /// Starts the node loop; it runs until `shutdown` is cancelled and leaves OVS as it is then.
@@ -186,7 +246,9 @@ pub fn spawn(config: NodeConfig, shutdown: CancellationToken) -> NodeHandle {
 
     let ovs_config = OvsConfig::new(config.ovsdb.clone(), config.bridge.clone());
     let (token, view) = (shutdown.clone(), view_tx.clone());
-    let ovs_desired = desired_rx.clone();
+    // The OVS loop's desired ports: the desired TunnelPorts plus those leaving, which stay
+    // until OVS confirms their rules are gone (no rule may point at a removed port).
+    let (ovs_desired_tx, ovs_desired) = watch::channel::<Option<Vec<TunnelPort>>>(None);
     tasks.spawn(async move {
         if let Err(e) = ovs::run(ovs_config, ovs_desired, observed_tx, token).await {
             tracing::error!(error = %e, "OVS loop stopped");
@@ -198,11 +260,17 @@ pub fn spawn(config: NodeConfig, shutdown: CancellationToken) -> NodeHandle {
     let mut desired = desired_rx;
     tasks.spawn(async move {
         let mut disconnected_since: Option<tokio::time::Instant> = None;
+        // Until OVSDB has been seen once, the workload ports and tunnel ofports are
+        // unknown: a plan then would be empty and the sync would delete every rule.
+        let mut seen_ovs = false;
+        let mut leaving: BTreeMap<String, TunnelPort> = BTreeMap::new();
         loop {
             let desired_now = desired.borrow_and_update().clone();
             let observed = observed_rx.borrow_and_update().clone();
+            seen_ovs |= observed.connected;
             let plan = desired_now
                 .as_deref()
+                .filter(|_| seen_ovs)
                 .map(|d| Arc::new(flows::plan(&flow_input(d, &observed))));
             // Keep the Arc when nothing changed: the flow sync tells repairs from new plans by it.
             plan_tx.send_if_modified(|current| {
@@ -214,6 +282,17 @@ pub fn spawn(config: NodeConfig, shutdown: CancellationToken) -> NodeHandle {
             });
             let plan = plan_tx.borrow().clone();
             let flows = flow_status.borrow_and_update().clone();
+            let ports = ports_for_ovs(
+                desired_now.as_deref(),
+                &mut leaving,
+                &ovs_desired_tx.borrow(),
+                &flows,
+            );
+            ovs_desired_tx.send_if_modified(|current| {
+                let changed = *current != ports;
+                *current = ports;
+                changed
+            });
             let now = tokio::time::Instant::now();
             let down_since = if observed.connected {
                 None

@@ -20,8 +20,10 @@ pub fn tunnel_port_status(tp: &TunnelPort, view: &NodeView, now: Timestamp) -> T
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let report = view.ovs.ports.get(name);
+    // Devices whose rules OVS confirmed (the applied plan), not merely planned ones.
     let installed = view
-        .plan
+        .flows
+        .applied
         .as_ref()
         .zip(report)
         .and_then(|(plan, r)| plan.installed_per_tunnel.get(&r.interface_name).copied());
