@@ -211,6 +211,40 @@ async fn a_conflict_or_server_error_is_reported_not_fatal() {
     }
 }
 
+/// Runs the agent's decisions for `tp` against the node loop (as the Kubernetes side
+/// does, without an API server) until `done` holds for a round.
+async fn decide_until(
+    node: &node::NodeHandle,
+    tp: &TunnelPort,
+    view: &mut tokio::sync::watch::Receiver<node::NodeView>,
+    what: &str,
+    done: impl Fn(&remote_device_operator::agent::decide::Decisions) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = decide(
+            "n1",
+            Some(std::slice::from_ref(tp)),
+            &view.borrow(),
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        node.desired.send_if_modified(|current| {
+            let changed = *current != d.desired;
+            *current = d.desired.clone();
+            changed
+        });
+        if done(&d) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {what}: {:?}",
+            d.status
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), view.changed()).await;
+    }
+}
+
 /// The delete path on a real OVS: the finalizer is released only after the OVS port and
 /// its rules are gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,30 +263,11 @@ async fn deleted_tunnel_port_leaves_ovs_before_its_finalizer_is_released() {
     let live = tunnel_port("n1.vxlan.192-0-2-10", true);
 
     // Apply: the port appears and the status turns Ready.
-    let now = || k8s_openapi::jiff::Timestamp::now();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let d = decide(
-            "n1",
-            Some(std::slice::from_ref(&live)),
-            &view.borrow(),
-            now(),
-        );
-        node.desired.send_if_modified(|current| {
-            let changed = *current != d.desired;
-            *current = d.desired.clone();
-            changed
-        });
-        if d.status.iter().any(|(_, s)| is_true(&s.conditions, READY)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never Ready: {:?}",
-            d.status
-        );
-        let _ = tokio::time::timeout(Duration::from_millis(200), view.changed()).await;
-    }
+    let now = k8s_openapi::jiff::Timestamp::now;
+    decide_until(&node, &live, &mut view, "Ready", |d| {
+        d.status.iter().any(|(_, s)| is_true(&s.conditions, READY))
+    })
+    .await;
     assert_eq!(
         sandbox
             .vsctl(&["list-ports", "br-int"])
@@ -266,28 +281,10 @@ async fn deleted_tunnel_port_leaves_ovs_before_its_finalizer_is_released() {
     let mut deleting = live.clone();
     deleting.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let d = decide(
-            "n1",
-            Some(std::slice::from_ref(&deleting)),
-            &view.borrow(),
-            now(),
-        );
-        node.desired.send_if_modified(|current| {
-            let changed = *current != d.desired;
-            *current = d.desired.clone();
-            changed
-        });
-        if !d.release_finalizer.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "finalizer never released"
-        );
-        let _ = tokio::time::timeout(Duration::from_millis(200), view.changed()).await;
-    }
+    decide_until(&node, &deleting, &mut view, "the finalizer released", |d| {
+        !d.release_finalizer.is_empty()
+    })
+    .await;
     assert_eq!(
         sandbox.vsctl(&["list-ports", "br-int"]).unwrap().trim(),
         "",

@@ -411,6 +411,18 @@ fn delete_device(node: &Node) {
     });
 }
 
+/// The workload reaches the device over IPv4 (ARP answered by OVS) and IPv6 (neighbour
+/// answered by OVS).
+fn assert_reaches_device(topo: &Topology, when: &str) {
+    for ip in [DEVICE_IP, DEVICE_IP6] {
+        assert!(
+            ping_ok(topo, ip, 10),
+            "ping {ip} after {when}{}",
+            diagnostics(topo)
+        );
+    }
+}
+
 /// Pings until one answer arrives (the first ones may be spent on neighbour discovery),
 /// for at most `tries` seconds.
 fn ping_ok(topo: &Topology, target: &str, tries: u32) -> bool {
@@ -502,16 +514,7 @@ fn workload_reaches_remote_device_until_it_is_deleted() {
     let view = apply_device(&node);
     let applied = view.flows.applied.expect("rules confirmed in OVS");
     let cookie = applied.device_cookie("tenant-a", "bare-metal-1").unwrap();
-    assert!(
-        ping_ok(&topo, DEVICE_IP, 10),
-        "ping {DEVICE_IP} after apply{}",
-        diagnostics(&topo)
-    );
-    assert!(
-        ping_ok(&topo, DEVICE_IP6, 10),
-        "ping {DEVICE_IP6} after apply{}",
-        diagnostics(&topo)
-    );
+    assert_reaches_device(&topo, "apply");
     let neigh = topo
         .workload
         .exec("ip", &["neigh", "show", DEVICE_IP])
@@ -540,14 +543,5 @@ fn workload_reaches_remote_device_until_it_is_deleted() {
 
     // Apply again: works again.
     apply_device(&node);
-    assert!(
-        ping_ok(&topo, DEVICE_IP, 10),
-        "ping {DEVICE_IP} after re-apply{}",
-        diagnostics(&topo)
-    );
-    assert!(
-        ping_ok(&topo, DEVICE_IP6, 10),
-        "ping {DEVICE_IP6} after re-apply{}",
-        diagnostics(&topo)
-    );
+    assert_reaches_device(&topo, "re-apply");
 }

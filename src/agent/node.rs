@@ -190,7 +190,7 @@ pub fn flow_input(desired: &[TunnelPort], observed: &Observed) -> FlowInput {
 /// The tunnel ports OVS must hold: every desired one, and every one that left the desired
 /// set while OVS may still hold rules pointing at it (kept in `leaving` until the flow sync
 /// confirmed a plan without its rules).
-fn ports_for_ovs(
+pub(super) fn ports_for_ovs(
     desired: Option<&[TunnelPort]>,
     leaving: &mut BTreeMap<String, TunnelPort>,
     previous: &Option<Vec<TunnelPort>>,

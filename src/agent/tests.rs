@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::decide::decide;
-use super::node::{NodeView, flow_input};
+use super::node::{NodeView, flow_input, ports_for_ovs};
 use super::status::tunnel_port_status;
 use crate::api::conditions::{READY, tunnel_reason};
 use crate::api::{
@@ -345,5 +345,46 @@ fn flows_only_point_at_ready_tunnels_and_workload_ports_exclude_tunnels() {
             .map(|p| (p.ofport, p.vlan))
             .collect::<Vec<_>>(),
         vec![(3, Some(10))]
+    );
+}
+
+/// A TunnelPort leaving the desired set keeps its OVS port while the rules OVS holds still
+/// point at it, and loses it once the flow sync confirmed a plan without them.
+#[test]
+fn a_leaving_tunnel_keeps_its_port_until_its_rules_are_gone() {
+    let kept = tp("a", "n1", true, false);
+    let leaving = tp("b", "n1", true, false);
+    let both = vec![kept.clone(), leaving.clone()];
+    let with_rules = view(&both, Some((PortState::Ready, 5)), true).flows;
+    let without_rules = view(
+        std::slice::from_ref(&kept),
+        Some((PortState::Ready, 5)),
+        true,
+    )
+    .flows;
+    let names = |ports: Option<Vec<TunnelPort>>| -> Vec<String> {
+        ports
+            .unwrap()
+            .iter()
+            .map(|t| t.metadata.name.clone().unwrap())
+            .collect()
+    };
+    let mut pending = std::collections::BTreeMap::new();
+    let previous = Some(both.clone());
+    let desired = [kept.clone()];
+
+    let now = ports_for_ovs(Some(&desired), &mut pending, &previous, &with_rules);
+    assert_eq!(
+        names(now.clone()),
+        vec!["a", "b"],
+        "rules still there: the port stays"
+    );
+    let later = ports_for_ovs(Some(&desired), &mut pending, &now, &without_rules);
+    assert_eq!(names(later), vec!["a"], "rules gone: the port goes");
+    assert!(pending.is_empty());
+    assert_eq!(
+        ports_for_ovs(None, &mut pending, &previous, &with_rules),
+        None,
+        "unknown desired set: nothing"
     );
 }
