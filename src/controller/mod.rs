@@ -6,7 +6,6 @@
 //! pure functions ([`reconcile`], [`status`]) and carries them out ([`writer`]). Only the
 //! holder of the Lease writes; other replicas keep their caches warm.
 
-mod backoff;
 pub mod reconcile;
 pub mod status;
 pub mod writer;
@@ -28,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{MANAGED_BY_LABEL, MANAGER, RemoteDevice, TunnelPort};
 use crate::telemetry::{ErrorKind, Health, Metrics};
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use reconcile::{Action, Decisions, Snapshot, decide};
 pub use writer::{WriteError, Writer};
 

@@ -6,7 +6,8 @@
 //! - [`diff`] (pure): desired flows vs the owned flows `ovs-ofctl dump-flows` shows →
 //!   the lines of one atomic `ovs-ofctl --bundle` transaction.
 //! - [`sync`] (effectful): a loop that dumps, diffs and applies, on every change of the
-//!   desired plan and at least every second, so drift is repaired quickly.
+//!   desired plan and whenever the flow monitor reports a change on the bridge (every
+//!   second while the monitor is down), so drift is repaired quickly.
 //!
 //! The flow layout (tables, priorities, register, conjunctions) and the reasons for it
 //! are described in `docs/forwarding.md`.
@@ -22,7 +23,7 @@ pub use plan::{
     DeviceState, Flow, FlowInput, FlowKey, FlowPlan, Owner, Segment, TunnelFlowsInput,
     WorkloadPort, plan,
 };
-pub use sync::{FlowSync, FlowSyncConfig, FlowSyncError, SyncOutcome, SyncStatus};
+pub use sync::{FlowSync, FlowSyncConfig, FlowSyncError, MonitorState, SyncOutcome, SyncStatus};
 
 /// High 32 bits of the cookie of every flow this agent owns ("RDOF").
 pub const COOKIE_TAG: u64 = 0x5244_4f46_0000_0000;

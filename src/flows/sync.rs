@@ -5,7 +5,12 @@
 //! `check_interval` (1 s by default) the loop also dumps the owned flows
 //! (`dump-flows cookie=<tag>/<mask>`), diffs them against the plan and applies the
 //! difference the same way, so a deleted or edited owned flow comes back within about one
-//! interval.
+//! interval. With the flow monitor (`ovs-ofctl monitor`) running, a quiet bridge is only
+//! dumped when the monitor reports a change (or every `quiet_check_interval`).
+//!
+//! Every ovs-ofctl child runs with `--unixctl=none`: ovs-ofctl would otherwise create a
+//! control socket in OVS's run directory, which the agent's pod mounts read-only and a
+//! fresh machine may not have at all.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::diff::{ParseError, diff, diff_plans, parse_dump};
 use super::plan::FlowPlan;
 use super::{COOKIE_MASK, COOKIE_TAG, OPENFLOW_VERSION};
+use crate::backoff::Backoff;
 
 /// Where and how to reach the bridge.
 #[derive(Clone, Debug)]
@@ -84,8 +90,8 @@ pub struct SyncOutcome {
 }
 
 /// What the loop last achieved, for the agent (status, finalizers) and for tests.
-/// Receivers are notified when `applied` or `error` change or a repair happened; the
-/// counters and `monitoring` update without waking anyone.
+/// Receivers are notified when `applied`, `error` or `monitor` change or a repair happened;
+/// the counters update without waking anyone.
 #[derive(Clone, Debug, Default)]
 pub struct SyncStatus {
     /// The last plan that OVS was confirmed to hold in full (checked or applied in one
@@ -99,29 +105,128 @@ pub struct SyncStatus {
     pub rounds: u64,
     /// Rounds that dumped the bridge's owned flows (the others applied a plan change).
     pub checks: u64,
-    /// Whether the flow monitor is running (else every interval is a full check).
-    pub monitoring: bool,
+    /// The flow monitor (while it is not running, every interval is a full check).
+    pub monitor: MonitorState,
+    /// Times the flow monitor failed to start or ended.
+    pub monitor_failures: u64,
 }
+
+/// State of the flow monitor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum MonitorState {
+    /// Turned off in the config, or not started yet.
+    #[default]
+    Off,
+    /// Running: a quiet bridge is not dumped.
+    Running,
+    /// It could not start or it ended, in ovs-ofctl's words; it is restarted with a
+    /// doubling pause (up to [`MONITOR_RETRY_MAX`]).
+    Down(String),
+}
+
+impl MonitorState {
+    /// Whether the monitor is running.
+    pub fn is_running(&self) -> bool {
+        matches!(self, MonitorState::Running)
+    }
+}
+
+/// First pause before restarting a flow monitor that failed.
+const MONITOR_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest pause between restarts of a failing flow monitor.
+pub const MONITOR_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The ovs-ofctl option that keeps it from creating a control socket in OVS's run directory.
+const NO_CONTROL_SOCKET: &str = "--unixctl=none";
 
 /// A running `ovs-ofctl monitor` (killed when dropped).
 #[derive(Debug)]
 struct Monitor {
-    _child: Child,
+    child: Child,
     lines: Lines<BufReader<ChildStderr>>,
+    /// The last line that was not a flow event (ovs-ofctl's own complaint, if it ends).
+    last_message: Option<String>,
 }
 
-/// The next flow event of the monitor: `Some(line)`, or `None` when it ended. Pending
-/// forever without a monitor. Cancel-safe (used in `select!`).
-async fn next_event(monitor: &mut Option<Monitor>) -> Option<String> {
+/// What the monitor said.
+enum MonitorEvent {
+    /// A flow table change.
+    Flow,
+    /// It ended, with the reason in ovs-ofctl's words.
+    Ended(String),
+}
+
+/// The next event of the monitor. Pending forever without a monitor. Cancel-safe (used in
+/// `select!`): a line is consumed only when returned.
+async fn next_event(monitor: &mut Option<Monitor>) -> MonitorEvent {
     let Some(m) = monitor else {
         return std::future::pending().await;
     };
     loop {
         match m.lines.next_line().await {
-            Ok(Some(line)) if line.contains("event=") => return Some(line),
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => return None,
+            Ok(Some(line)) if line.contains("event=") => return MonitorEvent::Flow,
+            Ok(Some(line)) => {
+                // Replies and progress lines are noise; keep the latest as the reason.
+                if !line.trim().is_empty() && !line.contains("reply") {
+                    m.last_message = Some(line.trim().to_string());
+                }
+            }
+            Ok(None) | Err(_) => {
+                let status = m.child.wait().await;
+                let reason = match (m.last_message.take(), status) {
+                    (Some(message), _) => message,
+                    (None, Ok(status)) => format!("ovs-ofctl monitor exited ({status})"),
+                    (None, Err(e)) => format!("ovs-ofctl monitor: {e}"),
+                };
+                return MonitorEvent::Ended(reason);
+            }
         }
+    }
+}
+
+/// When a failed flow monitor may be started again: a doubling pause from
+/// [`MONITOR_RETRY_MIN`] up to [`MONITOR_RETRY_MAX`], forgotten once a monitor has run for
+/// longer than the longest pause (so one that dies now and then is restarted quickly).
+#[derive(Debug)]
+struct MonitorRetry {
+    backoff: Backoff,
+    not_before: Option<Instant>,
+    started: Option<Instant>,
+}
+
+impl Default for MonitorRetry {
+    fn default() -> Self {
+        MonitorRetry {
+            backoff: Backoff::new(MONITOR_RETRY_MIN, MONITOR_RETRY_MAX),
+            not_before: None,
+            started: None,
+        }
+    }
+}
+
+impl MonitorRetry {
+    /// Whether a start may be tried now; counts the try as a start.
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if self.not_before.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.started = Some(now);
+        true
+    }
+
+    /// Records a failure; returns the pause before the next start.
+    fn failed(&mut self) -> Duration {
+        let now = Instant::now();
+        if self
+            .started
+            .is_some_and(|t| now.duration_since(t) > MONITOR_RETRY_MAX)
+        {
+            self.backoff.reset();
+        }
+        let pause = self.backoff.next_delay();
+        self.not_before = Some(now + pause);
+        pause
     }
 }
 
@@ -164,6 +269,7 @@ impl FlowSync {
         // Something may have changed on the bridge since the last check.
         let mut dirty = true;
         let mut last_check = Instant::now();
+        let mut monitor_retry = MonitorRetry::default();
         loop {
             let full_check = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -174,34 +280,30 @@ impl FlowSync {
                     }
                     false
                 }
-                line = next_event(&mut monitor) => {
-                    match line {
+                event = next_event(&mut monitor) => {
+                    match event {
                         // Any flow event may concern us (a modify can even clear our
                         // cookie), so it only marks the table for the next tick.
-                        Some(_) => dirty = true,
-                        None => {
-                            tracing::debug!("flow monitor ended; checking every interval");
+                        MonitorEvent::Flow => dirty = true,
+                        MonitorEvent::Ended(reason) => {
                             monitor = None;
                             dirty = true;
-                            self.status.send_if_modified(|s| {
-                                s.monitoring = false;
-                                false
-                            });
+                            self.monitor_down(reason, &mut monitor_retry);
                         }
                     }
                     continue;
                 }
                 _ = ticker.tick() => {
-                    if self.config.monitor && monitor.is_none() {
-                        monitor = self.start_monitor();
+                    if self.config.monitor && monitor.is_none() && monitor_retry.due() {
                         // Changes before it started went unseen.
                         dirty = true;
-                        let up = monitor.is_some();
-                        // Informational: updated without waking receivers.
-                        self.status.send_if_modified(|s| {
-                            s.monitoring = up;
-                            false
-                        });
+                        match self.start_monitor() {
+                            Ok(m) => {
+                                monitor = Some(m);
+                                self.set_monitor(MonitorState::Running);
+                            }
+                            Err(reason) => self.monitor_down(reason, &mut monitor_retry),
+                        }
                     }
                     let quiet_too_long = last_check.elapsed() >= self.config.quiet_check_interval;
                     if monitor.is_some() && !dirty && !quiet_too_long && held.is_some() {
@@ -282,24 +384,62 @@ impl FlowSync {
     }
 
     /// Starts `ovs-ofctl monitor <target> watch:!initial` (flow table changes made by
-    /// anyone); `None` if it cannot be started (the loop then checks every interval).
-    fn start_monitor(&self) -> Option<Monitor> {
+    /// anyone), or says why it cannot be started.
+    fn start_monitor(&self) -> Result<Monitor, String> {
         // ovs-ofctl prints the monitor's updates on stderr (unbuffered), its first reply
         // on stdout.
         let mut child = Command::new(&self.config.ofctl)
-            .args(["monitor", &self.config.target, "watch:!initial"])
+            .args([
+                NO_CONTROL_SOCKET,
+                "monitor",
+                &self.config.target,
+                "watch:!initial",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| tracing::debug!(error = %e, "cannot start the flow monitor"))
-            .ok()?;
-        let stderr = child.stderr.take()?;
-        Some(Monitor {
-            _child: child,
+            .map_err(|e| format!("cannot run {}: {e}", self.config.ofctl.display()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| "ovs-ofctl monitor: no stderr pipe".to_string())?;
+        Ok(Monitor {
+            child,
             lines: BufReader::new(stderr).lines(),
+            last_message: None,
         })
+    }
+
+    /// Publishes a new monitor state; receivers are woken only when it changed.
+    fn set_monitor(&self, state: MonitorState) {
+        self.status.send_if_modified(|s| {
+            let news = s.monitor != state;
+            s.monitor = state;
+            news
+        });
+    }
+
+    /// The monitor failed to start or ended: warn once per new reason (a monitor that
+    /// keeps failing the same way is not a stream of warnings), count it, and restart it
+    /// after a doubling pause.
+    fn monitor_down(&self, reason: String, retry: &mut MonitorRetry) {
+        let pause = retry.failed();
+        let repeated =
+            matches!(&self.status.borrow().monitor, MonitorState::Down(r) if *r == reason);
+        if repeated {
+            tracing::debug!(%reason, retry_in = ?pause, "flow monitor down again");
+        } else {
+            tracing::warn!(
+                %reason,
+                retry_in = ?pause,
+                check_interval = ?self.config.check_interval,
+                "flow monitor down; dumping the owned flows every check interval instead"
+            );
+        }
+        self.status.send_modify(|s| s.monitor_failures += 1);
+        self.set_monitor(MonitorState::Down(reason));
     }
 
     /// Applies the change from a plan OVS holds to a new one in one bundle, without
@@ -380,6 +520,7 @@ impl FlowSync {
         };
         let started = Instant::now();
         let mut child = Command::new(&self.config.ofctl)
+            .arg(NO_CONTROL_SOCKET)
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()

@@ -121,6 +121,8 @@ pub struct Metrics {
     writes: Family<WriteLabel, Counter>,
     tunnel_ports: Family<StateLabel, Gauge>,
     ovsdb_reconnects: Counter,
+    flow_monitor_up: Gauge,
+    flow_monitor_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -170,6 +172,18 @@ impl Metrics {
             "Reconnections to ovsdb-server after the first connection",
             ovsdb_reconnects.clone(),
         );
+        let flow_monitor_up = Gauge::default();
+        registry.register(
+            "flow_monitor_up",
+            "1 while the agent's ovs-ofctl flow monitor runs (else flows are dumped every second)",
+            flow_monitor_up.clone(),
+        );
+        let flow_monitor_failures = Counter::default();
+        registry.register(
+            "flow_monitor_failures",
+            "Times the agent's flow monitor could not start or ended",
+            flow_monitor_failures.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reconciles,
@@ -178,6 +192,8 @@ impl Metrics {
             writes,
             tunnel_ports,
             ovsdb_reconnects,
+            flow_monitor_up,
+            flow_monitor_failures,
         }
     }
 
@@ -216,6 +232,16 @@ impl Metrics {
         self.ovsdb_reconnects.inc();
     }
 
+    /// Sets whether the flow monitor runs and the number of its failures so far (a
+    /// counter only grows: a smaller number is ignored).
+    pub fn set_flow_monitor(&self, up: bool, failures: u64) {
+        self.flow_monitor_up.set(i64::from(up));
+        let seen = self.flow_monitor_failures.get();
+        if failures > seen {
+            self.flow_monitor_failures.inc_by(failures - seen);
+        }
+    }
+
     /// Reconcile passes so far.
     pub fn reconciles(&self) -> u64 {
         self.reconciles.get()
@@ -252,6 +278,8 @@ mod tests {
         m.write(WriteKind::Apply);
         m.set_tunnel_ports(&[(TunnelPortState::Ready, 2), (TunnelPortState::Failed, 1)]);
         m.ovsdb_reconnected();
+        m.set_flow_monitor(false, 2);
+        m.set_flow_monitor(false, 1);
         let text = m.encode();
         for line in [
             "reconciles_total 1",
@@ -262,6 +290,8 @@ mod tests {
             "tunnelports{state=\"pending\"} 0",
             "tunnelports{state=\"failed\"} 1",
             "ovsdb_reconnects_total 1",
+            "flow_monitor_up 0",
+            "flow_monitor_failures_total 2",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -1,8 +1,9 @@
 //! The HTTP endpoints of both components: `/metrics`, `/healthz`, `/readyz`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -15,13 +16,38 @@ use tokio_util::sync::CancellationToken;
 use super::Metrics;
 
 /// Readiness the component sets (caches synced, OVS reachable…); liveness is implied by
-/// the server answering at all.
+/// the server answering at all. Details are lines `/readyz` shows under its verdict
+/// (degraded but still working parts, such as a flow monitor that is down).
 #[derive(Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    details: Arc<Mutex<BTreeMap<&'static str, String>>>,
 }
 
 impl Health {
+    /// Shows `what: text` on `/readyz`, or removes the line with `None`.
+    pub fn set_detail(&self, what: &'static str, text: Option<String>) {
+        let mut details = self.details.lock().unwrap_or_else(|e| e.into_inner());
+        match text {
+            Some(text) => details.insert(what, text),
+            None => details.remove(what),
+        };
+    }
+
+    /// The `/readyz` body: the verdict, then one line per detail.
+    pub fn report(&self) -> String {
+        let mut out = String::from(if self.is_ready() {
+            "ready\n"
+        } else {
+            "not ready\n"
+        });
+        let details = self.details.lock().unwrap_or_else(|e| e.into_inner());
+        for (what, text) in details.iter() {
+            out.push_str(&format!("{what}: {text}\n"));
+        }
+        out
+    }
+
     /// Marks the component ready or not ready.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
@@ -58,11 +84,12 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready_handler(State(state): State<AppState>) -> impl IntoResponse {
-    if state.health.is_ready() {
-        (StatusCode::OK, "ready\n")
+    let code = if state.health.is_ready() {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, state.health.report())
 }
 
 /// Binds `addr` and serves the endpoints until `shutdown` is cancelled. Returns the bound
@@ -119,6 +146,15 @@ mod tests {
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         health.set_ready(true);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        health.set_detail("flow monitor", Some("down: no socket".into()));
+        let r = get(addr, "/readyz").await;
+        assert!(
+            r.starts_with("HTTP/1.1 200"),
+            "a detail does not make it unready: {r}"
+        );
+        assert!(r.ends_with("ready\nflow monitor: down: no socket\n"), "{r}");
+        health.set_detail("flow monitor", None);
+        assert!(get(addr, "/readyz").await.ends_with("\r\n\r\nready\n"));
         let m = get(addr, "/metrics").await;
         assert!(m.starts_with("HTTP/1.1 200"), "{m}");
         assert!(m.contains("\novsdb_reconnects_total 1\n"), "{m}");

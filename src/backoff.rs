@@ -1,4 +1,4 @@
-//! Exponential backoff between failed reconcile passes.
+//! Exponential backoff between failed attempts (reconcile passes, flow monitor restarts).
 
 use std::time::Duration;
 
