@@ -276,7 +276,7 @@ pub async fn run(
     let (store, writer): (Store<TunnelPort>, _) = reflector::store();
     let config = watcher::Config::default().labels(&node_selector(&node));
     let mut events = reflector::reflector(writer, watcher(api.clone(), config))
-        .default_backoff()
+        .backoff(crate::backoff::watch_backoff())
         .boxed();
     let mut view = handle.view.clone();
     let mut recheck = tokio::time::interval(RECHECK);

@@ -189,7 +189,7 @@ pub fn start_watchers(
     {
         let (store, writer) = reflector::store();
         let stream = watcher(api, config)
-            .default_backoff()
+            .backoff(crate::backoff::watch_backoff())
             .modify(strip)
             .reflect(writer)
             .map(|event| event.map(|_| ()));
@@ -258,6 +258,7 @@ pub async fn drive(
     let mut due = true;
     // Node problems are logged when they change, not on every pass.
     let mut reported_issues = Vec::new();
+    let mut was_leader = false;
     loop {
         if !due {
             tokio::select! {
@@ -278,6 +279,14 @@ pub async fn drive(
         }
         due = false;
         let is_leader = *leader.borrow_and_update();
+        if is_leader != was_leader {
+            if is_leader {
+                tracing::info!("became the leader; reconciling");
+            } else {
+                tracing::info!("no longer the leader; not writing");
+            }
+            was_leader = is_leader;
+        }
         let snap = snapshot();
         let started = Instant::now();
         let decisions = decide(&snap, Timestamp::now());
@@ -309,10 +318,9 @@ pub async fn drive(
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed");
-                // One object the server keeps refusing must not hold back every other
-                // change: a new watch event ends the pause (the API server answered, so
-                // this is no hammering). A server-side failure waits out its pause.
-                let interruptible = e.object_specific();
+                // A new watch event ends the pause when it shows the retry may succeed
+                // (see `WriteError::pause_ends_on_event`); an unwell server waits it out.
+                let interruptible = e.pause_ends_on_event();
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}

@@ -49,6 +49,19 @@ impl WriteError {
     pub fn object_specific(&self) -> bool {
         matches!(self.kind(), ErrorKind::Conflict | ErrorKind::Client)
     }
+
+    /// Whether a new watch event should end the pause after this failure, instead of
+    /// waiting it out: when it concerned one object (the other writes may succeed), or
+    /// when the API server could not be reached at all (a watch event shows it is back —
+    /// without this, a pause grown during an outage delays every change after it). A
+    /// server that answered but is unwell (5xx, 429) or slow (timeout) waits out its
+    /// pause, so a burst of events cannot hammer it.
+    pub fn pause_ends_on_event(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::Conflict | ErrorKind::Client | ErrorKind::Other
+        )
+    }
 }
 
 fn is_not_found(error: &kube::Error) -> bool {
@@ -332,5 +345,35 @@ mod tests {
             assert_eq!(ErrorKind::of(&api(code)), kind, "{code}");
         }
         assert!(is_not_found(&api(404)) && !is_not_found(&api(409)));
+    }
+
+    #[test]
+    fn which_failures_end_their_pause_at_the_next_watch_event() {
+        let api = |code: u16| WriteError::Api {
+            what: "x".into(),
+            source: kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..kube::core::Status::default()
+            })),
+        };
+        let unreachable = WriteError::Api {
+            what: "x".into(),
+            source: kube::Error::Service("connection refused".into()),
+        };
+        let timeout = WriteError::Timeout {
+            what: "x".into(),
+            after: Duration::from_secs(10),
+        };
+        let cases = [
+            ("conflict", api(409), true),
+            ("refused", api(422), true),
+            ("no connection", unreachable, true),
+            ("unwell server", api(503), false),
+            ("throttled", api(429), false),
+            ("slow server", timeout, false),
+        ];
+        for (name, error, ends) in cases {
+            assert_eq!(error.pause_ends_on_event(), ends, "{name}");
+        }
     }
 }
