@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod cluster;
 pub mod envtest;
 pub mod fake_api;
 pub mod netns;
