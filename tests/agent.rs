@@ -124,7 +124,13 @@ async fn finalizer_and_status_writes() {
             "/apis/remotedevice.io/v1alpha1/tunnelports/n1.vxlan.192-0-2-10"
         )
     );
-    assert!(query.is_empty(), "{query:?}");
+    assert_eq!(
+        query,
+        vec![(
+            "fieldManager".to_string(),
+            "remote-device-operator-agent".to_string()
+        )]
+    );
     assert_eq!(ctype, "application/merge-patch+json");
     assert_eq!(
         body,

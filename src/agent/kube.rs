@@ -41,8 +41,12 @@ async fn set_finalizers(
 ) -> kube::Result<TunnelPort> {
     let name = tp.metadata.name.as_deref().unwrap_or_default();
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tp.metadata.resource_version}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
+    // Named, so the object's managedFields say who holds the finalizer.
+    let params = PatchParams {
+        field_manager: Some(AGENT_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch(name, &params, &Patch::Merge(patch)).await
 }
 
 /// Adds the agent's finalizer (before the OVS port is created).

@@ -419,7 +419,11 @@ async fn node_deleted_releases_finalizer_deletes_and_updates_status() {
     let name = "n2.vxlan.192-0-2-10";
 
     let seen = next(&mut handle).await;
-    seen.expect(Method::PATCH, &format!("{TP}/{name}"), &[]);
+    seen.expect(
+        Method::PATCH,
+        &format!("{TP}/{name}"),
+        &[("fieldManager", "remote-device-operator")],
+    );
     assert_eq!(
         seen.content_type.as_deref(),
         Some("application/merge-patch+json")

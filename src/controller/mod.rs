@@ -6,6 +6,7 @@
 //! pure functions ([`reconcile`], [`status`]) and carries them out ([`writer`]). Only the
 //! holder of the Lease writes; other replicas keep their caches warm.
 
+pub mod leader;
 pub mod reconcile;
 pub mod status;
 pub mod writer;
@@ -19,7 +20,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,7 @@ use crate::api::{MANAGED_BY_LABEL, MANAGER, RemoteDevice, TunnelPort};
 use crate::telemetry::{ErrorKind, Health, Metrics};
 
 pub use crate::backoff::Backoff;
+pub use leader::LeaseConfig;
 pub use reconcile::{Action, Decisions, Snapshot, decide};
 pub use writer::{WriteError, Writer};
 
@@ -352,25 +353,12 @@ pub async fn run(
         start_watchers(&client, trigger.clone(), metrics.clone(), cancel.clone());
 
     let lease_ref = format!("{}/{}", args.lease_namespace, args.lease_name);
-    let build = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&args.lease_namespace)
-        .with_identity(&identity)
-        .build();
-    let lease = tokio::select! {
-        _ = cancel.cancelled() => {
-            let _ = watchers.await;
-            return Ok(());
-        }
-        lease = build => match lease {
-            Ok(lease) => lease,
-            Err(e) => {
-                cancel.cancel();
-                let _ = watchers.await;
-                anyhow::bail!("leader election on Lease {lease_ref}: {e}");
-            }
-        },
-    };
-    let (leader, lease_task) = lease.watch().await;
+    let lease_stop = CancellationToken::new();
+    let (leader, lease_task) = leader::spawn(
+        client.clone(),
+        LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity),
+        lease_stop.clone(),
+    );
 
     tracing::info!(%identity, lease = %lease_ref, "waiting for the caches to sync");
     let outcome = tokio::select! {
@@ -394,14 +382,13 @@ pub async fn run(
         },
     };
     health.set_ready(false);
-    // Closing the channel makes the lease manager release the Lease, so another replica
-    // takes over at once instead of after the lease expires.
-    drop(leader);
-    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
-        Ok(Ok(Ok(_))) => tracing::info!("released the Lease"),
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the Lease"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "leader election task failed"),
-        Err(_) => tracing::warn!("leader election did not stop in 5 s"),
+    // Releasing the Lease lets another replica take over at once instead of after it expires.
+    lease_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), lease_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("leader election did not stop in 10 s");
     }
     cancel.cancel();
     let _ = watchers.await;

@@ -177,7 +177,14 @@ impl Writer {
                 let done = self
                     .timed(
                         || format!("releasing the finalizer of TunnelPort {name}"),
-                        ports.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+                        ports.patch(
+                            name,
+                            &PatchParams {
+                                field_manager: Some(MANAGER.to_string()),
+                                ..PatchParams::default()
+                            },
+                            &Patch::Merge(&patch),
+                        ),
                     )
                     .await;
                 match done {
