@@ -341,6 +341,21 @@ impl Cluster {
             .collect()
     }
 
+    /// The OpenFlow rules the agent owns on node `name`'s bridge that mention `text`.
+    pub fn owned_flows_with(&self, name: &str, text: &str) -> usize {
+        let sandbox = &self.nodes[name].sandbox;
+        sandbox
+            .ofctl(&[
+                "dump-flows",
+                &sandbox.mgmt("br-int"),
+                "cookie=0x52444f4600000000/0xffffffff00000000",
+            ])
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("cookie=") && l.contains(text))
+            .count()
+    }
+
     /// The OpenFlow rules the agent owns on node `name`'s bridge.
     pub fn owned_flows(&self, name: &str) -> usize {
         let sandbox = &self.nodes[name].sandbox;
