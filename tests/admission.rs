@@ -76,6 +76,22 @@ fn admit(text: &str, crd: &CustomResourceDefinition) -> Result<(), Vec<String>> 
     if !jsonschema::is_valid(&name_rule, &name) {
         return Err(vec![format!("metadata.name: invalid name {name}")]);
     }
+    // ObjectMeta: label keys and values, annotation keys (checked in lower case by the
+    // apiserver, hence A-Z in the prefix here; the 253-character prefix bound is not
+    // emulated).
+    let key = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+    let any_case_key = r"^([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+    let meta_rule = json!({"type": "object", "properties": {
+        "labels": {"type": "object", "propertyNames": {"pattern": key},
+            "additionalProperties": {"type": "string", "pattern": r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"}},
+        "annotations": {"type": "object", "propertyNames": {"pattern": any_case_key}}
+    }});
+    let meta = value.get("metadata").cloned().unwrap_or(Value::Null);
+    if !jsonschema::is_valid(&meta_rule, &meta) {
+        return Err(vec![format!(
+            "metadata: invalid labels or annotations in {meta}"
+        )]);
+    }
     let schema = schema_of(crd);
     let object = apply_defaults(&schema, &value);
     let validator =

@@ -39,11 +39,12 @@ pub struct RemoteDeviceSpec {
     pub vtep_ip: String,
 
     /// Encapsulation used to reach the VTEP.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "serde_compat::null_as_default")]
     pub tunnel_type: TunnelType,
 
     /// Virtual network identifier (VXLAN VNI, Geneve VNI or GRE key), 1..16777215.
     #[schemars(range(min = 1, max = 16_777_215))]
+    #[serde(deserialize_with = "serde_compat::integer")]
     pub vni: u32,
 
     /// MAC address of the device; a unicast address such as `52:54:00:12:34:56`.
@@ -53,20 +54,32 @@ pub struct RemoteDeviceSpec {
     pub mac_address: String,
 
     /// IP addresses of the device (0 to 16); local workloads get ARP / neighbour answers for them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "serde_compat::null_as_default"
+    )]
     #[schemars(length(max = 16))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[schemars(schema_with = "schema::device_ips")]
     pub ips: Vec<String>,
 
     /// UDP destination port of the VTEP (vxlan and geneve only); unset = the OVS default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "serde_compat::optional_integer"
+    )]
     #[schemars(range(min = 1, max = 65535))]
     pub dst_port: Option<u16>,
 
     /// OVS VLAN tag (Port `tag`) of the local workload ports that use this device, 0..4094;
     /// unset = untagged ports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "serde_compat::optional_integer"
+    )]
     #[schemars(range(max = 4094))]
     pub local_vlan: Option<u16>,
 
@@ -74,6 +87,62 @@ pub struct RemoteDeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::label_selector")]
     pub node_selector: Option<LabelSelector>,
+}
+
+/// Decoding the way the API server reads a RemoteDevice, so that `plan` accepts exactly
+/// what admission accepts: `null` in a field that is not nullable is dropped (so the field
+/// takes its default), and an integer may be written as a number with a zero fraction
+/// (`5001.0`).
+mod serde_compat {
+    use serde::Deserialize;
+    use serde::de::{Deserializer, Error};
+
+    /// `null` reads as the default, as the API server prunes it before defaulting.
+    pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de> + Default,
+    {
+        Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+    }
+
+    /// A JSON number with an integral value that fits `T`.
+    pub fn integer<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i128>,
+    {
+        let number = serde_json::Number::deserialize(d)?;
+        let value: Option<i128> = if let Some(u) = number.as_u64() {
+            Some(u.into())
+        } else if let Some(i) = number.as_i64() {
+            Some(i.into())
+        } else {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e30)
+                .map(|f| f as i128)
+        };
+        let value = value
+            .ok_or_else(|| D::Error::custom(format!("invalid type: {number} is not an integer")))?;
+        T::try_from(value).map_err(|_| {
+            D::Error::custom(format!(
+                "invalid value: {value} is out of range for {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// Like [`integer`], for an optional field (`null` = unset).
+    pub fn optional_integer<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i128>,
+    {
+        #[derive(Deserialize)]
+        struct Wrap<T: TryFrom<i128>>(#[serde(deserialize_with = "integer")] T);
+        Ok(Option::<Wrap<T>>::deserialize(d)?.map(|w| w.0))
+    }
 }
 
 /// What the controller observed about a RemoteDevice.

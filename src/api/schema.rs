@@ -13,9 +13,24 @@ use super::TunnelDevice;
 pub const MAX_DEVICES_PER_TUNNEL: usize = 1024;
 /// Most IP addresses of one device.
 pub const MAX_DEVICE_IPS: usize = 16;
+/// Most `matchLabels` entries of a node selector.
+pub const MAX_SELECTOR_LABELS: usize = 32;
+/// Most `matchExpressions` of a node selector.
+pub const MAX_SELECTOR_EXPRESSIONS: usize = 16;
+/// Most `values` of one selector expression.
+pub const MAX_SELECTOR_VALUES: usize = 64;
 
-/// A label key: optional DNS-subdomain prefix, then a name of at most 63 characters.
-pub const LABEL_KEY_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
+/// A label key: optional DNS-subdomain prefix, then a name of at most 63 characters (the
+/// prefix's own limit of 253 characters is [`LABEL_KEY_PREFIX_RULE`]: a regular expression
+/// cannot bound both its length and its shape).
+pub const LABEL_KEY_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+/// CEL over a label key `k` that matches [`LABEL_KEY_PATTERN`]: its prefix, if any, has at
+/// most 253 characters (the longest DNS subdomain).
+pub const LABEL_KEY_PREFIX_RULE: &str = "(!K.contains('/') || K.matches('^[^/]{1,253}/'))";
+
+fn prefix_rule(var: &str) -> String {
+    LABEL_KEY_PREFIX_RULE.replace('K', var)
+}
 /// A label value: empty, or at most 63 characters starting and ending alphanumeric.
 pub const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
 
@@ -37,6 +52,10 @@ pub fn device_ips(_: &mut SchemaGenerator) -> Schema {
                 {
                     "rule": "!isIP(self) || ip(self).isGlobalUnicast() || ip(self).isLinkLocalUnicast()",
                     "message": "must be a unicast address (not loopback, multicast, broadcast or unspecified)"
+                },
+                {
+                    "rule": "!isIP(self) || ip.isCanonical(self)",
+                    "message": "must be written in canonical form (lower case, zeros compressed, e.g. 2001:db8::1), so that the list holds each address once"
                 }
             ]
         }
@@ -52,20 +71,20 @@ pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
         "properties": {
             "matchLabels": {
                 "type": "object",
-                "maxProperties": 32,
+                "maxProperties": MAX_SELECTOR_LABELS,
                 "additionalProperties": {
                     "type": "string",
                     "maxLength": 63,
                     "pattern": LABEL_VALUE_PATTERN
                 },
                 "x-kubernetes-validations": [{
-                    "rule": "self.all(k, k.size() <= 317 && k.matches('".to_string() + LABEL_KEY_PATTERN + "'))",
-                    "message": "keys must be valid label keys (optional DNS prefix and /, then at most 63 alphanumerics, -, _ or .)"
+                    "rule": "self.all(k, k.size() <= 317 && k.matches('".to_string() + LABEL_KEY_PATTERN + "') && " + &prefix_rule("k") + ")",
+                    "message": "keys must be valid label keys (optional DNS prefix of at most 253 characters and /, then at most 63 alphanumerics, -, _ or .)"
                 }]
             },
             "matchExpressions": {
                 "type": "array",
-                "maxItems": 16,
+                "maxItems": MAX_SELECTOR_EXPRESSIONS,
                 "x-kubernetes-list-type": "atomic",
                 "items": {
                     "type": "object",
@@ -75,7 +94,11 @@ pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
                             "type": "string",
                             "minLength": 1,
                             "maxLength": 317,
-                            "pattern": LABEL_KEY_PATTERN
+                            "pattern": LABEL_KEY_PATTERN,
+                            "x-kubernetes-validations": [{
+                                "rule": prefix_rule("self"),
+                                "message": "the prefix of a label key (before /) must have at most 253 characters"
+                            }]
                         },
                         "operator": {
                             "type": "string",
@@ -83,14 +106,15 @@ pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
                         },
                         "values": {
                             "type": "array",
-                            "maxItems": 64,
+                            "maxItems": MAX_SELECTOR_VALUES,
                             "x-kubernetes-list-type": "atomic",
                             "items": {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN}
                         }
                     },
                     "x-kubernetes-validations": [{
                         "rule": "(self.operator == 'In' || self.operator == 'NotIn') ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",
-                        "message": "operators In and NotIn need values; Exists and DoesNotExist take none"
+                        "message": "operators In and NotIn need values; Exists and DoesNotExist take none",
+                        "fieldPath": ".values"
                     }]
                 }
             }

@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::MAX_DEVICE_IPS;
 use super::names::{is_dns_label, is_dns_subdomain};
+use super::schema::{MAX_SELECTOR_EXPRESSIONS, MAX_SELECTOR_LABELS, MAX_SELECTOR_VALUES};
 use super::{RemoteDevice, RemoteDeviceSpec};
 
 /// Largest VNI (24 bits).
@@ -180,6 +181,20 @@ pub fn is_label_value(s: &str) -> bool {
 /// Checks a label selector; errors are reported under `field`.
 pub fn validate_selector(selector: &LabelSelector, field: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    let labels = selector.match_labels.as_ref().map_or(0, |m| m.len());
+    if labels > MAX_SELECTOR_LABELS {
+        errors.push(FieldError::new(
+            format!("{field}.matchLabels"),
+            format!("{labels} labels; at most {MAX_SELECTOR_LABELS} are allowed"),
+        ));
+    }
+    let expressions = selector.match_expressions.as_ref().map_or(0, Vec::len);
+    if expressions > MAX_SELECTOR_EXPRESSIONS {
+        errors.push(FieldError::new(
+            format!("{field}.matchExpressions"),
+            format!("{expressions} expressions; at most {MAX_SELECTOR_EXPRESSIONS} are allowed"),
+        ));
+    }
     for (key, value) in selector.match_labels.iter().flatten() {
         if !is_label_key(key) {
             errors.push(FieldError::new(
@@ -203,6 +218,15 @@ pub fn validate_selector(selector: &LabelSelector, field: &str) -> Vec<FieldErro
             ));
         }
         let values = expr.values.as_deref().unwrap_or_default();
+        if values.len() > MAX_SELECTOR_VALUES {
+            errors.push(FieldError::new(
+                format!("{at}.values"),
+                format!(
+                    "{} values; at most {MAX_SELECTOR_VALUES} are allowed",
+                    values.len()
+                ),
+            ));
+        }
         match expr.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => errors.push(FieldError::new(
                 format!("{at}.values"),
@@ -255,12 +279,24 @@ pub fn validate_spec(spec: &RemoteDeviceSpec) -> Vec<FieldError> {
         ));
     }
     let mut seen = BTreeSet::new();
+    let mut reported = BTreeSet::new();
     for (i, ip) in spec.ips.iter().enumerate() {
         match parse_device_ip(ip) {
-            Ok(addr) if !seen.insert(addr) => errors.push(FieldError::new(
+            // A set of strings on the server: one spelling per address keeps it a set of
+            // addresses.
+            Ok(addr) if addr.to_string() != *ip => errors.push(FieldError::new(
                 format!("spec.ips[{i}]"),
-                format!("{ip:?} is listed twice"),
+                format!("{ip:?} is not in canonical form; write {addr}"),
             )),
+            // Reported once, at its second occurrence, as the API server does.
+            Ok(addr) if !seen.insert(addr) => {
+                if reported.insert(addr) {
+                    errors.push(FieldError::new(
+                        format!("spec.ips[{i}]"),
+                        format!("{ip:?} is listed more than once"),
+                    ));
+                }
+            }
             Ok(_) => {}
             Err(e) => errors.push(FieldError::new(format!("spec.ips[{i}]"), e)),
         }
@@ -313,6 +349,30 @@ pub fn validate_device(device: &RemoteDevice) -> Vec<FieldError> {
             "metadata.namespace",
             format!("{ns:?} is not a valid namespace name"),
         ));
+    }
+    // The API server checks every object's labels and annotation keys.
+    for (key, value) in device.metadata.labels.iter().flatten() {
+        if !is_label_key(key) {
+            errors.push(FieldError::new(
+                "metadata.labels",
+                format!("{key:?} is not a valid label key"),
+            ));
+        }
+        if !is_label_value(value) {
+            errors.push(FieldError::new(
+                "metadata.labels",
+                format!("{value:?} (label {key}) is not a valid label value"),
+            ));
+        }
+    }
+    // Annotation keys are checked in lower case (`Example.COM/note` is fine).
+    for key in device.metadata.annotations.iter().flatten().map(|(k, _)| k) {
+        if !is_label_key(&key.to_lowercase()) {
+            errors.push(FieldError::new(
+                "metadata.annotations",
+                format!("{key:?} is not a valid annotation key"),
+            ));
+        }
     }
     errors.extend(validate_spec(&device.spec));
     errors
