@@ -27,4 +27,17 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --locked "$@"
+# Each test that starts a real control plane notes its name here.
+export RDO_ENVTEST_RAN=/tmp/envtest-ran.txt
+: > "$RDO_ENVTEST_RAN"
+status=0
+cargo test --locked "$@" || status=$?
+ran=$(awk '{ sub(".*/", "", $1); sub("-[0-9a-f]+$", "", $1); print $1 "::" $2 }' "$RDO_ENVTEST_RAN" | sort -u)
+if [ -n "$ran" ]; then
+  version=$("${KUBEBUILDER_ASSETS:-}/kube-apiserver" --version 2>/dev/null || echo "kube-apiserver")
+  echo "== real control plane tier: $(echo "$ran" | wc -l) tests ran against a real $version:"
+  echo "$ran" | sed 's/^/   /'
+else
+  echo "== real control plane tier: SKIPPED (no KUBEBUILDER_ASSETS; see tests/support/envtest.rs)"
+fi
+exit "$status"

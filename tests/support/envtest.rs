@@ -57,6 +57,21 @@ pub fn assets() -> Option<PathBuf> {
     usable.cloned()
 }
 
+/// Notes the running test (cargo names its thread after it) in `$RDO_ENVTEST_RAN`, so the
+/// test command can say how many tests really ran on a real API server.
+fn record_run() {
+    let Some(path) = std::env::var_os("RDO_ENVTEST_RAN") else {
+        return;
+    };
+    let name = std::thread::current().name().unwrap_or("?").to_string();
+    let line = format!("{} {name}\n", std::env::args().next().unwrap_or_default());
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+}
+
 /// A free TCP port on 127.0.0.1 (the kernel's choice; released for the caller to bind).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -227,6 +242,7 @@ impl ControlPlane {
         if options.controller_manager {
             cp.start_controller_manager();
         }
+        record_run();
         Some(cp)
     }
 
