@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::node::{self, NodeConfig, NodeView, OvsArgs};
+use crate::agent::node::{self, Feed, NodeConfig, NodeView, OvsArgs};
 use crate::agent::status::tunnel_port_status;
 use crate::api::TunnelPort;
 use crate::api::conditions::{READY, is_true};
@@ -152,7 +152,7 @@ pub async fn run(
     shutdown: CancellationToken,
     out: &mut (impl Write + Send),
 ) -> anyhow::Result<()> {
-    let config = NodeConfig::from(&args.ovs);
+    let config = NodeConfig::new(&args.ovs, Feed::Standalone);
     // A child token: `--once` stops the loops without cancelling the caller's token.
     let stop = shutdown.child_token();
     let handle = node::spawn(config, stop.clone());

@@ -8,7 +8,7 @@ use kube::client::Body;
 use kube::{Api, Client};
 use remote_device_operator::agent::decide::decide;
 use remote_device_operator::agent::kube as agent_kube;
-use remote_device_operator::agent::node::{self, NodeConfig};
+use remote_device_operator::agent::node::{self, Feed, NodeConfig};
 use remote_device_operator::api::conditions::{READY, is_true};
 use remote_device_operator::api::{
     OVS_CLEANUP_FINALIZER, TunnelDevice, TunnelPort, TunnelPortSpec, TunnelType,
@@ -262,6 +262,7 @@ async fn deleted_tunnel_port_leaves_ovs_before_its_finalizer_is_released() {
             ovsdb: sandbox.endpoint(),
             bridge: "br-int".into(),
             ovs_rundir: sandbox.dir().to_path_buf(),
+            feed: Feed::Agent { node: "n1".into() },
         },
         shutdown.clone(),
     );
@@ -347,6 +348,7 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
             ovsdb: sandbox.endpoint(),
             bridge: "br-int".into(),
             ovs_rundir: sandbox.dir().to_path_buf(),
+            feed: Feed::Agent { node: "n1".into() },
         },
         shutdown.clone(),
     );
@@ -491,6 +493,7 @@ async fn rules_survive_a_start_without_ovsdb() {
             ovsdb: format!("unix:{}/nothing.sock", sandbox.dir().display()),
             bridge: "br-int".into(),
             ovs_rundir: sandbox.dir().to_path_buf(),
+            feed: Feed::Agent { node: "n1".into() },
         },
         shutdown.clone(),
     );

@@ -19,11 +19,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
-use remote_device_operator::agent::node::{self, NodeConfig, NodeHandle, NodeView};
+use remote_device_operator::agent::node::{self, Feed, NodeConfig, NodeHandle, NodeView};
 use remote_device_operator::agent::status::tunnel_port_status;
 use remote_device_operator::api::conditions::{READY, is_true};
-use remote_device_operator::api::names::interface_name;
-use remote_device_operator::api::{TunnelPort, TunnelType};
+use remote_device_operator::api::{TunnelId, TunnelPort, TunnelType};
 use remote_device_operator::flows::{COOKIE_MASK, COOKIE_TAG};
 use remote_device_operator::manifests::Manifests;
 use remote_device_operator::sandbox::{Datapath, Sandbox};
@@ -308,11 +307,12 @@ metadata:
 "#;
 
 fn tunnel_name() -> String {
-    interface_name(
+    TunnelId::new(
         TunnelType::Vxlan,
         REMOTE_VTEP.parse::<IpAddr>().unwrap(),
         None,
     )
+    .interface_name()
 }
 
 /// The node side, exactly as the agent and standalone mode run it: the planner for this
@@ -344,6 +344,7 @@ impl Node {
             ovsdb: topo.sb().endpoint(),
             bridge: "br-int".into(),
             ovs_rundir: topo.sb().dir().to_path_buf(),
+            feed: Feed::Standalone,
         };
         let handle = runtime.block_on(async { node::spawn(config, cancel.clone()) });
         Node {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use remote_device_operator::api::{TunnelPort, TunnelPortSpec, TunnelType, names};
+use remote_device_operator::api::{TunnelId, TunnelPort, TunnelPortSpec, TunnelType};
 use remote_device_operator::ovs::{Observed, OvsConfig, OvsError, PortState, run};
 use remote_device_operator::sandbox::{Datapath, Options, Sandbox};
 use tokio::sync::watch;
@@ -42,11 +42,7 @@ fn tp(
 }
 
 fn iface(t: &TunnelPort) -> String {
-    names::interface_name(
-        t.spec.tunnel_type,
-        t.spec.remote_ip.parse().unwrap(),
-        t.spec.dst_port,
-    )
+    TunnelId::of(&t.spec).unwrap().interface_name()
 }
 
 /// `n` vxlan tunnels to 198.18.x.y (the benchmarking range; nothing is sent).

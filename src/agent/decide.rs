@@ -1,19 +1,20 @@
-//! What the agent must write, decided by a pure function of its TunnelPorts and the view
-//! of the node loop.
+//! What the agent must write to the API, decided by a pure function of its TunnelPorts and
+//! the view of the node loop (whose lifecycle step decided the order of things).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{OVS_CLEANUP_FINALIZER, TunnelPort, TunnelPortStatus, names};
+use crate::api::{TunnelPort, TunnelPortStatus};
 
+use super::lifecycle::{Phase, phase};
 use super::node::NodeView;
 use super::status::tunnel_port_status;
 
 /// The writes and the desired set for one round.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decisions {
-    /// The complete desired set for the node loop (`None` before the first full list).
+    /// Every TunnelPort of this node, for the node loop (`None` before the first full list).
     pub desired: Option<Vec<TunnelPort>>,
     /// TunnelPorts that need the finalizer before their OVS port may be created.
     pub add_finalizer: Vec<String>,
@@ -23,38 +24,10 @@ pub struct Decisions {
     pub status: Vec<(String, TunnelPortStatus)>,
 }
 
-fn has_finalizer(tp: &TunnelPort) -> bool {
-    tp.metadata
-        .finalizers
-        .iter()
-        .flatten()
-        .any(|f| f == OVS_CLEANUP_FINALIZER)
-}
-
-/// Whether nothing of `tp` is left in OVS: no port (as seen by a connected monitor) and no
-/// flow of its tunnel in the last plan OVS confirmed.
-fn gone_from_ovs(tp: &TunnelPort, view: &NodeView) -> bool {
-    let name = tp.metadata.name.as_deref().unwrap_or_default();
-    let Ok(remote) = crate::api::validate::parse_ip(&tp.spec.remote_ip) else {
-        // Such a port could never have been created.
-        return view.ovs.connected && !view.ovs.ports.contains_key(name);
-    };
-    let iface = names::interface_name(tp.spec.tunnel_type, remote, tp.spec.dst_port);
-    // Gone from the plan OVS confirmed, and from the current plan (so it is not on its way back).
-    let flows_gone = view
-        .flows
-        .applied
-        .as_ref()
-        .is_some_and(|p| !p.installed_per_tunnel.contains_key(&iface))
-        && view
-            .plan
-            .as_ref()
-            .is_some_and(|p| !p.installed_per_tunnel.contains_key(&iface));
-    view.ovs.connected && !view.ovs.ports.contains_key(name) && flows_gone
-}
-
 /// Decides one round. `objects` are the TunnelPorts the watch shows for this node (`None`
-/// until the first list is complete: then nothing is desired, so nothing is deleted).
+/// until the first list is complete: then nothing is desired, so nothing is deleted). The
+/// node loop is fed all of them; its lifecycle step says which need or may lose the
+/// finalizer, and which are active (their status is written when it changed).
 pub fn decide(
     node: &str,
     objects: Option<&[TunnelPort]>,
@@ -64,36 +37,37 @@ pub fn decide(
     let Some(objects) = objects else {
         return Decisions::default();
     };
-    // The label is a hash for long node names; the spec is the truth.
-    let mine: Vec<&TunnelPort> = objects
+    let mine: BTreeMap<&str, &TunnelPort> = objects
         .iter()
         .filter(|tp| tp.spec.node_name == node)
+        .filter_map(|tp| Some((tp.metadata.name.as_deref()?, tp)))
         .collect();
-    let mut out = Decisions::default();
-    let mut desired = Vec::new();
-    let mut seen = BTreeSet::new();
-    for tp in mine {
-        let Some(name) = tp.metadata.name.clone() else {
-            continue;
-        };
-        if !seen.insert(name.clone()) {
-            continue;
-        }
-        let deleting = tp.metadata.deletion_timestamp.is_some();
-        match (deleting, has_finalizer(tp)) {
-            (false, true) => {
-                let status = tunnel_port_status(tp, view, now);
-                if tp.status.as_ref() != Some(&status) {
-                    out.status.push((name, status));
-                }
-                desired.push(tp.clone());
+    let still = |names: &[String], phase_now: fn(Phase) -> bool| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| {
+                mine.get(n.as_str())
+                    .is_some_and(|tp| phase_now(phase(tp, true)))
+            })
+            .cloned()
+            .collect()
+    };
+    let status = mine
+        .iter()
+        .filter(|(name, tp)| view.active.contains(**name) && phase(tp, true) == Phase::Active)
+        .filter_map(|(name, tp)| {
+            let status = tunnel_port_status(tp, view, now);
+            (tp.status.as_ref() != Some(&status)).then(|| (name.to_string(), status))
+        })
+        .collect();
+    Decisions {
+        desired: Some(objects.to_vec()),
+        add_finalizer: still(&view.add_finalizer, |p| p == Phase::NeedsFinalizer),
+        release_finalizer: still(&view.release_finalizer, |p| {
+            p == Phase::Deleting {
+                holds_finalizer: true,
             }
-            // The finalizer first, so the port is never in OVS without a way to clean it up.
-            (false, false) => out.add_finalizer.push(name),
-            (true, true) if gone_from_ovs(tp, view) => out.release_finalizer.push(name),
-            (true, _) => {}
-        }
+        }),
+        status,
     }
-    out.desired = Some(desired);
-    out
 }

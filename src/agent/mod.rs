@@ -1,17 +1,19 @@
 //! The per-node agent: makes OVS match this node's TunnelPorts and reports status.
 //!
-//! - [`node`]: the node loop shared with the standalone mode (OVS ports + flows).
-//! - [`status`], [`decide`]: pure decisions (status, finalizers, desired set).
+//! - [`lifecycle`]: the pure step that owns every ordering rule (finalizer, port, rules).
+//! - [`node`]: the node loop around it, shared with the standalone mode (OVS ports + flows).
+//! - [`status`], [`decide`]: pure decisions of what to write (status, finalizers).
 //! - [`kube`]: the Kubernetes I/O around them.
 
 pub mod decide;
 pub mod kube;
+pub mod lifecycle;
 pub mod node;
 pub mod status;
 #[cfg(test)]
 mod tests;
 
-pub use node::{NodeConfig, NodeHandle, NodeView, OvsArgs};
+pub use node::{Feed, NodeConfig, NodeHandle, NodeView, OvsArgs};
 
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +44,12 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let config = NodeConfig::from(&args.ovs);
+    let config = NodeConfig::new(
+        &args.ovs,
+        Feed::Agent {
+            node: args.node_name.clone(),
+        },
+    );
     let handle = node::spawn(config, shutdown.clone());
     tracing::info!(node = %args.node_name, ovsdb = %args.ovs.ovsdb, bridge = %args.ovs.bridge, "agent started");
     let api: ::kube::Api<TunnelPort> = ::kube::Api::all(client);

@@ -1,11 +1,13 @@
 //! The node loop: one node's desired TunnelPorts → OVS tunnel ports + OpenFlow rules.
 //!
 //! Shared by the Kubernetes agent and the standalone mode. It wires three tasks together:
-//! the OVS reconcile loop (tunnel ports), the flow sync (rules), and a joiner that turns
-//! the desired TunnelPorts plus what OVS shows (tunnel ofports, workload ports) into the
-//! desired flows. Everything it sees is published as one [`NodeView`].
+//! the OVS reconcile loop (tunnel ports), the flow sync (rules), and the lifecycle loop,
+//! which feeds both from the pure [`super::lifecycle`] step over the node's TunnelPorts
+//! and what OVS shows (ofports, workload ports, the rules confirmed). The loop is a cycle
+//! by nature — what OVS confirmed decides what it may remove next — and everything it
+//! sees and decided is published as one [`NodeView`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::TunnelPort;
 use crate::flows::{
-    self, Flow, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, Owner, SyncStatus, TunnelFlowsInput,
+    Flow, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, Owner, SyncStatus, TunnelFlowsInput,
     WorkloadPort,
 };
 use crate::ovs::{self, Observed, OvsConfig, PortState};
 
-/// Where this node's OVS is.
+use super::lifecycle::{Inputs, NodeState};
+
+/// Where this node's OVS is, and whose TunnelPorts the loop is fed.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     /// OVSDB endpoint, as ovs-vsctl spells it (`unix:/var/run/openvswitch/db.sock`).
@@ -29,6 +33,32 @@ pub struct NodeConfig {
     pub bridge: String,
     /// OVS run directory, where `<bridge>.mgmt` (the OpenFlow socket) lives.
     pub ovs_rundir: PathBuf,
+    /// Who feeds the loop.
+    pub feed: Feed,
+}
+
+/// Who feeds the node loop its TunnelPorts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Feed {
+    /// The agent: this node's TunnelPorts as the API shows them, finalizers and all.
+    Agent {
+        /// This node (only TunnelPorts whose spec names it count).
+        node: String,
+    },
+    /// Standalone mode: the planner's TunnelPorts for this node (no finalizers).
+    Standalone,
+}
+
+impl NodeConfig {
+    /// The config for the flags, fed by `feed`.
+    pub fn new(args: &OvsArgs, feed: Feed) -> Self {
+        NodeConfig {
+            ovsdb: args.ovsdb.clone(),
+            bridge: args.bridge.clone(),
+            ovs_rundir: args.ovs_rundir.clone(),
+            feed,
+        }
+    }
 }
 
 /// Where this node's OVS is, as command-line flags (shared by `agent` and `standalone`).
@@ -49,16 +79,6 @@ pub struct OvsArgs {
     pub ovs_rundir: PathBuf,
 }
 
-impl From<&OvsArgs> for NodeConfig {
-    fn from(args: &OvsArgs) -> Self {
-        NodeConfig {
-            ovsdb: args.ovsdb.clone(),
-            bridge: args.bridge.clone(),
-            ovs_rundir: args.ovs_rundir.clone(),
-        }
-    }
-}
-
 /// Everything the node loop knows, re-published on every change.
 #[derive(Clone, Debug, Default)]
 pub struct NodeView {
@@ -74,10 +94,15 @@ pub struct NodeView {
     /// keeps reporting the last known state, so a blip does not flip every TunnelPort's
     /// status (two API writes each) for nothing.
     pub ovs_unavailable: bool,
+    /// The TunnelPorts whose status is reported (Active ones).
+    pub active: BTreeSet<String>,
+    /// TunnelPorts that need the agent's finalizer before their port may be created.
+    pub add_finalizer: Vec<String>,
+    /// Deleted TunnelPorts with neither port nor rules left in OVS.
+    pub release_finalizer: Vec<String>,
 }
 
-/// How long OVSDB may be unreachable before TunnelPorts report `OvsUnavailable`.
-pub const OVSDB_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub use super::lifecycle::OVSDB_GRACE;
 
 impl NodeView {
     /// Whether OVS holds the current desired flows in full.
@@ -121,7 +146,7 @@ impl NodeView {
 
 /// A running node loop.
 pub struct NodeHandle {
-    /// Feed the complete desired set here (`None` = not known yet: nothing is deleted).
+    /// Feed every TunnelPort of this node here (`None` = not known yet: nothing is deleted).
     pub desired: watch::Sender<Option<Vec<TunnelPort>>>,
     /// Follow what the loop sees.
     pub view: watch::Receiver<NodeView>,
@@ -187,143 +212,106 @@ pub fn flow_input(desired: &[TunnelPort], observed: &Observed) -> FlowInput {
     }
 }
 
-/// The tunnel ports OVS must hold: every desired one, and every one that left the desired
-/// set while OVS may still hold rules pointing at it (kept in `leaving` until the flow sync
-/// confirmed a plan without its rules).
-pub(super) fn ports_for_ovs(
-    desired: Option<&[TunnelPort]>,
-    leaving: &mut BTreeMap<String, TunnelPort>,
-    previous: &Option<Vec<TunnelPort>>,
-    flows: &SyncStatus,
-) -> Option<Vec<TunnelPort>> {
-    let desired = desired?;
-    let wanted: BTreeSet<&str> = desired
-        .iter()
-        .filter_map(|tp| tp.metadata.name.as_deref())
-        .collect();
-    for tp in previous.iter().flatten() {
-        if let Some(name) = tp.metadata.name.as_deref()
-            && !wanted.contains(name)
-        {
-            leaving
-                .entry(name.to_string())
-                .or_insert_with(|| tp.clone());
-        }
-    }
-    leaving.retain(|name, tp| {
-        let rules_left = match (
-            &flows.applied,
-            crate::api::validate::parse_ip(&tp.spec.remote_ip),
-        ) {
-            (Some(applied), Ok(remote)) => {
-                let iface = crate::api::names::interface_name(
-                    tp.spec.tunnel_type,
-                    remote,
-                    tp.spec.dst_port,
-                );
-                applied.installed_per_tunnel.contains_key(&iface)
-            }
-            // Nothing confirmed yet, or a port that could never have had rules.
-            (None, Ok(_)) => true,
-            (_, Err(_)) => false,
-        };
-        !wanted.contains(name.as_str()) && rules_left
-    });
-    let mut ports = desired.to_vec();
-    ports.extend(leaving.values().cloned());
-    Some(ports)
-}
-
 /// Starts the node loop; it runs until `shutdown` is cancelled and leaves OVS as it is then.
+/// Three tasks: the OVS loop (tunnel ports), the flow sync (rules), and the lifecycle
+/// loop that feeds both from [`NodeState::step`] and publishes the [`NodeView`].
 pub fn spawn(config: NodeConfig, shutdown: CancellationToken) -> NodeHandle {
     let (desired_tx, desired_rx) = watch::channel::<Option<Vec<TunnelPort>>>(None);
-    let (observed_tx, mut observed_rx) = watch::channel(Observed::default());
+    let (observed_tx, observed_rx) = watch::channel(Observed::default());
     let (plan_tx, plan_rx) = watch::channel::<Option<Arc<FlowPlan>>>(None);
     let (view_tx, view_rx) = watch::channel(NodeView::default());
+    let (ovs_ports_tx, ovs_ports_rx) = watch::channel::<Option<Vec<TunnelPort>>>(None);
     let sync = FlowSync::new(FlowSyncConfig::new(&config.ovs_rundir, &config.bridge));
-    let mut flow_status = sync.status();
+    let flow_status = sync.status();
     let mut tasks = JoinSet::new();
 
     let ovs_config = OvsConfig::new(config.ovsdb.clone(), config.bridge.clone());
     let (token, view) = (shutdown.clone(), view_tx.clone());
-    // The OVS loop's desired ports: the desired TunnelPorts plus those leaving, which stay
-    // until OVS confirms their rules are gone (no rule may point at a removed port).
-    let (ovs_desired_tx, ovs_desired) = watch::channel::<Option<Vec<TunnelPort>>>(None);
     tasks.spawn(async move {
-        if let Err(e) = ovs::run(ovs_config, ovs_desired, observed_tx, token).await {
+        if let Err(e) = ovs::run(ovs_config, ovs_ports_rx, observed_tx, token).await {
             tracing::error!(error = %e, "OVS loop stopped");
             view.send_modify(|v| v.failed = Some(e.to_string()));
         }
     });
     tasks.spawn(sync.run(plan_rx, shutdown.clone()));
-
-    let mut desired = desired_rx;
-    tasks.spawn(async move {
-        let mut disconnected_since: Option<tokio::time::Instant> = None;
-        // Until OVSDB has been seen once, the workload ports and tunnel ofports are
-        // unknown: a plan then would be empty and the sync would delete every rule.
-        let mut seen_ovs = false;
-        let mut leaving: BTreeMap<String, TunnelPort> = BTreeMap::new();
-        loop {
-            let desired_now = desired.borrow_and_update().clone();
-            let observed = observed_rx.borrow_and_update().clone();
-            seen_ovs |= observed.connected;
-            let plan = desired_now
-                .as_deref()
-                .filter(|_| seen_ovs)
-                .map(|d| Arc::new(flows::plan(&flow_input(d, &observed))));
-            // Keep the Arc when nothing changed: the flow sync tells repairs from new plans by it.
-            plan_tx.send_if_modified(|current| {
-                if current.as_deref() == plan.as_deref() {
-                    return false;
-                }
-                *current = plan;
-                true
-            });
-            let plan = plan_tx.borrow().clone();
-            let flows = flow_status.borrow_and_update().clone();
-            let ports = ports_for_ovs(
-                desired_now.as_deref(),
-                &mut leaving,
-                &ovs_desired_tx.borrow(),
-                &flows,
-            );
-            ovs_desired_tx.send_if_modified(|current| {
-                let changed = *current != ports;
-                *current = ports;
-                changed
-            });
-            let now = tokio::time::Instant::now();
-            let down_since = if observed.connected {
-                None
-            } else {
-                Some(*disconnected_since.get_or_insert(now))
-            };
-            disconnected_since = down_since;
-            let unavailable = down_since.is_some_and(|since| now >= since + OVSDB_GRACE);
-            view_tx.send_modify(|v| {
-                v.ovs = observed;
-                v.flows = flows;
-                v.plan = plan;
-                v.ovs_unavailable = unavailable;
-            });
-            // While disconnected within the grace period, wake when it runs out.
-            let grace_ends = down_since
-                .filter(|_| !unavailable)
-                .map(|since| since + OVSDB_GRACE);
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = desired.changed() => if r.is_err() { return },
-                r = observed_rx.changed() => if r.is_err() { return },
-                r = flow_status.changed() => if r.is_err() { return },
-                _ = sleep_until(grace_ends) => {}
-            }
-        }
-    });
+    let state = match config.feed {
+        Feed::Agent { node } => NodeState::new(Some(node), true),
+        Feed::Standalone => NodeState::new(None, false),
+    };
+    let channels = LifecycleChannels {
+        desired: desired_rx,
+        observed: observed_rx,
+        flows: flow_status,
+        plan: plan_tx,
+        ovs_ports: ovs_ports_tx,
+        view: view_tx,
+    };
+    tasks.spawn(lifecycle_loop(state, channels, shutdown));
     NodeHandle {
         desired: desired_tx,
         view: view_rx,
         tasks,
+    }
+}
+
+/// The lifecycle loop's inputs and outputs.
+struct LifecycleChannels {
+    desired: watch::Receiver<Option<Vec<TunnelPort>>>,
+    observed: watch::Receiver<Observed>,
+    flows: watch::Receiver<SyncStatus>,
+    plan: watch::Sender<Option<Arc<FlowPlan>>>,
+    ovs_ports: watch::Sender<Option<Vec<TunnelPort>>>,
+    view: watch::Sender<NodeView>,
+}
+
+/// Steps on every change of its inputs (and when the OVSDB grace period ends) and carries
+/// out what the step says; the ordering rules are all in [`NodeState::step`].
+async fn lifecycle_loop(
+    mut state: NodeState,
+    mut ch: LifecycleChannels,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let desired = ch.desired.borrow_and_update().clone();
+        let observed = ch.observed.borrow_and_update().clone();
+        let flows = ch.flows.borrow_and_update().clone();
+        let step = state.step(Inputs {
+            objects: desired.as_deref(),
+            observed: &observed,
+            flows: &flows,
+            now: tokio::time::Instant::now(),
+        });
+        // Keep the Arc when nothing changed: the flow sync tells repairs from new plans by it.
+        let plan = step.flow_plan.map(Arc::new);
+        ch.plan.send_if_modified(|current| {
+            if current.as_deref() == plan.as_deref() {
+                return false;
+            }
+            *current = plan;
+            true
+        });
+        ch.ovs_ports.send_if_modified(|current| {
+            let changed = *current != step.ovs_ports;
+            *current = step.ovs_ports;
+            changed
+        });
+        let plan = ch.plan.borrow().clone();
+        ch.view.send_modify(|v| {
+            v.ovs = observed;
+            v.flows = flows;
+            v.plan = plan;
+            v.ovs_unavailable = step.ovs_unavailable;
+            v.active = step.active;
+            v.add_finalizer = step.add_finalizer;
+            v.release_finalizer = step.release_finalizer;
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = ch.desired.changed() => if r.is_err() { return },
+            r = ch.observed.changed() => if r.is_err() { return },
+            r = ch.flows.changed() => if r.is_err() { return },
+            _ = sleep_until(step.wake_at) => {}
+        }
     }
 }
 

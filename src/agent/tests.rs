@@ -6,12 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::decide::decide;
-use super::node::{NodeView, flow_input, ports_for_ovs};
+use super::node::{NodeView, flow_input};
 use super::status::tunnel_port_status;
 use crate::api::conditions::{READY, tunnel_reason};
-use crate::api::{
-    OVS_CLEANUP_FINALIZER, TunnelDevice, TunnelPort, TunnelPortSpec, TunnelType, names,
-};
+use crate::api::{OVS_CLEANUP_FINALIZER, TunnelDevice, TunnelPort, TunnelPortSpec, TunnelType};
 use crate::flows::{self, SyncStatus};
 use crate::ovs::{LocalPort, Observed, PortReport, PortState};
 
@@ -50,7 +48,7 @@ fn tp(name: &str, node: &str, finalizer: bool, deleting: bool) -> TunnelPort {
 }
 
 fn iface(tp: &TunnelPort) -> String {
-    names::interface_name(TunnelType::Vxlan, tp.spec.remote_ip.parse().unwrap(), None)
+    crate::api::TunnelId::of(&tp.spec).unwrap().interface_name()
 }
 
 /// A view in which the port has `state`/`ofport` and the flows for `desired` are applied
@@ -87,8 +85,11 @@ fn view(desired: &[TunnelPort], port: Option<(PortState, i64)>, flows_applied: b
             ..SyncStatus::default()
         },
         plan: Some(plan),
-        failed: None,
-        ovs_unavailable: false,
+        active: desired
+            .iter()
+            .filter_map(|t| t.metadata.name.clone())
+            .collect(),
+        ..NodeView::default()
     }
 }
 
@@ -226,74 +227,46 @@ fn an_unchanged_situation_writes_nothing() {
 }
 
 #[test]
-fn finalizer_before_port_and_port_gone_before_release() {
+fn finalizer_writes_follow_the_lifecycle_step_and_the_objects_now() {
     let fresh = tp("a", "n1", false, false);
     let kept = tp("b", "n1", true, false);
-    let deleting = tp("c", "n1", true, false);
+    let mut deleting = tp("c", "n1", true, false);
+    deleting.metadata.deletion_timestamp = Some(Time(now()));
     let other_node = tp("d", "n2", false, false);
-    let mut deleting_now = deleting.clone();
-    deleting_now.metadata.deletion_timestamp = Some(Time(now()));
-    let objects = vec![fresh, kept.clone(), deleting_now.clone(), other_node];
+    let objects = vec![fresh, kept.clone(), deleting, other_node];
 
     // Before the first full list nothing is desired, so nothing can be swept.
     let blind = decide("n1", None, &NodeView::default(), now());
     assert_eq!(blind.desired, None);
     assert!(blind.add_finalizer.is_empty() && blind.release_finalizer.is_empty());
 
-    // The deleted one's port is still in OVS: it leaves the desired set, the finalizer stays.
-    let still_there = view(
-        &[kept.clone(), deleting.clone()],
+    let mut v = view(
+        std::slice::from_ref(&kept),
         Some((PortState::Ready, 5)),
         true,
     );
-    let d = decide("n1", Some(&objects), &still_there, now());
+    v.add_finalizer = vec!["a".into(), "b".into(), "gone".into()];
+    v.release_finalizer = vec!["c".into(), "b".into()];
+    let d = decide("n1", Some(&objects), &v, now());
+    assert_eq!(
+        d.desired.as_ref().map(Vec::len),
+        Some(4),
+        "the loop gets them all"
+    );
     assert_eq!(
         d.add_finalizer,
-        vec!["a".to_string()],
-        "finalizer first, port later"
+        ["a"],
+        "only where the object still lacks it"
     );
     assert_eq!(
-        d.desired
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|t| t.metadata.name.clone().unwrap())
-            .collect::<Vec<_>>(),
-        vec!["b"]
-    );
-    assert!(d.release_finalizer.is_empty(), "port still in OVS");
-
-    // Port gone but its flows still applied: keep waiting.
-    let mut port_gone = view(
-        std::slice::from_ref(&kept),
-        Some((PortState::Ready, 5)),
-        true,
-    );
-    port_gone.flows.applied = still_there.flows.applied.clone();
-    assert!(
-        decide("n1", Some(&objects), &port_gone, now())
-            .release_finalizer
-            .is_empty()
-    );
-
-    // Port and flows gone: release.
-    let all_gone = view(
-        std::slice::from_ref(&kept),
-        Some((PortState::Ready, 5)),
-        true,
+        d.release_finalizer,
+        ["c"],
+        "only where it is deleted and holds it"
     );
     assert_eq!(
-        decide("n1", Some(&objects), &all_gone, now()).release_finalizer,
-        vec!["c".to_string()]
-    );
-
-    // OVSDB unreachable: never release on a guess.
-    let mut blind_ovs = all_gone.clone();
-    blind_ovs.ovs.connected = false;
-    assert!(
-        decide("n1", Some(&objects), &blind_ovs, now())
-            .release_finalizer
-            .is_empty()
+        d.status.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["b"],
+        "status only for active ones"
     );
 }
 
@@ -345,46 +318,5 @@ fn flows_only_point_at_ready_tunnels_and_workload_ports_exclude_tunnels() {
             .map(|p| (p.ofport, p.vlan))
             .collect::<Vec<_>>(),
         vec![(3, Some(10))]
-    );
-}
-
-/// A TunnelPort leaving the desired set keeps its OVS port while the rules OVS holds still
-/// point at it, and loses it once the flow sync confirmed a plan without them.
-#[test]
-fn a_leaving_tunnel_keeps_its_port_until_its_rules_are_gone() {
-    let kept = tp("a", "n1", true, false);
-    let leaving = tp("b", "n1", true, false);
-    let both = vec![kept.clone(), leaving.clone()];
-    let with_rules = view(&both, Some((PortState::Ready, 5)), true).flows;
-    let without_rules = view(
-        std::slice::from_ref(&kept),
-        Some((PortState::Ready, 5)),
-        true,
-    )
-    .flows;
-    let names = |ports: Option<Vec<TunnelPort>>| -> Vec<String> {
-        ports
-            .unwrap()
-            .iter()
-            .map(|t| t.metadata.name.clone().unwrap())
-            .collect()
-    };
-    let mut pending = std::collections::BTreeMap::new();
-    let previous = Some(both.clone());
-    let desired = [kept.clone()];
-
-    let now = ports_for_ovs(Some(&desired), &mut pending, &previous, &with_rules);
-    assert_eq!(
-        names(now.clone()),
-        vec!["a", "b"],
-        "rules still there: the port stays"
-    );
-    let later = ports_for_ovs(Some(&desired), &mut pending, &now, &without_rules);
-    assert_eq!(names(later), vec!["a"], "rules gone: the port goes");
-    assert!(pending.is_empty());
-    assert_eq!(
-        ports_for_ovs(None, &mut pending, &previous, &with_rules),
-        None,
-        "unknown desired set: nothing"
     );
 }

@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod names;
 mod remote_device;
 mod schema;
+mod tunnel_id;
 mod tunnel_port;
 pub mod validate;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use remote_device::{RemoteDevice, RemoteDeviceSpec, RemoteDeviceStatus};
 pub use schema::{MAX_DEVICE_IPS, MAX_DEVICES_PER_TUNNEL};
+pub use tunnel_id::TunnelId;
 pub use tunnel_port::{TunnelDevice, TunnelPort, TunnelPortSpec, TunnelPortStatus};
 
 /// API group of both kinds.
@@ -74,6 +76,15 @@ impl TunnelType {
     /// Whether the encapsulation runs over UDP and so takes a destination port.
     pub fn has_udp_port(self) -> bool {
         !matches!(self, TunnelType::Gre)
+    }
+
+    /// The UDP port OVS uses when `dst_port` is not set (`None` for GRE, which has none).
+    pub fn default_udp_port(self) -> Option<u16> {
+        match self {
+            TunnelType::Vxlan => Some(4789),
+            TunnelType::Geneve => Some(6081),
+            TunnelType::Gre => None,
+        }
     }
 }
 

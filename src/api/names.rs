@@ -86,7 +86,7 @@ fn sanitize(s: &str, max: usize) -> String {
 /// `<node>.<type>.<ip-dashed>[.<port>]`, e.g. `worker-1.vxlan.192-0-2-10`. When that is not
 /// a valid name (too long, odd node name) the node part becomes a readable prefix plus a
 /// hash of the whole, so the name stays unique and deterministic.
-pub fn tunnel_port_name(
+pub(super) fn tunnel_port_name(
     node: &str,
     tunnel_type: TunnelType,
     remote_ip: IpAddr,
@@ -137,7 +137,11 @@ pub fn node_label_value(node: &str) -> String {
 
 /// OVS interface (and port) name for a tunnel: `rd` + type letter + `-` + 11 hex digits
 /// of a hash over (type, remote IP, destination port), always 15 characters.
-pub fn interface_name(tunnel_type: TunnelType, remote_ip: IpAddr, dst_port: Option<u16>) -> String {
+pub(super) fn interface_name(
+    tunnel_type: TunnelType,
+    remote_ip: IpAddr,
+    dst_port: Option<u16>,
+) -> String {
     let letter = match tunnel_type {
         TunnelType::Vxlan => 'v',
         TunnelType::Geneve => 'g',

@@ -6,8 +6,8 @@
 //!   carries [`TUNNELPORT_KEY`]=<TunnelPort name>. Nothing else is ever changed or deleted,
 //!   even when it clashes with a desired tunnel by name or by tunnel identity: that is
 //!   reported as [`PortState::ForeignConflict`] and ours is not created.
-//! - Port and Interface are named [`crate::api::names::interface_name`] (15 characters,
-//!   stable for (remote IP, type, destination port)).
+//! - Port and Interface are named [`TunnelId::interface_name`] (15 characters, stable
+//!   for (remote IP, type, destination port)).
 //! - Options are exactly `remote_ip`, `key=flow`, `dst_port` when set and `local_ip` when
 //!   known; anything else on an owned interface is drift and is reverted.
 //! - With `desired = None` (not yet completely known) owned ports are never deleted.
@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::api::validate::{parse_ip, parse_vtep_ip};
-use crate::api::{TunnelPort, TunnelType, names};
+use crate::api::validate::parse_ip;
+use crate::api::{TunnelId, TunnelPort, TunnelType};
 use crate::ovsdb::{Atom, Condition, Datum, Mutation, Mutator, Operation, Row, Uuid};
 
 use super::model::{BridgeRow, InterfaceRow, OvsView, PortRow};
@@ -107,19 +107,9 @@ struct Identity {
     key: String,
 }
 
-fn default_dst_port(kind: &str) -> u16 {
-    match kind {
-        "vxlan" => 4789,
-        "geneve" => 6081,
-        _ => 0,
-    }
-}
-
 /// The identity of an interface of a tunnel type (`None` for others and flow-based ones).
 fn identity(kind: &str, options: &BTreeMap<String, String>) -> Option<Identity> {
-    if !matches!(kind, "vxlan" | "geneve" | "gre") {
-        return None;
-    }
+    let tunnel_type: TunnelType = kind.parse().ok()?;
     let remote = options.get("remote_ip")?.parse().ok()?;
     let local = match options.get("local_ip") {
         Some(l) => Some(l.parse().ok()?),
@@ -127,7 +117,7 @@ fn identity(kind: &str, options: &BTreeMap<String, String>) -> Option<Identity> 
     };
     let dst_port = match options.get("dst_port") {
         Some(p) => p.parse().ok()?,
-        None => default_dst_port(kind),
+        None => tunnel_type.default_udp_port().unwrap_or(0),
     };
     Some(Identity {
         kind: kind.to_string(),
@@ -146,12 +136,13 @@ impl DesiredTunnel {
     /// The tunnel a TunnelPort asks for.
     pub fn from_tunnel_port(tp: &TunnelPort) -> Result<Self, String> {
         let spec = &tp.spec;
-        let remote = parse_vtep_ip(&spec.remote_ip).map_err(|e| format!("remoteIP: {e}"))?;
+        let id = TunnelId::of(spec)?;
+        let remote = id.remote_ip();
         let mut options = BTreeMap::from([
             ("remote_ip".to_string(), remote.to_string()),
             ("key".to_string(), "flow".to_string()),
         ]);
-        if let Some(port) = spec.dst_port {
+        if let Some(port) = id.dst_port() {
             if !spec.tunnel_type.has_udp_port() {
                 return Err(format!(
                     "dstPort: not allowed with tunnelType {}",
@@ -172,7 +163,7 @@ impl DesiredTunnel {
         }
         Ok(DesiredTunnel {
             tunnel_port: tp.metadata.name.clone().unwrap_or_default(),
-            interface_name: names::interface_name(spec.tunnel_type, remote, spec.dst_port),
+            interface_name: id.interface_name(),
             tunnel_type: spec.tunnel_type,
             options,
         })

@@ -463,6 +463,7 @@ fn identity_clash_with_a_foreign_tunnel() {
     assert_eq!(p.changes.create, vec![iface(&want[1])]);
 }
 
+/// The default port spelled out is the same tunnel (TunnelId), so the same OVS port.
 #[test]
 fn two_tunnels_ovs_would_reject_as_duplicates() {
     let v = V::new();
@@ -480,9 +481,11 @@ fn two_tunnels_ovs_would_reject_as_duplicates() {
         vec![iface(&want[0]), iface(&want[2]), iface(&want[3])]
     );
     assert!(
-        matches!(p.ports["b"].state, PortState::Invalid(ref m) if m.contains("duplicate of TunnelPort a"))
+        matches!(p.ports["b"].state, PortState::Invalid(ref m) if m.contains("same OVS port as TunnelPort a"))
     );
-    assert!(matches!(p.ports["e"].state, PortState::Invalid(ref m) if m.contains("TunnelPort d")));
+    assert!(
+        matches!(p.ports["e"].state, PortState::Invalid(ref m) if m.contains("same OVS port as TunnelPort d"))
+    );
 }
 
 #[test]

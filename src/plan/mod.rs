@@ -9,7 +9,6 @@ mod nodes;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -18,7 +17,7 @@ use kube::core::{Selector, SelectorExt};
 use crate::api::validate::{self, FieldError};
 use crate::api::{
     DeviceKey, MANAGED_BY_LABEL, MANAGER, MAX_DEVICES_PER_TUNNEL, NODE_LABEL, RemoteDevice,
-    TunnelDevice, TunnelPort, TunnelPortSpec, TunnelType, names,
+    TunnelDevice, TunnelId, TunnelPort, TunnelPortSpec, names,
 };
 
 pub use nodes::{NodeInfo, NodeIssue};
@@ -56,19 +55,11 @@ pub struct Plan {
 }
 
 /// A device that passed validation, with its fields parsed and normalized.
-struct Accepted {
+struct ValidDevice {
     key: DeviceKey,
-    tunnel: TunnelKey,
+    tunnel: TunnelId,
     selector: Option<Selector>,
     entry: TunnelDevice,
-}
-
-/// What makes tunnels distinct: one OVS port per (type, remote IP, destination port).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct TunnelKey {
-    tunnel_type: TunnelType,
-    remote_ip: IpAddr,
-    dst_port: Option<u16>,
 }
 
 /// Order in which claims are settled: devices that already hold their claim on a stored
@@ -137,7 +128,7 @@ pub fn plan_keeping(devices: &[RemoteDevice], nodes: &[Node], previous: &[Tunnel
     out.node_issues = node_infos.iter().filter_map(|n| n.issue.clone()).collect();
 
     // (node, tunnel) → devices; BTreeMap keeps the output sorted and order-independent.
-    let mut ports: BTreeMap<(String, TunnelKey), Vec<TunnelDevice>> = BTreeMap::new();
+    let mut ports: BTreeMap<(String, TunnelId), Vec<TunnelDevice>> = BTreeMap::new();
     for device in &accepted {
         let mut tunnel_ports = BTreeMap::new();
         let mut self_tunnel_nodes = Vec::new();
@@ -149,17 +140,14 @@ pub fn plan_keeping(devices: &[RemoteDevice], nodes: &[Node], previous: &[Tunnel
             {
                 continue;
             }
-            if node.tunnel_ips.contains(&device.tunnel.remote_ip) {
+            if node.tunnel_ips.contains(&device.tunnel.remote_ip()) {
                 self_tunnel_nodes.push(node.name.clone());
                 continue;
             }
-            let name = names::tunnel_port_name(
-                &node.name,
-                device.tunnel.tunnel_type,
-                device.tunnel.remote_ip,
-                device.tunnel.dst_port,
+            tunnel_ports.insert(
+                node.name.clone(),
+                device.tunnel.tunnel_port_name(&node.name),
             );
-            tunnel_ports.insert(node.name.clone(), name);
             ports
                 .entry((node.name.clone(), device.tunnel))
                 .or_default()
@@ -193,11 +181,11 @@ pub fn plan_keeping(devices: &[RemoteDevice], nodes: &[Node], previous: &[Tunnel
 fn accept(
     ordered: &[&RemoteDevice],
     outcomes: &mut BTreeMap<DeviceKey, DeviceOutcome>,
-) -> Vec<Accepted> {
+) -> Vec<ValidDevice> {
     let mut accepted = Vec::new();
     let mut mac_owner: BTreeMap<(u32, [u8; 6]), DeviceKey> = BTreeMap::new();
     let mut vlan_of_vni: BTreeMap<u32, (Option<u16>, DeviceKey)> = BTreeMap::new();
-    let mut tunnel_load: BTreeMap<TunnelKey, usize> = BTreeMap::new();
+    let mut tunnel_load: BTreeMap<TunnelId, usize> = BTreeMap::new();
 
     for device in ordered {
         let key = DeviceKey::of(device);
@@ -219,14 +207,7 @@ fn accept(
             continue;
         };
         let spec = &device.spec;
-        let tunnel = TunnelKey {
-            tunnel_type: spec.tunnel_type,
-            remote_ip,
-            // The default port spelled out is the same tunnel as no port at all.
-            dst_port: spec
-                .dst_port
-                .filter(|p| Some(*p) != default_dst_port(spec.tunnel_type)),
-        };
+        let tunnel = TunnelId::new(spec.tunnel_type, remote_ip, spec.dst_port);
 
         let conflict = if let Some(owner) = mac_owner.get(&(spec.vni, mac)) {
             let mac = validate::format_mac(mac);
@@ -291,7 +272,7 @@ fn accept(
             ips,
             local_vlan: spec.local_vlan,
         };
-        accepted.push(Accepted {
+        accepted.push(ValidDevice {
             key,
             tunnel,
             selector,
@@ -301,23 +282,9 @@ fn accept(
     accepted
 }
 
-/// The UDP port OVS uses for a tunnel type when `dst_port` is not set.
-fn default_dst_port(tunnel_type: TunnelType) -> Option<u16> {
-    match tunnel_type {
-        TunnelType::Vxlan => Some(4789),
-        TunnelType::Geneve => Some(6081),
-        TunnelType::Gre => None,
-    }
-}
-
 /// Builds one TunnelPort object.
-fn tunnel_port(node: &NodeInfo, tunnel: TunnelKey, devices: Vec<TunnelDevice>) -> TunnelPort {
-    let name = names::tunnel_port_name(
-        &node.name,
-        tunnel.tunnel_type,
-        tunnel.remote_ip,
-        tunnel.dst_port,
-    );
+fn tunnel_port(node: &NodeInfo, tunnel: TunnelId, devices: Vec<TunnelDevice>) -> TunnelPort {
+    let name = tunnel.tunnel_port_name(&node.name);
     let labels = BTreeMap::from([
         (NODE_LABEL.to_string(), names::node_label_value(&node.name)),
         (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
@@ -335,7 +302,7 @@ fn tunnel_port(node: &NodeInfo, tunnel: TunnelKey, devices: Vec<TunnelDevice>) -
     let local_ip = node
         .tunnel_ips
         .iter()
-        .find(|ip| ip.is_ipv4() == tunnel.remote_ip.is_ipv4())
+        .find(|ip| ip.is_ipv4() == tunnel.remote_ip().is_ipv4())
         .map(ToString::to_string);
     TunnelPort {
         metadata: ObjectMeta {
@@ -346,9 +313,9 @@ fn tunnel_port(node: &NodeInfo, tunnel: TunnelKey, devices: Vec<TunnelDevice>) -
         },
         spec: TunnelPortSpec {
             node_name: node.name.clone(),
-            remote_ip: tunnel.remote_ip.to_string(),
-            tunnel_type: tunnel.tunnel_type,
-            dst_port: tunnel.dst_port,
+            remote_ip: tunnel.remote_ip().to_string(),
+            tunnel_type: tunnel.tunnel_type(),
+            dst_port: tunnel.dst_port(),
             local_ip,
             devices,
         },

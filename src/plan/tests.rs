@@ -10,6 +10,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use proptest::prelude::*;
 
+use crate::api::TunnelType;
+
 use super::*;
 use crate::api::{RemoteDeviceSpec, TUNNEL_IP_ANNOTATION};
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use kube::Api;
 use remote_device_operator::agent::kube as agent_kube;
-use remote_device_operator::agent::node::{self, NodeConfig, NodeHandle};
+use remote_device_operator::agent::node::{self, Feed, NodeConfig, NodeHandle};
 use remote_device_operator::api::TunnelPort;
 use remote_device_operator::sandbox::Sandbox;
 use remote_device_operator::telemetry::Metrics;
@@ -29,6 +29,7 @@ pub fn spawn_agent(
         ovsdb: sandbox.endpoint(),
         bridge: "br-int".into(),
         ovs_rundir: sandbox.dir().to_path_buf(),
+        feed: Feed::Agent { node: "n1".into() },
     };
     let node = node::spawn(config, shutdown.clone());
     let api = Api::<TunnelPort>::all(client);

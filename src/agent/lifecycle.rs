@@ -1,0 +1,259 @@
+//! The lifecycle of a node's tunnels as one pure step: every ordering rule lives here.
+//!
+//! - A TunnelPort gets the agent's finalizer before its OVS port may exist (so the port is
+//!   never in OVS without a way to clean it up); in standalone mode there are no finalizers.
+//! - No rule may point at a port that is not Ready (the flow planner gets ofport -1 for
+//!   a pending, refused or replaced port), and no flow plan is made before OVSDB has been
+//!   seen once (a plan then would be empty and the flow sync would delete every rule).
+//! - On removal the rules go first, then the port: a tunnel that left the desired set
+//!   keeps its OVS port until the flow sync confirmed a plan without its rules; then the
+//!   finalizer is released, once neither port nor rules are left.
+//! - OVSDB out of reach for less than [`OVSDB_GRACE`] reports the last known state.
+//! - An unknown desired set (`None`: the first list is not complete) touches nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::time::Instant;
+
+use crate::api::{OVS_CLEANUP_FINALIZER, TunnelId, TunnelPort};
+use crate::flows::{FlowPlan, SyncStatus};
+use crate::ovs::Observed;
+
+use super::node::flow_input;
+
+/// How long OVSDB may be unreachable before TunnelPorts report `OvsUnavailable`.
+pub const OVSDB_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where a TunnelPort is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the agent's finalizer: not in OVS yet.
+    NeedsFinalizer,
+    /// Its port and rules belong in OVS.
+    Active,
+    /// Deleted: its rules and port must go; `holds_finalizer` says whether the agent must
+    /// then release its finalizer.
+    Deleting {
+        /// The agent's finalizer is still on the object.
+        holds_finalizer: bool,
+    },
+}
+
+/// The phase of one TunnelPort (`finalizers`: whether this mode uses them at all).
+pub fn phase(tp: &TunnelPort, finalizers: bool) -> Phase {
+    let holds_finalizer = tp
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == OVS_CLEANUP_FINALIZER);
+    if tp.metadata.deletion_timestamp.is_some() {
+        Phase::Deleting { holds_finalizer }
+    } else if finalizers && !holds_finalizer {
+        Phase::NeedsFinalizer
+    } else {
+        Phase::Active
+    }
+}
+
+/// What one step sees.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    /// Every TunnelPort of this node (`None`: not completely known yet).
+    pub objects: Option<&'a [TunnelPort]>,
+    /// What OVSDB shows.
+    pub observed: &'a Observed,
+    /// What the flow sync last achieved.
+    pub flows: &'a SyncStatus,
+    /// The time of this step.
+    pub now: Instant,
+}
+
+/// What one step decided; the node loop carries it out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Step {
+    /// The TunnelPorts whose ports OVS must hold (`None`: touch nothing).
+    pub ovs_ports: Option<Vec<TunnelPort>>,
+    /// The flows OVS must hold (`None`: touch nothing).
+    pub flow_plan: Option<FlowPlan>,
+    /// The TunnelPorts whose status is reported (those that are Active).
+    pub active: BTreeSet<String>,
+    /// TunnelPorts that need the finalizer before their port may be created.
+    pub add_finalizer: Vec<String>,
+    /// Deleted TunnelPorts with neither port nor rules left: release the finalizer.
+    pub release_finalizer: Vec<String>,
+    /// OVSDB has been out of reach for longer than [`OVSDB_GRACE`].
+    pub ovs_unavailable: bool,
+    /// Step again at this time even if nothing changes (the grace period ends).
+    pub wake_at: Option<Instant>,
+}
+
+/// The memory of the node loop between steps.
+#[derive(Clone, Debug)]
+pub struct NodeState {
+    node: Option<String>,
+    finalizers: bool,
+    seen_ovs: bool,
+    disconnected_since: Option<Instant>,
+    /// Active TunnelPorts of the previous step.
+    previous: BTreeMap<String, TunnelPort>,
+    /// TunnelPorts that left the active set while OVS may still hold their rules.
+    leaving: BTreeMap<String, TunnelPort>,
+}
+
+impl NodeState {
+    /// The state of the loop of `node` (`None`: take every TunnelPort given, as standalone
+    /// mode plans for one node only); `finalizers`: whether TunnelPorts carry the agent's.
+    pub fn new(node: Option<String>, finalizers: bool) -> Self {
+        NodeState {
+            node,
+            finalizers,
+            seen_ovs: false,
+            disconnected_since: None,
+            previous: BTreeMap::new(),
+            leaving: BTreeMap::new(),
+        }
+    }
+
+    /// One step: everything the loop must do now.
+    pub fn step(&mut self, input: Inputs<'_>) -> Step {
+        self.seen_ovs |= input.observed.connected;
+        let (ovs_unavailable, wake_at) = self.grace(input.observed.connected, input.now);
+        let mut step = Step {
+            ovs_unavailable,
+            wake_at,
+            ..Step::default()
+        };
+        let Some(objects) = input.objects else {
+            return step;
+        };
+        let mine = self.by_phase(objects, &mut step);
+        let active: Vec<TunnelPort> = mine.active.values().cloned().collect();
+        step.flow_plan = self
+            .seen_ovs
+            .then(|| crate::flows::plan(&flow_input(&active, input.observed)));
+        self.track_leaving(&mine, input.flows);
+        step.release_finalizer = mine
+            .deleting_with_finalizer
+            .iter()
+            .filter(|tp| gone_from_ovs(tp, input.observed, input.flows, step.flow_plan.as_ref()))
+            .filter_map(|tp| tp.metadata.name.clone())
+            .collect();
+        let mut ports = active;
+        ports.extend(self.leaving.values().cloned());
+        step.ovs_ports = Some(ports);
+        step.active = mine.active.keys().cloned().collect();
+        self.previous = mine.active;
+        step
+    }
+
+    /// Whether OVSDB counts as unavailable now, and when that changes by itself.
+    fn grace(&mut self, connected: bool, now: Instant) -> (bool, Option<Instant>) {
+        if connected {
+            self.disconnected_since = None;
+            return (false, None);
+        }
+        let since = *self.disconnected_since.get_or_insert(now);
+        let ends = since + OVSDB_GRACE;
+        if now >= ends {
+            (true, None)
+        } else {
+            (false, Some(ends))
+        }
+    }
+
+    /// This node's TunnelPorts (the spec is the truth: the label is a hash for long node
+    /// names), once each, sorted into phases; finalizers to add go into `step`.
+    fn by_phase(&self, objects: &[TunnelPort], step: &mut Step) -> Mine {
+        let mut mine = Mine::default();
+        let mut seen = BTreeSet::new();
+        for tp in objects {
+            let Some(name) = tp.metadata.name.clone() else {
+                continue;
+            };
+            if self.node.as_ref().is_some_and(|n| *n != tp.spec.node_name)
+                || !seen.insert(name.clone())
+            {
+                continue;
+            }
+            match phase(tp, self.finalizers) {
+                Phase::NeedsFinalizer => step.add_finalizer.push(name),
+                Phase::Active => {
+                    mine.active.insert(name, tp.clone());
+                }
+                Phase::Deleting { holds_finalizer } => {
+                    if holds_finalizer {
+                        mine.deleting_with_finalizer.push(tp.clone());
+                    }
+                }
+            }
+        }
+        mine
+    }
+
+    /// Keeps every TunnelPort that left the active set — and every deleted one still
+    /// holding the finalizer, even if this process never saw it active — in `leaving`
+    /// until the flow sync confirmed a plan without its rules; one that comes back is
+    /// simply active again.
+    fn track_leaving(&mut self, mine: &Mine, flows: &SyncStatus) {
+        let gone_from_active = self
+            .previous
+            .iter()
+            .filter(|(name, _)| !mine.active.contains_key(*name))
+            .map(|(name, tp)| (name.clone(), tp));
+        let deleting = mine
+            .deleting_with_finalizer
+            .iter()
+            .filter_map(|tp| Some((tp.metadata.name.clone()?, tp)));
+        for (name, tp) in gone_from_active.chain(deleting) {
+            self.leaving.entry(name).or_insert_with(|| tp.clone());
+        }
+        self.leaving
+            .retain(|name, tp| !mine.active.contains_key(name) && rules_left(tp, flows));
+    }
+}
+
+/// The phases of this node's TunnelPorts.
+#[derive(Default)]
+struct Mine {
+    active: BTreeMap<String, TunnelPort>,
+    deleting_with_finalizer: Vec<TunnelPort>,
+}
+
+/// Whether OVS may still hold rules of `tp`'s tunnel: yes until the flow sync confirmed a
+/// plan, then only if that plan has rules for it. A tunnel without a valid identity could
+/// never have had rules.
+fn rules_left(tp: &TunnelPort, flows: &SyncStatus) -> bool {
+    let Ok(id) = TunnelId::of(&tp.spec) else {
+        return false;
+    };
+    match &flows.applied {
+        Some(applied) => applied
+            .installed_per_tunnel
+            .contains_key(&id.interface_name()),
+        None => true,
+    }
+}
+
+/// Whether nothing of `tp` is left in OVS: no port (as seen by a connected monitor), no
+/// rule of its tunnel in the plan OVS confirmed, and none in the current plan (so it is
+/// not on its way back).
+fn gone_from_ovs(
+    tp: &TunnelPort,
+    observed: &Observed,
+    flows: &SyncStatus,
+    plan: Option<&FlowPlan>,
+) -> bool {
+    let name = tp.metadata.name.as_deref().unwrap_or_default();
+    let port_gone = observed.connected && !observed.ports.contains_key(name);
+    let Ok(id) = TunnelId::of(&tp.spec) else {
+        return port_gone;
+    };
+    let interface = id.interface_name();
+    let without = |p: &FlowPlan| !p.installed_per_tunnel.contains_key(&interface);
+    port_gone && flows.applied.as_deref().is_some_and(without) && plan.is_some_and(without)
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;
