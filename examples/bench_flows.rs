@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use remote_device_operator::api::TunnelDevice;
 use remote_device_operator::flows::{
     COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, TunnelFlowsInput,
-    WorkloadPort, diff, plan,
+    WorkloadPort, desired_flows, diff,
 };
 use remote_device_operator::sandbox::{Datapath, Sandbox};
 
@@ -64,7 +64,7 @@ fn input(devices: u32, extra: bool, ofports: &[i64], ports: &[WorkloadPort]) -> 
         .iter()
         .enumerate()
         .map(|(t, &ofport)| TunnelFlowsInput {
-            tunnel_port: format!("rdv-bench{t:02}"),
+            interface_name: format!("rdv-bench{t:02}"),
             ofport,
             devices: Vec::new(),
         })
@@ -208,10 +208,10 @@ fn main() {
     let mut base: FlowPlan = FlowPlan::default();
     for _ in 0..runs {
         let started = Instant::now();
-        base = plan(&base_input);
+        base = desired_flows(&base_input);
         plan_times.push(started.elapsed());
     }
-    let plus = plan(&plus_input);
+    let plus = desired_flows(&plus_input);
     let installed = base
         .devices
         .values()
@@ -291,7 +291,7 @@ fn main() {
     let mut lines = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        let p = plan(&plus_input);
+        let p = desired_flows(&plus_input);
         let out = rt.block_on(sync.apply_change(&base, &p)).expect("add one");
         add_one.push(started.elapsed());
         lines = out.added + out.deleted;

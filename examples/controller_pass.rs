@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use remote_device_operator::api::{DeviceKey, RemoteDevice, RemoteDeviceSpec, TunnelType};
 use remote_device_operator::controller::reconcile::decide_with_plan;
 use remote_device_operator::controller::{Action, Snapshot, decide};
-use remote_device_operator::plan;
+use remote_device_operator::planner;
 
 fn arg(n: usize, default: usize) -> usize {
     std::env::args()
@@ -107,10 +107,12 @@ fn main() {
     );
 
     let runs = 15;
-    let plan_only = time(runs, || plan::plan(&settled.devices, &settled.nodes));
+    let plan_only = time(runs, || {
+        planner::plan_tunnels(&settled.devices, &settled.nodes)
+    });
     let noop = time(runs, || decide(&settled, now));
     let first = time(runs, || decide(&fresh, now));
-    let settled_plan = plan::plan(&settled.devices, &settled.nodes);
+    let settled_plan = planner::plan_tunnels(&settled.devices, &settled.nodes);
     let diff_only = time(runs, || decide_with_plan(&settled, &settled_plan, now));
     let ports = settled.tunnel_ports.len();
     let mut counts = BTreeMap::new();

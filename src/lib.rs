@@ -1,8 +1,10 @@
 //! remote-device-operator: tunnels Open vSwitch nodes to devices behind remote VTEPs.
 //!
-//! Data flows one way: RemoteDevices and Nodes go through the pure [`plan`] into desired
-//! TunnelPorts (written by the controller); each node's agent turns its TunnelPorts into
-//! OVS tunnel ports and OpenFlow rules and reports what OVS shows back as status.
+//! RemoteDevices and Nodes go through the pure tunnel [`planner`] into desired TunnelPorts
+//! (written by the controller); each node's agent feeds its TunnelPorts and what OVS shows
+//! into the pure lifecycle step ([`agent::lifecycle`]), which decides the OVS tunnel ports
+//! and OpenFlow rules to hold and what to report back as status. That last part is a
+//! cycle by nature: what OVS confirmed decides what may be removed next.
 
 pub mod agent;
 pub mod api;
@@ -14,7 +16,7 @@ pub mod flows;
 pub mod manifests;
 pub mod ovs;
 pub mod ovsdb;
-pub mod plan;
+pub mod planner;
 pub mod sandbox;
 pub mod standalone;
 pub mod telemetry;

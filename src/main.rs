@@ -38,7 +38,7 @@ enum Command {
     /// Print the TunnelPorts the controller would create for RemoteDevice (and Node)
     /// manifests, then every rejected manifest with file, field and reason. Exits 1 when
     /// anything was rejected.
-    Plan(cli::plan::PlanArgs),
+    Plan(cli::plan_command::PlanArgs),
     /// Run the agent without Kubernetes: plan for this node from a directory of
     /// manifests, make OVS match, print the tunnel ports, follow changes.
     Standalone(remote_device_operator::standalone::StandaloneArgs),
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plan(args) => {
-            match cli::plan::run(&args, &mut std::io::stdout(), &mut std::io::stderr()) {
+            match cli::plan_command::run(&args, &mut std::io::stdout(), &mut std::io::stderr()) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {

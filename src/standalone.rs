@@ -1,7 +1,7 @@
 //! Standalone mode: the agent for a machine without Kubernetes.
 //!
 //! The same pipe as in a cluster with the API replaced by a directory: manifests →
-//! [`crate::plan`] for this node → the node loop → OVS. The directory is re-read when a
+//! [`crate::planner`] for this node → the node loop → OVS. The directory is re-read when a
 //! file in it changes; the tunnel ports are printed like `kubectl get tunnelports`
 //! whenever what OVS shows changes.
 
@@ -21,7 +21,7 @@ use crate::api::TunnelPort;
 use crate::api::conditions::{READY, is_true};
 use crate::cli::table;
 use crate::manifests::{self, Manifests};
-use crate::plan;
+use crate::planner;
 
 /// Arguments of `standalone`.
 #[derive(Clone, Debug, clap::Args)]
@@ -88,7 +88,7 @@ pub fn plan_node(manifests: &Manifests, node_name: &str, previous: &[TunnelPort]
         });
     }
     let devices: Vec<_> = manifests.devices.iter().map(|(_, d)| d.clone()).collect();
-    let plan = plan::plan_keeping(&devices, &nodes, previous);
+    let plan = planner::plan_tunnels_keeping(&devices, &nodes, previous);
     let mut problems: Vec<String> = manifests
         .rejected
         .iter()
@@ -96,17 +96,17 @@ pub fn plan_node(manifests: &Manifests, node_name: &str, previous: &[TunnelPort]
         .collect();
     for (key, outcome) in &plan.devices {
         match outcome {
-            plan::DeviceOutcome::Planned {
+            planner::DeviceOutcome::Planned {
                 self_tunnel_nodes, ..
             } if !self_tunnel_nodes.is_empty() => problems.push(format!(
                 "skipped: {key}: its VTEP is this node's own tunnel IP"
             )),
-            plan::DeviceOutcome::Planned { .. } => {}
-            plan::DeviceOutcome::Invalid(errors) => problems.push(format!(
+            planner::DeviceOutcome::Planned { .. } => {}
+            planner::DeviceOutcome::Invalid(errors) => problems.push(format!(
                 "rejected: {key}: {}",
                 crate::api::validate::join(errors)
             )),
-            plan::DeviceOutcome::Conflict { message, .. } => {
+            planner::DeviceOutcome::Conflict { message, .. } => {
                 problems.push(format!("rejected: {key}: conflict: {message}"))
             }
         }

@@ -252,7 +252,7 @@ fn planned_tunnel_ports_pass_admission() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let manifests = remote_device_operator::manifests::read_paths(&[examples]).unwrap();
     let devices: Vec<RemoteDevice> = manifests.devices.into_iter().map(|(_, d)| d).collect();
-    let plan = remote_device_operator::plan::plan(&devices, &manifests.nodes);
+    let plan = remote_device_operator::planner::plan_tunnels(&devices, &manifests.nodes);
     assert!(!plan.tunnel_ports.is_empty());
     let crd = TunnelPort::crd();
     for tp in &plan.tunnel_ports {

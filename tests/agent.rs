@@ -6,8 +6,8 @@ use std::time::Duration;
 use http::{Request, Response};
 use kube::client::Body;
 use kube::{Api, Client};
-use remote_device_operator::agent::decide::decide;
-use remote_device_operator::agent::kube as agent_kube;
+use remote_device_operator::agent::apiserver;
+use remote_device_operator::agent::decide::decide_writes;
 use remote_device_operator::agent::node::{self, Feed, NodeConfig};
 use remote_device_operator::api::conditions::{READY, is_true};
 use remote_device_operator::api::{
@@ -114,7 +114,7 @@ async fn finalizer_and_status_writes() {
 
     let call = tokio::spawn({
         let (api, tp) = (api.clone(), fresh.clone());
-        async move { agent_kube::add_finalizer(&api, &tp).await }
+        async move { apiserver::add_finalizer(&api, &tp).await }
     });
     let (method, path, query, ctype, body, send) = next(&mut handle).await;
     assert_eq!(
@@ -148,7 +148,7 @@ async fn finalizer_and_status_writes() {
     status.interface_name = Some("rdv-0123456789a".into());
     let call = tokio::spawn({
         let (api, status) = (api.clone(), status.clone());
-        async move { agent_kube::write_status(&api, "n1.vxlan.192-0-2-10", &status).await }
+        async move { apiserver::write_status(&api, "n1.vxlan.192-0-2-10", &status).await }
     });
     let (method, path, query, ctype, body, send) = next(&mut handle).await;
     assert_eq!(
@@ -159,7 +159,7 @@ async fn finalizer_and_status_writes() {
         )
     );
     assert!(
-        has(&query, "fieldManager", agent_kube::AGENT_MANAGER) && has(&query, "force", "true"),
+        has(&query, "fieldManager", apiserver::AGENT_MANAGER) && has(&query, "force", "true"),
         "{query:?}"
     );
     assert_eq!(ctype, "application/apply-patch+yaml");
@@ -179,7 +179,7 @@ async fn a_conflict_or_server_error_is_reported_not_fatal() {
     let (client, mut handle) = mock_client();
     let api: Api<TunnelPort> = Api::all(client);
     let objects = vec![tunnel_port("a", false)];
-    let decisions = remote_device_operator::agent::decide::Decisions {
+    let decisions = remote_device_operator::agent::decide::AgentWrites {
         add_finalizer: vec!["a".into()],
         ..Default::default()
     };
@@ -187,7 +187,7 @@ async fn a_conflict_or_server_error_is_reported_not_fatal() {
         let call = tokio::spawn({
             let (api, objects, decisions) = (api.clone(), objects.clone(), decisions.clone());
             async move {
-                agent_kube::apply(
+                apiserver::apply(
                     &api,
                     &objects,
                     &decisions,
@@ -224,11 +224,11 @@ async fn decide_until(
     tp: &TunnelPort,
     view: &mut tokio::sync::watch::Receiver<node::NodeView>,
     what: &str,
-    done: impl Fn(&remote_device_operator::agent::decide::Decisions) -> bool,
+    done: impl Fn(&remote_device_operator::agent::decide::AgentWrites) -> bool,
 ) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let d = decide(
+        let d = decide_writes(
             "n1",
             Some(std::slice::from_ref(tp)),
             &view.borrow(),
@@ -315,7 +315,7 @@ async fn deleted_tunnel_port_leaves_ovs_before_its_finalizer_is_released() {
     let api: Api<TunnelPort> = Api::all(client);
     let call = tokio::spawn({
         let tp = deleting.clone();
-        async move { agent_kube::release_finalizer(&api, &tp).await }
+        async move { apiserver::release_finalizer(&api, &tp).await }
     });
     let (method, path, _, ctype, body, send) = next(&mut handle).await;
     assert_eq!(
@@ -357,7 +357,7 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
     let agent = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            agent_kube::run(
+            apiserver::run(
                 api,
                 "n1".into(),
                 &node,
@@ -439,7 +439,7 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
                 if p == format!("/apis/remotedevice.io/v1alpha1/tunnelports/{name}/status") =>
             {
                 assert!(
-                    has(&query, "fieldManager", agent_kube::AGENT_MANAGER)
+                    has(&query, "fieldManager", apiserver::AGENT_MANAGER)
                         && has(&query, "force", "true")
                 );
                 send.send_response(json_response(

@@ -10,7 +10,7 @@ mod support;
 use remote_device_operator::api::TunnelDevice;
 use remote_device_operator::flows::{
     COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, MonitorState,
-    TunnelFlowsInput, WorkloadPort, plan,
+    TunnelFlowsInput, WorkloadPort, desired_flows,
 };
 use remote_device_operator::sandbox::{Datapath, Sandbox};
 use support::ovs::wait_ofport;
@@ -88,9 +88,9 @@ impl Bridge {
     }
 
     fn plan(&self, devices: Vec<TunnelDevice>) -> FlowPlan {
-        plan(&FlowInput {
+        desired_flows(&FlowInput {
             tunnels: vec![TunnelFlowsInput {
-                tunnel_port: "rdv-test".into(),
+                interface_name: "rdv-test".into(),
                 ofport: self.tunnel,
                 devices,
             }],
@@ -217,7 +217,9 @@ fn written_flows_read_back_identically_and_foreign_flows_stay() {
 
     // Nothing desired (the tunnel is gone too): nothing owned is left, foreign flows stay.
     rt().block_on(async {
-        sync.sync_once(&plan(&FlowInput::default())).await.unwrap();
+        sync.sync_once(&desired_flows(&FlowInput::default()))
+            .await
+            .unwrap();
     });
     assert!(br.owned().is_empty(), "{:?}", br.owned());
     assert_eq!(br.foreign(), foreign_before);

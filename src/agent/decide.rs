@@ -13,7 +13,7 @@ use super::status::tunnel_port_status;
 
 /// The writes and the desired set for one round.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Decisions {
+pub struct AgentWrites {
     /// Every TunnelPort of this node, for the node loop (`None` before the first full list).
     pub desired: Option<Vec<TunnelPort>>,
     /// TunnelPorts that need the finalizer before their OVS port may be created.
@@ -28,14 +28,14 @@ pub struct Decisions {
 /// until the first list is complete: then nothing is desired, so nothing is deleted). The
 /// node loop is fed all of them; its lifecycle step says which need or may lose the
 /// finalizer, and which are active (their status is written when it changed).
-pub fn decide(
+pub fn decide_writes(
     node: &str,
     objects: Option<&[TunnelPort]>,
     view: &NodeView,
     now: Timestamp,
-) -> Decisions {
+) -> AgentWrites {
     let Some(objects) = objects else {
-        return Decisions::default();
+        return AgentWrites::default();
     };
     let mine: BTreeMap<&str, &TunnelPort> = objects
         .iter()
@@ -60,7 +60,7 @@ pub fn decide(
             (tp.status.as_ref() != Some(&status)).then(|| (name.to_string(), status))
         })
         .collect();
-    Decisions {
+    AgentWrites {
         desired: Some(objects.to_vec()),
         add_finalizer: still(&view.add_finalizer, |p| p == Phase::NeedsFinalizer),
         release_finalizer: still(&view.release_finalizer, |p| {

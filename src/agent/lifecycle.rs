@@ -131,7 +131,7 @@ impl NodeState {
         let active: Vec<TunnelPort> = mine.active.values().cloned().collect();
         step.flow_plan = self
             .seen_ovs
-            .then(|| crate::flows::plan(&flow_input(&active, input.observed)));
+            .then(|| crate::flows::desired_flows(&flow_input(&active, input.observed)));
         self.track_leaving(&mine, input.flows);
         step.release_finalizer = mine
             .deleting_with_finalizer

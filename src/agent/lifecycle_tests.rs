@@ -75,7 +75,8 @@ fn observed(with_port: &[&TunnelPort], state: PortState) -> Observed {
 /// The flow sync having confirmed the plan of `active` tunnels (all Ready).
 fn applied(active: &[&TunnelPort]) -> SyncStatus {
     let ports: Vec<TunnelPort> = active.iter().map(|t| (*t).clone()).collect();
-    let plan = crate::flows::plan(&flow_input(&ports, &observed(active, PortState::Ready)));
+    let plan =
+        crate::flows::desired_flows(&flow_input(&ports, &observed(active, PortState::Ready)));
     SyncStatus {
         applied: Some(Arc::new(plan)),
         ..SyncStatus::default()

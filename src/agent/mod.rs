@@ -5,8 +5,8 @@
 //! - [`status`], [`decide`]: pure decisions of what to write (status, finalizers).
 //! - [`kube`]: the Kubernetes I/O around them.
 
+pub mod apiserver;
 pub mod decide;
-pub mod kube;
 pub mod lifecycle;
 pub mod node;
 pub mod status;
@@ -53,7 +53,7 @@ pub async fn run(
     let handle = node::spawn(config, shutdown.clone());
     tracing::info!(node = %args.node_name, ovsdb = %args.ovs.ovsdb, bridge = %args.ovs.bridge, "agent started");
     let api: ::kube::Api<TunnelPort> = ::kube::Api::all(client);
-    kube::run(
+    apiserver::run(
         api,
         args.node_name.clone(),
         &handle,

@@ -174,7 +174,7 @@ pub fn flow_input(desired: &[TunnelPort], observed: &Observed) -> FlowInput {
                 _ => -1,
             };
             Some(TunnelFlowsInput {
-                tunnel_port: report.interface_name.clone(),
+                interface_name: report.interface_name.clone(),
                 ofport,
                 devices: tp.spec.devices.clone(),
             })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use super::decide::decide;
+use super::decide::decide_writes;
 use super::node::{NodeView, flow_input};
 use super::status::tunnel_port_status;
 use crate::api::conditions::{READY, tunnel_reason};
@@ -76,7 +76,7 @@ fn view(desired: &[TunnelPort], port: Option<(PortState, i64)>, flows_applied: b
         tag: None,
         interface_type: String::new(),
     });
-    let plan = Arc::new(flows::plan(&flow_input(desired, &ovs)));
+    let plan = Arc::new(flows::desired_flows(&flow_input(desired, &ovs)));
     let applied = flows_applied.then(|| plan.clone());
     NodeView {
         ovs,
@@ -218,11 +218,11 @@ fn status_follows_what_ovs_shows() {
 fn an_unchanged_situation_writes_nothing() {
     let mut t = tp("n1.vxlan.192-0-2-10", "n1", true, false);
     let v = view(std::slice::from_ref(&t), Some((PortState::Ready, 5)), true);
-    let first = decide("n1", Some(std::slice::from_ref(&t)), &v, now());
+    let first = decide_writes("n1", Some(std::slice::from_ref(&t)), &v, now());
     assert_eq!(first.status.len(), 1);
     t.status = Some(first.status[0].1.clone());
     let later = Timestamp::from_second(1_800_000_100).unwrap();
-    let again = decide("n1", Some(std::slice::from_ref(&t)), &v, later);
+    let again = decide_writes("n1", Some(std::slice::from_ref(&t)), &v, later);
     assert!(again.status.is_empty(), "{:?}", again.status);
 }
 
@@ -236,7 +236,7 @@ fn finalizer_writes_follow_the_lifecycle_step_and_the_objects_now() {
     let objects = vec![fresh, kept.clone(), deleting, other_node];
 
     // Before the first full list nothing is desired, so nothing can be swept.
-    let blind = decide("n1", None, &NodeView::default(), now());
+    let blind = decide_writes("n1", None, &NodeView::default(), now());
     assert_eq!(blind.desired, None);
     assert!(blind.add_finalizer.is_empty() && blind.release_finalizer.is_empty());
 
@@ -247,7 +247,7 @@ fn finalizer_writes_follow_the_lifecycle_step_and_the_objects_now() {
     );
     v.add_finalizer = vec!["a".into(), "b".into(), "gone".into()];
     v.release_finalizer = vec!["c".into(), "b".into()];
-    let d = decide("n1", Some(&objects), &v, now());
+    let d = decide_writes("n1", Some(&objects), &v, now());
     assert_eq!(
         d.desired.as_ref().map(Vec::len),
         Some(4),

@@ -29,7 +29,7 @@ use crate::telemetry::{ErrorKind, Health, Metrics};
 
 pub use crate::backoff::Backoff;
 pub use leader::LeaseConfig;
-pub use reconcile::{Action, Decisions, Snapshot, decide};
+pub use reconcile::{Action, PassDecisions, Snapshot, decide};
 pub use writer::{WriteError, Writer};
 
 /// Flags of `remote-device-operator controller`.

@@ -15,7 +15,7 @@ use crate::api::{
     DeviceKey, MANAGED_BY_LABEL, MANAGER, OVS_CLEANUP_FINALIZER, RemoteDevice, RemoteDeviceStatus,
     TunnelPort,
 };
-use crate::plan::{self, NodeIssue, Plan};
+use crate::planner::{self, NodeIssue, TunnelPlan};
 use crate::telemetry::TunnelPortState;
 
 use super::status::{self, find_self_tunnel_note};
@@ -102,7 +102,7 @@ pub enum Action {
 
 /// What [`decide`] found.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Decisions {
+pub struct PassDecisions {
     /// Writes, in order: finalizer releases, applies, deletions, device statuses.
     pub actions: Vec<Action>,
     /// Managed TunnelPorts by state, for the `tunnelports` gauge.
@@ -217,14 +217,18 @@ fn tunnel_summary(port: &TunnelPort) -> String {
 }
 
 /// Decides every write for `snapshot` at time `now`.
-pub fn decide(snapshot: &Snapshot, now: Timestamp) -> Decisions {
-    let planned: Plan =
-        plan::plan_keeping(&snapshot.devices, &snapshot.nodes, &snapshot.tunnel_ports);
+pub fn decide(snapshot: &Snapshot, now: Timestamp) -> PassDecisions {
+    let planned: TunnelPlan =
+        planner::plan_tunnels_keeping(&snapshot.devices, &snapshot.nodes, &snapshot.tunnel_ports);
     decide_with_plan(snapshot, &planned, now)
 }
 
 /// [`decide`] with the plan already computed.
-pub fn decide_with_plan(snapshot: &Snapshot, planned: &Plan, now: Timestamp) -> Decisions {
+pub fn decide_with_plan(
+    snapshot: &Snapshot,
+    planned: &TunnelPlan,
+    now: Timestamp,
+) -> PassDecisions {
     let managed: Vec<&TunnelPort> = snapshot
         .tunnel_ports
         .iter()
@@ -328,7 +332,7 @@ pub fn decide_with_plan(snapshot: &Snapshot, planned: &Plan, now: Timestamp) -> 
     for port in &managed {
         *counts.entry(state_of(port)).or_default() += 1;
     }
-    Decisions {
+    PassDecisions {
         actions,
         tunnel_port_states: counts.into_iter().collect(),
         node_issues: planned.node_issues.clone(),

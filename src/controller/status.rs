@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::conditions::{self, READY, device_reason, tunnel_reason};
 use crate::api::validate;
 use crate::api::{DeviceKey, RemoteDevice, RemoteDeviceStatus, TunnelDevice, TunnelPort};
-use crate::plan::DeviceOutcome;
+use crate::planner::DeviceOutcome;
 
 /// How many node names a message lists before it says "and N more".
 const LIST_NODES: usize = 5;

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use super::reconcile::{Action, Decisions, Snapshot, decide, event_reason, needs_apply};
+use super::reconcile::{Action, PassDecisions, Snapshot, decide, event_reason, needs_apply};
 use super::status::SELF_TUNNEL_NOTE;
 use crate::api::conditions::{READY, device_reason, tunnel_reason};
 use crate::api::{
@@ -92,7 +92,7 @@ pub(crate) fn with_ready(mut tp: TunnelPort, ok: bool, reason: &str, message: &s
     tp
 }
 
-fn applies(d: &Decisions) -> Vec<(String, bool)> {
+fn applies(d: &PassDecisions) -> Vec<(String, bool)> {
     d.actions
         .iter()
         .filter_map(|a| match a {
@@ -102,7 +102,7 @@ fn applies(d: &Decisions) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn deletes(d: &Decisions) -> Vec<String> {
+fn deletes(d: &PassDecisions) -> Vec<String> {
     d.actions
         .iter()
         .filter_map(|a| match a {
@@ -112,7 +112,7 @@ fn deletes(d: &Decisions) -> Vec<String> {
         .collect()
 }
 
-fn releases(d: &Decisions) -> Vec<String> {
+fn releases(d: &PassDecisions) -> Vec<String> {
     d.actions
         .iter()
         .filter_map(|a| match a {
@@ -123,7 +123,7 @@ fn releases(d: &Decisions) -> Vec<String> {
 }
 
 /// (device, status, event reasons) of every status write.
-fn statuses(d: &Decisions) -> Vec<(String, RemoteDeviceStatus, Vec<&'static str>)> {
+fn statuses(d: &PassDecisions) -> Vec<(String, RemoteDeviceStatus, Vec<&'static str>)> {
     d.actions
         .iter()
         .filter_map(|a| match a {
@@ -148,7 +148,7 @@ fn ready_of(status: &RemoteDeviceStatus) -> (&str, &str, &str) {
 }
 
 /// Stores every status and TunnelPort `d` writes into `snap`, as a server would.
-pub(crate) fn settle(snap: &mut Snapshot, d: &Decisions) {
+pub(crate) fn settle(snap: &mut Snapshot, d: &PassDecisions) {
     for action in &d.actions {
         match action {
             Action::Apply { port, .. } => {

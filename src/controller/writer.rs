@@ -1,4 +1,4 @@
-//! The thin I/O shell: carries out [`Decisions`] against the API server.
+//! The thin I/O shell: carries out [`PassDecisions`] against the API server.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::api::{MANAGER, RemoteDevice, TunnelPort};
 use crate::telemetry::{ErrorKind, Metrics, WriteKind};
 
-use super::reconcile::{Action, Decisions, EventSpec, event_reason};
+use super::reconcile::{Action, EventSpec, PassDecisions, event_reason};
 
 /// A failed write.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +140,7 @@ impl Writer {
     /// and the remaining actions still run; a server-wide failure (5xx, timeout,
     /// connection) stops the pass. Returns the number of writes made, or the first
     /// failure, so the caller retries with backoff.
-    pub async fn execute(&self, decisions: &Decisions) -> Result<usize, WriteError> {
+    pub async fn execute(&self, decisions: &PassDecisions) -> Result<usize, WriteError> {
         let mut first_error = None;
         let mut writes = 0;
         for action in &decisions.actions {

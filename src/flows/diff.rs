@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::plan::{Flow, FlowKey, FlowPlan, normalize_match};
+use super::desired::{Flow, FlowKey, FlowPlan, normalize_match};
 use super::{COOKIE_MASK, COOKIE_TAG};
 
 /// Fields `dump-flows` prints before the match that are not match fields. Any of them on

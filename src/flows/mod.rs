@@ -1,7 +1,7 @@
 //! OpenFlow rules that carry local workloads' traffic to remote devices and back.
 //!
 //! Three layers, like the rest of the crate:
-//! - [`plan`](plan()) (pure): devices, tunnel ofports and local workload ports → the
+//! - [`desired_flows`] (pure): devices, tunnel ofports and local workload ports → the
 //!   complete set of owned flows ([`FlowPlan`]).
 //! - [`diff`] (pure): desired flows vs the owned flows `ovs-ofctl dump-flows` shows →
 //!   the lines of one atomic `ovs-ofctl --bundle` transaction.
@@ -12,17 +12,17 @@
 //! The flow layout (tables, priorities, register, conjunctions) and the reasons for it
 //! are described in `docs/forwarding.md`.
 
+mod desired;
 pub mod diff;
-mod plan;
 pub mod sync;
 #[cfg(test)]
 mod tests;
 
-pub use diff::{FlowDiff, ObservedFlow, diff, diff_plans, parse_dump};
-pub use plan::{
+pub use desired::{
     DeviceState, Flow, FlowInput, FlowKey, FlowPlan, Owner, Segment, TunnelFlowsInput,
-    WorkloadPort, plan,
+    WorkloadPort, desired_flows,
 };
+pub use diff::{FlowDiff, ObservedFlow, diff, diff_plans, parse_dump};
 pub use sync::{FlowSync, FlowSyncConfig, FlowSyncError, MonitorState, SyncOutcome, SyncStatus};
 
 /// High 32 bits of the cookie of every flow this agent owns ("RDOF").

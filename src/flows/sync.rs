@@ -22,8 +22,8 @@ use tokio::process::{Child, ChildStderr, Command};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::desired::FlowPlan;
 use super::diff::{ParseError, diff, diff_plans, parse_dump};
-use super::plan::FlowPlan;
 use super::{COOKIE_MASK, COOKIE_TAG, OPENFLOW_VERSION};
 use crate::backoff::Backoff;
 

@@ -18,7 +18,7 @@ fn dev(ns: &str, name: &str, mac: &str, vni: u32, ips: &[&str], vlan: Option<u16
 
 fn tunnel(name: &str, ofport: i64, devices: Vec<TunnelDevice>) -> TunnelFlowsInput {
     TunnelFlowsInput {
-        tunnel_port: name.into(),
+        interface_name: name.into(),
         ofport,
         devices,
     }
@@ -51,7 +51,7 @@ const ARP_50: &str = "move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:52:54:00
 
 #[test]
 fn empty_input_gives_no_flows() {
-    let p = plan(&FlowInput::default());
+    let p = desired_flows(&FlowInput::default());
     assert!(p.is_empty());
     assert!(p.devices.is_empty());
 }
@@ -73,7 +73,7 @@ fn one_untagged_device_gets_the_full_set() {
         )],
         workload_ports: vec![port(1, None), port(2, None), port(3, Some(100))],
     };
-    let p = plan(&input);
+    let p = desired_flows(&input);
     let conj = CONJ_ID_BASE + 4096;
     let expected = set(&[
         // ingress: from the tunnel, this VNI, this device → untagged ports
@@ -128,7 +128,7 @@ fn ipv6_gets_a_neighbour_responder_and_tagged_ports_are_separate() {
             port(5, Some(200)),
         ],
     };
-    let p = plan(&input);
+    let p = desired_flows(&input);
     let l = lines(&p);
     let conj = CONJ_ID_BASE + 100;
     assert!(l.contains(&format!(
@@ -191,7 +191,7 @@ fn no_flow_points_at_a_tunnel_without_a_valid_ofport() {
             ],
             workload_ports: vec![port(1, None)],
         };
-        let p = plan(&input);
+        let p = desired_flows(&input);
         assert!(
             matches!(&p.devices[&key("t1", "d1")], DeviceState::Pending { reason } if reason.contains("rdv-bad")),
             "ofport {bad}: {:?}",
@@ -259,7 +259,7 @@ fn conflicts_are_decided_by_device_order() {
             vec![first.clone(), second.clone()],
             vec![second.clone(), first.clone()],
         ] {
-            let p = plan(&FlowInput {
+            let p = desired_flows(&FlowInput {
                 tunnels: vec![tunnel("rdv-1", 3, devices)],
                 workload_ports: vec![port(1, None), port(2, Some(5)), port(4, Some(6))],
             });
@@ -281,7 +281,7 @@ fn conflicts_are_decided_by_device_order() {
 
 #[test]
 fn a_clause_needed_by_two_segments_is_shared() {
-    let p = plan(&FlowInput {
+    let p = desired_flows(&FlowInput {
         tunnels: vec![tunnel(
             "rdv-1",
             3,
@@ -306,7 +306,7 @@ fn a_clause_needed_by_two_segments_is_shared() {
         p.cookies[&Owner::Shared("dl_dst=52:54:00:00:00:01".into())]
     );
     // Removing one device leaves the clause to the other, under its own cookie.
-    let p2 = plan(&FlowInput {
+    let p2 = desired_flows(&FlowInput {
         tunnels: vec![tunnel(
             "rdv-1",
             3,
@@ -356,7 +356,7 @@ fn bad_device_data_is_rejected_not_a_panic() {
         ),
     ];
     for (device, field) in cases {
-        let p = plan(&FlowInput {
+        let p = desired_flows(&FlowInput {
             tunnels: vec![tunnel("rdv-1", 3, vec![device.clone()])],
             workload_ports: vec![port(1, None)],
         });
@@ -372,7 +372,7 @@ fn bad_device_data_is_rejected_not_a_panic() {
 
 #[test]
 fn mac_case_and_ip_spelling_are_normalized() {
-    let p = plan(&FlowInput {
+    let p = desired_flows(&FlowInput {
         tunnels: vec![tunnel(
             "rdv-1",
             3,
@@ -387,7 +387,7 @@ fn mac_case_and_ip_spelling_are_normalized() {
 
 #[test]
 fn workload_ports_never_include_tunnels_or_reserved_numbers() {
-    let p = plan(&FlowInput {
+    let p = desired_flows(&FlowInput {
         tunnels: vec![tunnel(
             "rdv-1",
             3,
@@ -405,7 +405,7 @@ fn workload_ports_never_include_tunnels_or_reserved_numbers() {
     assert_eq!(deliver.actions, "output:8");
     // A port some tunnel reports is never local, even when that tunnel gets no flows
     // (here: a second entry with the same name).
-    let p = plan(&FlowInput {
+    let p = desired_flows(&FlowInput {
         tunnels: vec![
             tunnel(
                 "rdv-1",
@@ -419,7 +419,7 @@ fn workload_ports_never_include_tunnels_or_reserved_numbers() {
     let deliver = &p.flows[&FlowKey::new(TABLE_TO_LOCAL, PRIORITY_DELIVER, "reg6=0x1001")];
     assert_eq!(deliver.actions, "output:9");
     // Without local ports the segment delivers nowhere (and nothing can match as local).
-    let p = plan(&FlowInput {
+    let p = desired_flows(&FlowInput {
         tunnels: vec![tunnel(
             "rdv-1",
             3,
@@ -435,7 +435,7 @@ fn workload_ports_never_include_tunnels_or_reserved_numbers() {
 
 #[test]
 fn no_flow_goes_from_one_tunnel_to_another() {
-    let p = plan(&FlowInput {
+    let p = desired_flows(&FlowInput {
         tunnels: vec![
             tunnel(
                 "rdv-1",
@@ -482,7 +482,7 @@ fn plan_is_independent_of_input_order() {
         dev("b", "d2", "52:54:00:00:00:02", 2, &["10.0.0.2"], Some(7)),
         dev("c", "d3", "52:54:00:00:00:03", 3, &[], None),
     ];
-    let a = plan(&FlowInput {
+    let a = desired_flows(&FlowInput {
         tunnels: vec![
             tunnel("rdv-1", 3, devices.clone()),
             tunnel("rdv-2", 5, vec![]),
@@ -491,7 +491,7 @@ fn plan_is_independent_of_input_order() {
     });
     let mut rev = devices;
     rev.reverse();
-    let b = plan(&FlowInput {
+    let b = desired_flows(&FlowInput {
         tunnels: vec![tunnel("rdv-2", 5, vec![]), tunnel("rdv-1", 3, rev)],
         workload_ports: vec![port(2, Some(7)), port(1, None)],
     });
@@ -535,7 +535,7 @@ fn observed_from(p: &FlowPlan) -> Vec<ObservedFlow> {
 #[test]
 fn adding_one_device_beside_many_is_incremental() {
     let mut devices = many(1000);
-    let before = plan(&FlowInput {
+    let before = desired_flows(&FlowInput {
         tunnels: vec![tunnel("rdv-1", 3, devices.clone())],
         workload_ports: vec![port(1, None)],
     });
@@ -547,7 +547,7 @@ fn adding_one_device_beside_many_is_incremental() {
         &["10.99.0.1"],
         None,
     ));
-    let after = plan(&FlowInput {
+    let after = desired_flows(&FlowInput {
         tunnels: vec![tunnel("rdv-1", 3, devices)],
         workload_ports: vec![port(1, None)],
     });
@@ -569,11 +569,11 @@ fn adding_one_device_beside_many_is_incremental() {
 
 #[test]
 fn removing_the_last_device_removes_everything() {
-    let with = plan(&FlowInput {
+    let with = desired_flows(&FlowInput {
         tunnels: vec![tunnel("rdv-1", 3, many(3))],
         workload_ports: vec![port(1, None)],
     });
-    let without = plan(&FlowInput {
+    let without = desired_flows(&FlowInput {
         tunnels: vec![],
         workload_ports: vec![port(1, None)],
     });
@@ -584,7 +584,7 @@ fn removing_the_last_device_removes_everything() {
 
 #[test]
 fn diff_repairs_changes_and_ignores_foreign_flows() {
-    let p = plan(&FlowInput {
+    let p = desired_flows(&FlowInput {
         tunnels: vec![tunnel("rdv-1", 3, many(1))],
         workload_ports: vec![port(1, None)],
     });
@@ -702,7 +702,7 @@ fn diff_repairs_changes_and_ignores_foreign_flows() {
 
 #[test]
 fn bundle_lines_are_ofctl_syntax() {
-    let p = plan(&FlowInput {
+    let p = desired_flows(&FlowInput {
         tunnels: vec![tunnel("rdv-1", 3, many(1))],
         workload_ports: vec![port(1, None)],
     });
@@ -833,10 +833,10 @@ mod properties {
     proptest! {
         #[test]
         fn planner_invariants(input in input_strategy()) {
-            let p = plan(&input);
+            let p = desired_flows(&input);
             // Tunnels that may carry flows: valid ofport, first by name to claim it.
             let mut names: Vec<&TunnelFlowsInput> = input.tunnels.iter().collect();
-            names.sort_by(|a, b| a.tunnel_port.cmp(&b.tunnel_port));
+            names.sort_by(|a, b| a.interface_name.cmp(&b.interface_name));
             let mut valid: BTreeSet<i64> = BTreeSet::new();
             for t in names {
                 if (1..=0xfeff).contains(&t.ofport) {
@@ -887,9 +887,9 @@ mod properties {
                 t.devices.reverse();
             }
             reversed.workload_ports.reverse();
-            prop_assert_eq!(&plan(&reversed), &p);
+            prop_assert_eq!(&desired_flows(&reversed), &p);
             // Removing everything from OVS that the plan holds is exactly its flows.
-            let gone = diff(&plan(&FlowInput::default()), &observed_from(&p));
+            let gone = diff(&desired_flows(&FlowInput::default()), &observed_from(&p));
             prop_assert_eq!(gone.delete.len(), p.len());
         }
     }

@@ -194,9 +194,9 @@ pub struct Changes {
     pub delete: Vec<String>,
 }
 
-/// The result of [`plan`].
+/// The result of [`diff_ports`]: the transaction and what to report per TunnelPort.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Plan {
+pub struct PortDiff {
     /// The single transaction to run (empty = OVS already matches).
     pub ops: Vec<Operation>,
     /// Per TunnelPort: every desired one, and every owned port still present.
@@ -314,13 +314,13 @@ impl DesiredSet {
 }
 
 /// Computes the transaction that makes `view` match `desired` on `bridge`.
-pub fn plan(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> Plan {
-    plan_set(&DesiredSet::new(desired), view, bridge)
+pub fn diff_ports(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) -> PortDiff {
+    diff_port_set(&DesiredSet::new(desired), view, bridge)
 }
 
-/// [`plan`] for a prepared desired set.
-pub fn plan_set(desired: &DesiredSet, view: &OvsView, bridge: &str) -> Plan {
-    let mut out = Plan {
+/// [`diff_ports`] for a prepared desired set.
+pub fn diff_port_set(desired: &DesiredSet, view: &OvsView, bridge: &str) -> PortDiff {
+    let mut out = PortDiff {
         ports: desired.invalid.clone(),
         ..Default::default()
     };

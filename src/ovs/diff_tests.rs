@@ -131,7 +131,7 @@ fn iface(t: &TunnelPort) -> String {
     DesiredTunnel::from_tunnel_port(t).unwrap().interface_name
 }
 
-fn ops_json(p: &Plan) -> Vec<Value> {
+fn ops_json(p: &PortDiff) -> Vec<Value> {
     p.ops.iter().map(Operation::to_json).collect()
 }
 
@@ -187,7 +187,7 @@ fn create() {
         tp("b", TunnelType::Geneve, "192.0.2.1", None, None),
         tp("c", TunnelType::Gre, "192.0.2.2", None, Some("192.0.2.100")),
     ];
-    let p = plan(Some(&want), &v.view, BR);
+    let p = diff_ports(Some(&want), &v.view, BR);
     assert_eq!(p.changes.create, want.iter().map(iface).collect::<Vec<_>>());
     assert!(!p.changes.create_bridge);
     assert_eq!(p.ops.len(), 7, "3 × (Interface + Port) + 1 bridge mutate");
@@ -228,7 +228,7 @@ fn no_op_reports_ofports() {
     ];
     v.owned(BR, &want[0], Some(3));
     v.owned(BR, &want[1], None);
-    let p = plan(Some(&want), &v.view, BR);
+    let p = diff_ports(Some(&want), &v.view, BR);
     assert!(p.ops.is_empty(), "{:?}", p.ops);
     assert_eq!(p.changes, Changes::default());
     assert_eq!(
@@ -257,7 +257,7 @@ fn ovs_errors_are_reported_in_ovs_words() {
         Some("could not add network device (File exists)"),
     );
     v.owned(BR, &want[1], Some(-1));
-    let p = plan(Some(&want), &v.view, BR);
+    let p = diff_ports(Some(&want), &v.view, BR);
     assert!(p.ops.is_empty());
     assert_eq!(
         p.ports["a"].state,
@@ -284,7 +284,7 @@ fn option_and_type_drift_is_repaired_in_place() {
         Some(5),
         None,
     );
-    let p = plan(Some(&want), &v.view, BR);
+    let p = diff_ports(Some(&want), &v.view, BR);
     assert_eq!(p.changes.update, vec![d.interface_name.clone()]);
     assert_eq!(
         ops_json(&p),
@@ -303,7 +303,7 @@ fn option_and_type_drift_is_repaired_in_place() {
 fn renamed_tunnel_port_gets_its_mark_updated() {
     let mut v = V::new();
     v.owned(BR, &vx("old-name", "192.0.2.1"), Some(4));
-    let p = plan(Some(&[vx("new-name", "192.0.2.1")]), &v.view, BR);
+    let p = diff_ports(Some(&[vx("new-name", "192.0.2.1")]), &v.view, BR);
     assert_eq!(p.ops.len(), 2, "Interface and Port external_ids");
     let j = ops_json(&p);
     assert_eq!(j[1]["table"], "Port");
@@ -355,7 +355,7 @@ fn foreign_ports_are_untouched_and_listed_as_local() {
         None,
     );
     for desired in [None, Some(&[][..])] {
-        let p = plan(desired, &v.view, BR);
+        let p = diff_ports(desired, &v.view, BR);
         assert!(p.ops.is_empty(), "{:?}", p.ops);
         assert!(p.ports.is_empty());
         assert_eq!(
@@ -392,7 +392,7 @@ fn stale_owned_ports_go_only_once_desired_is_known() {
     let keep = vx("keep", "192.0.2.2");
     v.owned(BR, &keep, Some(4));
 
-    let p = plan(None, &v.view, BR);
+    let p = diff_ports(None, &v.view, BR);
     assert!(
         p.ops.is_empty(),
         "never delete before the desired set is known"
@@ -400,7 +400,7 @@ fn stale_owned_ports_go_only_once_desired_is_known() {
     assert_eq!(p.ports["gone"].state, PortState::Ready);
     assert_eq!(p.ports["keep"].state, PortState::Ready);
 
-    let p = plan(Some(&[keep]), &v.view, BR);
+    let p = diff_ports(Some(&[keep]), &v.view, BR);
     assert_eq!(p.changes.delete, vec![iface(&stale)]);
     assert_eq!(
         ops_json(&p),
@@ -418,7 +418,7 @@ fn name_clash_with_a_foreign_port() {
     let mut v = V::new();
     let t = vx("a", "192.0.2.1");
     v.port(BR, &iface(&t), m(&[]), "", m(&[]), Some(3), None);
-    let p = plan(Some(&[t]), &v.view, BR);
+    let p = diff_ports(Some(&[t]), &v.view, BR);
     assert!(p.ops.is_empty());
     assert!(
         matches!(p.ports["a"].state, PortState::ForeignConflict(ref m) if m.contains("not managed"))
@@ -456,7 +456,7 @@ fn identity_clash_with_a_foreign_tunnel() {
         vx("a", "192.0.2.1"),
         tp("b", TunnelType::Gre, "192.0.2.5", None, None),
     ];
-    let p = plan(Some(&want), &v.view, BR);
+    let p = diff_ports(Some(&want), &v.view, BR);
     assert!(
         matches!(p.ports["a"].state, PortState::ForeignConflict(ref m) if m.contains("their-vxlan"))
     );
@@ -475,7 +475,7 @@ fn two_tunnels_ovs_would_reject_as_duplicates() {
         tp("d", TunnelType::Geneve, "192.0.2.1", Some(6081), None),
         tp("e", TunnelType::Geneve, "192.0.2.1", None, None),
     ];
-    let p = plan(Some(&want), &v.view, BR);
+    let p = diff_ports(Some(&want), &v.view, BR);
     assert_eq!(
         p.changes.create,
         vec![iface(&want[0]), iface(&want[2]), iface(&want[3])]
@@ -503,7 +503,7 @@ fn invalid_specs_are_reported() {
         ),
         vx("d", "127.0.0.1"),
     ];
-    let p = plan(Some(&want), &v.view, BR);
+    let p = diff_ports(Some(&want), &v.view, BR);
     assert!(p.ops.is_empty());
     for n in ["a", "b", "c", "d"] {
         assert!(
@@ -518,7 +518,7 @@ fn invalid_specs_are_reported() {
 fn missing_bridge_is_created_with_the_ports() {
     let mut v = V::new();
     v.view.bridges.clear();
-    let p = plan(Some(&[vx("a", "192.0.2.1")]), &v.view, BR);
+    let p = diff_ports(Some(&[vx("a", "192.0.2.1")]), &v.view, BR);
     assert!(p.changes.create_bridge);
     let j = ops_json(&p);
     assert_eq!(j.len(), 6);
@@ -547,7 +547,7 @@ fn missing_bridge_is_created_with_the_ports() {
     // Not even a root row: it is created too. With nothing desired the bridge gets only
     // its own port.
     v.view.root = None;
-    let p = plan(None, &v.view, BR);
+    let p = diff_ports(None, &v.view, BR);
     let j = ops_json(&p);
     assert_eq!(
         j[2]["row"]["ports"],
@@ -566,7 +566,7 @@ fn owned_port_on_another_bridge_is_moved() {
     v.bridge("br-old");
     let t = vx("a", "192.0.2.1");
     let pu = v.owned("br-old", &t, Some(3));
-    let p = plan(Some(&[t]), &v.view, BR);
+    let p = diff_ports(Some(&[t]), &v.view, BR);
     let j = ops_json(&p);
     assert_eq!(j.len(), 2);
     assert_eq!(
@@ -586,7 +586,7 @@ fn owned_port_missing_its_interface_gets_a_new_one() {
     let t = vx("a", "192.0.2.1");
     let pu = v.owned(BR, &t, Some(3));
     v.view.ports.get_mut(&pu).unwrap().interfaces.clear();
-    let p = plan(Some(&[t]), &v.view, BR);
+    let p = diff_ports(Some(&[t]), &v.view, BR);
     let j = ops_json(&p);
     assert_eq!(j.len(), 2);
     assert_eq!(j[0]["table"], "Interface");

@@ -38,8 +38,8 @@ pub mod model;
 pub mod reconcile;
 
 pub use diff::{
-    DesiredSet, DesiredTunnel, LocalPort, OWNER, OWNER_KEY, Plan, PortReport, PortState,
-    TUNNELPORT_KEY, plan, plan_set,
+    DesiredSet, DesiredTunnel, LocalPort, OWNER, OWNER_KEY, PortDiff, PortReport, PortState,
+    TUNNELPORT_KEY, diff_port_set, diff_ports,
 };
 pub use model::OvsView;
 pub use reconcile::{Observed, OvsConfig, OvsError, run};

@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::TunnelPort;
 use crate::ovsdb::{Endpoint, OpResult, OvsdbError, Session, SessionConfig, SessionEvent};
 
-use super::diff::{DesiredSet, LocalPort, PortReport, plan_set};
+use super::diff::{DesiredSet, LocalPort, PortReport, diff_port_set};
 use super::model::{OvsView, monitor_requests};
 
 /// Where OVS is and which bridge the tunnels go on.
@@ -117,7 +117,7 @@ fn publish(
     if state.connected {
         let started = Instant::now();
         let view = OvsView::from_replica(session.replica());
-        let p = plan_set(desired, &view, bridge);
+        let p = diff_port_set(desired, &view, bridge);
         tracing::debug!(
             elapsed_us = started.elapsed().as_micros() as u64,
             ops = p.ops.len(),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use kube::Api;
-use remote_device_operator::agent::kube as agent_kube;
+use remote_device_operator::agent::apiserver;
 use remote_device_operator::agent::node::{self, Feed, NodeConfig, NodeHandle};
 use remote_device_operator::api::TunnelPort;
 use remote_device_operator::sandbox::Sandbox;
@@ -35,7 +35,7 @@ pub fn spawn_agent(
     let api = Api::<TunnelPort>::all(client);
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
-        agent_kube::run(
+        apiserver::run(
             api,
             "n1".into(),
             &node,

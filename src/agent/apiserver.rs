@@ -1,5 +1,5 @@
 //! The agent's Kubernetes side: watch this node's TunnelPorts, keep the finalizer, feed the
-//! node loop, write status. Decisions come from [`super::decide`]; this is the I/O.
+//! node loop, write status. AgentWrites come from [`super::decide`]; this is the I/O.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use crate::api::{NODE_LABEL, OVS_CLEANUP_FINALIZER, TunnelPort, TunnelPortStatus
 use crate::flows::{MonitorState, SyncStatus};
 use crate::telemetry::{ErrorKind, Health, Metrics, TunnelPortState, WriteKind};
 
-use super::decide::{Decisions, decide};
+use super::decide::{AgentWrites, decide_writes};
 use super::node::{NodeHandle, sleep_until};
 
 /// Field manager of the agent's server-side-apply status writes.
@@ -152,7 +152,7 @@ impl OwnWrites {
 pub async fn apply(
     api: &Api<TunnelPort>,
     objects: &[TunnelPort],
-    decisions: &Decisions,
+    decisions: &AgentWrites,
     own: &mut OwnWrites,
     metrics: &Metrics,
     timeout: Duration,
@@ -225,7 +225,7 @@ pub async fn apply(
 fn state_counts(
     node: &str,
     objects: &[TunnelPort],
-    decisions: &Decisions,
+    decisions: &AgentWrites,
 ) -> Vec<(TunnelPortState, i64)> {
     let decided: BTreeMap<&str, &TunnelPortStatus> = decisions
         .status
@@ -314,7 +314,7 @@ pub async fn run(
         });
         let current = view.borrow_and_update().clone();
         let started = std::time::Instant::now();
-        let decisions = decide(&node, objects.as_deref(), &current, Timestamp::now());
+        let decisions = decide_writes(&node, objects.as_deref(), &current, Timestamp::now());
         for _ in reconnects..current.ovs.reconnects {
             metrics.ovsdb_reconnected();
         }

@@ -71,7 +71,7 @@ fn key(ns: &str, name: &str) -> DeviceKey {
 }
 
 /// A compact view of a plan: TunnelPort name → (node, remote, device names).
-fn summary(plan: &Plan) -> Vec<(String, String, String, Vec<String>)> {
+fn summary(plan: &TunnelPlan) -> Vec<(String, String, String, Vec<String>)> {
     plan.tunnel_ports
         .iter()
         .map(|tp| {
@@ -98,7 +98,7 @@ fn two_nodes() -> Vec<Node> {
 
 #[test]
 fn one_device_gives_one_tunnel_port_per_node() {
-    let plan = plan(
+    let plan = plan_tunnels(
         &[device(
             "t1",
             "d1",
@@ -402,7 +402,7 @@ fn table() {
         },
     ];
     for case in cases {
-        let plan = plan(&case.devices, &case.nodes);
+        let plan = plan_tunnels(&case.devices, &case.nodes);
         let got_ports: Vec<(String, Vec<String>)> = summary(&plan)
             .into_iter()
             .map(|(n, _, _, d)| (n, d))
@@ -461,14 +461,14 @@ fn a_sitting_holder_keeps_its_claim_against_an_older_or_same_aged_newcomer() {
         "z-holder",
         spec("192.0.2.10", 5001, "52:54:00:00:00:01"),
     );
-    let before = plan(std::slice::from_ref(&holder), &nodes);
+    let before = plan_tunnels(std::slice::from_ref(&holder), &nodes);
     // The newcomer sorts first by name and has no creation time either.
     let newcomer = device(
         "t1",
         "a-newcomer",
         spec("192.0.2.11", 5001, "52:54:00:00:00:01"),
     );
-    let after = plan_keeping(&[holder, newcomer], &nodes, &before.tunnel_ports);
+    let after = plan_tunnels_keeping(&[holder, newcomer], &nodes, &before.tunnel_ports);
     assert_eq!(after.tunnel_ports, before.tunnel_ports);
     assert!(matches!(
         after.devices[&key("t1", "a-newcomer")],
@@ -483,7 +483,7 @@ fn ipv6_vtep_gets_ipv6_local_ip_from_dual_stack_annotation() {
         TUNNEL_IP_ANNOTATION.into(),
         "198.51.100.1, 2001:db8:1::1".into(),
     )]));
-    let plan = plan(
+    let plan = plan_tunnels(
         &[device(
             "t1",
             "a",
@@ -504,7 +504,7 @@ fn bad_annotation_is_reported_and_internal_ip_used() {
         TUNNEL_IP_ANNOTATION.into(),
         "not-an-ip".into(),
     )]));
-    let plan = plan(
+    let plan = plan_tunnels(
         &[device(
             "t1",
             "a",
@@ -530,7 +530,7 @@ fn deleting_objects_are_left_out() {
     gone.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1).unwrap()));
     let mut dying = node("n2", "198.51.100.2", &[]);
     dying.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1).unwrap()));
-    let plan = plan(
+    let plan = plan_tunnels(
         &[
             gone,
             device("t1", "kept", spec("192.0.2.11", 5002, "52:54:00:00:00:02")),
@@ -554,7 +554,7 @@ fn too_many_devices_behind_one_vtep_are_refused_not_dropped_silently() {
             )
         })
         .collect();
-    let plan = plan(&devices, &[node("n1", "198.51.100.1", &[])]);
+    let plan = plan_tunnels(&devices, &[node("n1", "198.51.100.1", &[])]);
     assert_eq!(
         plan.tunnel_ports[0].spec.devices.len(),
         MAX_DEVICES_PER_TUNNEL
@@ -624,7 +624,7 @@ fn nodes3() -> Vec<Node> {
 }
 
 /// Every TunnelPort of `before` is still in `after`, with at least the same devices.
-fn nothing_removed(before: &Plan, after: &Plan) -> Result<(), TestCaseError> {
+fn nothing_removed(before: &TunnelPlan, after: &TunnelPlan) -> Result<(), TestCaseError> {
     for tp in &before.tunnel_ports {
         let now = after
             .tunnel_ports
@@ -660,7 +660,7 @@ proptest! {
         }
         let mut nodes = nodes3();
         nodes.reverse();
-        prop_assert_eq!(plan(&devices, &nodes3()), plan(&shuffled, &nodes));
+        prop_assert_eq!(plan_tunnels(&devices, &nodes3()), plan_tunnels(&shuffled, &nodes));
     }
 
     #[test]
@@ -669,11 +669,11 @@ proptest! {
         pick in any::<prop::sample::Index>(),
     ) {
         let devices: Vec<RemoteDevice> = raw.into_iter().enumerate().map(|(i, r)| build(i, r, true)).collect();
-        let before = plan(&devices, &nodes3());
+        let before = plan_tunnels(&devices, &nodes3());
         let victim = pick.get(&devices);
         let vtep = victim.spec.vtep_ip.clone();
         let kept: Vec<RemoteDevice> = devices.iter().filter(|d| d.spec.vtep_ip != vtep).cloned().collect();
-        let after = plan(&kept, &nodes3());
+        let after = plan_tunnels(&kept, &nodes3());
         let expected: Vec<TunnelPort> = before
             .tunnel_ports
             .iter()
@@ -691,10 +691,10 @@ proptest! {
     ) {
         let undated = |mut d: RemoteDevice| { d.metadata.creation_timestamp = None; d };
         let devices: Vec<RemoteDevice> = raw.into_iter().enumerate().map(|(i, r)| undated(build(i, r, false))).collect();
-        let before = plan(&devices, &nodes3());
+        let before = plan_tunnels(&devices, &nodes3());
         let mut more = devices.clone();
         more.insert(position.index(devices.len() + 1), undated(build(devices.len(), extra, false)));
-        let after = plan_keeping(&more, &nodes3(), &before.tunnel_ports);
+        let after = plan_tunnels_keeping(&more, &nodes3(), &before.tunnel_ports);
         nothing_removed(&before, &after)?;
     }
 
@@ -704,11 +704,11 @@ proptest! {
         extra in arb_device(),
     ) {
         let devices: Vec<RemoteDevice> = raw.into_iter().enumerate().map(|(i, r)| build(i, r, false)).collect();
-        let before = plan(&devices, &nodes3());
+        let before = plan_tunnels(&devices, &nodes3());
         let mut more = devices.clone();
         // A new object is always the newest one.
         more.push(build(devices.len(), extra, false));
-        let after = plan(&more, &nodes3());
+        let after = plan_tunnels(&more, &nodes3());
         nothing_removed(&before, &after)?;
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::api::DeviceKey;
 use crate::api::validate::join;
 use crate::manifests::{self, Manifests, Rejected, Source};
-use crate::plan::{self, DeviceOutcome, Plan};
+use crate::planner::{self, DeviceOutcome, TunnelPlan};
 
 use super::table;
 
@@ -48,7 +48,7 @@ pub fn run(args: &PlanArgs, out: &mut impl Write, err: &mut impl Write) -> anyho
     paths.extend(args.nodes.iter().cloned());
     let manifests = manifests::read_paths(&paths)?;
     let devices: Vec<_> = manifests.devices.iter().map(|(_, d)| d.clone()).collect();
-    let plan = plan::plan(&devices, &manifests.nodes);
+    let plan = planner::plan_tunnels(&devices, &manifests.nodes);
 
     match args.output {
         Output::Table if plan.tunnel_ports.is_empty() => {
@@ -79,7 +79,7 @@ pub fn run(args: &PlanArgs, out: &mut impl Write, err: &mut impl Write) -> anyho
 }
 
 /// Self-tunnels and node problems: reported, but nothing is rejected for them.
-fn warnings(plan: &Plan) -> Vec<String> {
+fn warnings(plan: &TunnelPlan) -> Vec<String> {
     let mut out = Vec::new();
     for (key, outcome) in &plan.devices {
         if let DeviceOutcome::Planned {
@@ -102,7 +102,7 @@ fn warnings(plan: &Plan) -> Vec<String> {
 }
 
 /// Manifests rejected while reading, then devices the planner refused, each with its file.
-fn rejected(manifests: &Manifests, plan: &Plan) -> Vec<Rejected> {
+fn rejected(manifests: &Manifests, plan: &TunnelPlan) -> Vec<Rejected> {
     let sources: BTreeMap<DeviceKey, &Source> = manifests
         .devices
         .iter()

@@ -13,16 +13,14 @@ use crate::api::{DeviceKey, TunnelDevice};
 
 /// Highest ofport OpenFlow gives a real port (above are reserved numbers such as LOCAL).
 const MAX_PHYSICAL_OFPORT: i64 = 0xfeff;
-/// Highest VLAN id a device or a Port `tag` may use here.
-const MAX_VLAN: u16 = 4094;
-/// Highest VNI (24 bits).
-const MAX_VNI: u32 = 0x00ff_ffff;
+// The same limits as the API's (a TunnelPort may have been written by hand).
+use crate::api::validate::{MAX_VLAN, MAX_VNI};
 
 /// One tunnel port of this node and the devices behind it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TunnelFlowsInput {
     /// OVS port (and interface) name of the tunnel.
-    pub tunnel_port: String,
+    pub interface_name: String,
     /// The ofport OVS gave it; only a valid one (1..=0xfeff) gets flows, so no flow ever
     /// points at a tunnel OVS has not numbered yet (or has refused, `-1`).
     pub ofport: i64,
@@ -256,7 +254,7 @@ impl FlowPlan {
 }
 
 /// A device accepted for flows, with its parsed data.
-struct Accepted {
+struct UsableDevice {
     key: DeviceKey,
     mac: String,
     vni: u32,
@@ -280,44 +278,44 @@ struct Draft {
 /// the same plan. Devices are considered in (namespace, name) order; when two claim the
 /// same MAC or IP in one segment, or the same (tunnel, VNI, MAC), the first one wins and
 /// the other is [`DeviceState::Rejected`].
-pub fn plan(input: &FlowInput) -> FlowPlan {
+pub fn desired_flows(input: &FlowInput) -> FlowPlan {
     let mut out = FlowPlan::default();
 
     // Tunnels by name; a valid ofport can belong to one tunnel only.
     let mut tunnels: Vec<&TunnelFlowsInput> = input.tunnels.iter().collect();
-    tunnels.sort_by(|a, b| (&a.tunnel_port, a.ofport).cmp(&(&b.tunnel_port, b.ofport)));
+    tunnels.sort_by(|a, b| (&a.interface_name, a.ofport).cmp(&(&b.interface_name, b.ofport)));
     let mut tunnel_by_ofport: BTreeMap<i64, &str> = BTreeMap::new();
     let mut valid_tunnels: BTreeMap<&str, i64> = BTreeMap::new();
     // Why a tunnel cannot carry flows, by name.
     let mut tunnel_problem: BTreeMap<&str, String> = BTreeMap::new();
     for t in &tunnels {
-        out.installed_per_tunnel.insert(t.tunnel_port.clone(), 0);
+        out.installed_per_tunnel.insert(t.interface_name.clone(), 0);
         if !valid_ofport(t.ofport) {
             tunnel_problem.insert(
-                &t.tunnel_port,
+                &t.interface_name,
                 format!(
                     "tunnel port {} has no valid ofport yet ({})",
-                    t.tunnel_port, t.ofport
+                    t.interface_name, t.ofport
                 ),
             );
             continue;
         }
         if let Some(other) = tunnel_by_ofport.get(&t.ofport) {
             tunnel_problem.insert(
-                &t.tunnel_port,
+                &t.interface_name,
                 format!(
                     "tunnel port {} reports ofport {} which tunnel {other} already has",
-                    t.tunnel_port, t.ofport
+                    t.interface_name, t.ofport
                 ),
             );
             continue;
         }
-        if valid_tunnels.contains_key(t.tunnel_port.as_str()) {
+        if valid_tunnels.contains_key(t.interface_name.as_str()) {
             // The same name twice: keep the first.
             continue;
         }
-        tunnel_by_ofport.insert(t.ofport, &t.tunnel_port);
-        valid_tunnels.insert(&t.tunnel_port, t.ofport);
+        tunnel_by_ofport.insert(t.ofport, &t.interface_name);
+        valid_tunnels.insert(&t.interface_name, t.ofport);
     }
 
     // Local ports per segment; an ofport any tunnel reports is never a workload port
@@ -345,16 +343,16 @@ pub fn plan(input: &FlowInput) -> FlowPlan {
     // A total order (down to the device data), so duplicates resolve the same way
     // whatever the input order.
     pairs.sort_by(|(da, ta), (db, tb)| {
-        (&da.namespace, &da.name, &ta.tunnel_port, ta.ofport, *da).cmp(&(
+        (&da.namespace, &da.name, &ta.interface_name, ta.ofport, *da).cmp(&(
             &db.namespace,
             &db.name,
-            &tb.tunnel_port,
+            &tb.interface_name,
             tb.ofport,
             *db,
         ))
     });
 
-    let mut accepted: Vec<Accepted> = Vec::new();
+    let mut accepted: Vec<UsableDevice> = Vec::new();
     // Claims: who took a (segment, MAC), (segment, IP), (ofport, VNI, MAC).
     let mut mac_claims: BTreeMap<(Segment, String), DeviceKey> = BTreeMap::new();
     let mut ip_claims: BTreeMap<(Segment, IpAddr), DeviceKey> = BTreeMap::new();
@@ -387,7 +385,7 @@ pub fn plan(input: &FlowInput) -> FlowPlan {
                             .map(|o| {
                                 format!(
                                     "MAC {} with VNI {} behind tunnel {} is already used by {o}",
-                                    a.mac, a.vni, tunnel.tunnel_port
+                                    a.mac, a.vni, tunnel.interface_name
                                 )
                             })
                     });
@@ -400,7 +398,7 @@ pub fn plan(input: &FlowInput) -> FlowPlan {
                         }
                         ingress_claims.insert((a.ofport, a.vni, a.mac.clone()), key.clone());
                         *out.installed_per_tunnel
-                            .entry(tunnel.tunnel_port.clone())
+                            .entry(tunnel.interface_name.clone())
                             .or_default() += 1;
                         accepted.push(a);
                         // The cookie is filled in below.
@@ -464,7 +462,7 @@ fn check_device(
     tunnel: &TunnelFlowsInput,
     valid_tunnels: &BTreeMap<&str, i64>,
     tunnel_problem: &BTreeMap<&str, String>,
-) -> Result<Accepted, DeviceState> {
+) -> Result<UsableDevice, DeviceState> {
     let rejected = |reason: String| DeviceState::Rejected { reason };
     let mac = parse_mac(&device.mac_address)
         .map(format_mac)
@@ -492,17 +490,20 @@ fn check_device(
             ipv6.insert(ip);
         }
     }
-    if let Some(problem) = tunnel_problem.get(tunnel.tunnel_port.as_str()) {
+    if let Some(problem) = tunnel_problem.get(tunnel.interface_name.as_str()) {
         return Err(DeviceState::Pending {
             reason: problem.clone(),
         });
     }
-    let Some(&ofport) = valid_tunnels.get(tunnel.tunnel_port.as_str()) else {
+    let Some(&ofport) = valid_tunnels.get(tunnel.interface_name.as_str()) else {
         return Err(DeviceState::Pending {
-            reason: format!("tunnel port {} has no valid ofport yet", tunnel.tunnel_port),
+            reason: format!(
+                "tunnel port {} has no valid ofport yet",
+                tunnel.interface_name
+            ),
         });
     };
-    Ok(Accepted {
+    Ok(UsableDevice {
         key: DeviceKey {
             namespace: device.namespace.clone(),
             name: device.name.clone(),
@@ -542,7 +543,7 @@ fn nd_responder(mac: &str, ip: IpAddr) -> String {
 
 /// The owners (each once) and every flow, pointing at its owner by index.
 fn draft_flows(
-    accepted: &[Accepted],
+    accepted: &[UsableDevice],
     valid_tunnels: &BTreeMap<&str, i64>,
     ports: &BTreeMap<Segment, BTreeSet<i64>>,
 ) -> (Vec<Owner>, Vec<Draft>) {

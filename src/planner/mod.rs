@@ -45,7 +45,7 @@ pub enum DeviceOutcome {
 
 /// The planner's answer.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Plan {
+pub struct TunnelPlan {
     /// Desired TunnelPorts, sorted by name.
     pub tunnel_ports: Vec<TunnelPort>,
     /// Outcome of every input device.
@@ -80,14 +80,18 @@ fn settle_order(
 
 /// Computes the desired TunnelPorts from all RemoteDevices and Nodes, with no previous
 /// state (claims settled by age, then namespace/name).
-pub fn plan(devices: &[RemoteDevice], nodes: &[Node]) -> Plan {
-    plan_keeping(devices, nodes, &[])
+pub fn plan_tunnels(devices: &[RemoteDevice], nodes: &[Node]) -> TunnelPlan {
+    plan_tunnels_keeping(devices, nodes, &[])
 }
 
 /// Computes the desired TunnelPorts, letting devices that `previous` TunnelPorts already
 /// carry keep their claims against newcomers.
-pub fn plan_keeping(devices: &[RemoteDevice], nodes: &[Node], previous: &[TunnelPort]) -> Plan {
-    let mut out = Plan::default();
+pub fn plan_tunnels_keeping(
+    devices: &[RemoteDevice],
+    nodes: &[Node],
+    previous: &[TunnelPort],
+) -> TunnelPlan {
+    let mut out = TunnelPlan::default();
     let holders: BTreeSet<DeviceKey> = previous
         .iter()
         .flat_map(|tp| &tp.spec.devices)
