@@ -28,7 +28,7 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 # Each test that starts a real control plane notes its name here.
-export RDO_ENVTEST_RAN=/tmp/envtest-ran.txt
+export RDO_ENVTEST_RAN="${TMPDIR:-/tmp}/envtest-ran.txt"
 : > "$RDO_ENVTEST_RAN"
 status=0
 cargo test --locked "$@" || status=$?
