@@ -91,18 +91,25 @@ fn main() -> ExitCode {
             print!("{}", remote_device_operator::crd::all_yaml());
             ExitCode::SUCCESS
         }
-        Command::Agent(args) => component(cli.log_format, cli.metrics_addr, |m, h, c| {
+        Command::Agent(args) => component("agent", cli.log_format, cli.metrics_addr, |m, h, c| {
             run_agent(args, m, h, c)
         }),
-        Command::Controller(args) => component(cli.log_format, cli.metrics_addr, |m, h, c| {
-            run_controller(args, m, h, c)
-        }),
+        Command::Controller(args) => {
+            component("controller", cli.log_format, cli.metrics_addr, |m, h, c| {
+                run_controller(args, m, h, c)
+            })
+        }
     }
 }
 
 /// Runs a long-running component: logs, the endpoints, the runtime, and shutdown on
 /// SIGTERM / SIGINT.
-fn component<F, Fut>(format: LogFormat, metrics_addr: SocketAddr, run: F) -> ExitCode
+fn component<F, Fut>(
+    name: &'static str,
+    format: LogFormat,
+    metrics_addr: SocketAddr,
+    run: F,
+) -> ExitCode
 where
     F: FnOnce(Metrics, Health, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -118,7 +125,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(metrics_addr, run)) {
+    match runtime.block_on(serve(name, metrics_addr, run)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -129,14 +136,14 @@ where
 
 /// Starts the endpoints, runs the component until it ends or a signal arrives, then stops
 /// the endpoints.
-async fn serve<F, Fut>(metrics_addr: SocketAddr, run: F) -> anyhow::Result<()>
+async fn serve<F, Fut>(name: &'static str, metrics_addr: SocketAddr, run: F) -> anyhow::Result<()>
 where
     F: FnOnce(Metrics, Health, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let cancel = CancellationToken::new();
     telemetry::cancel_on_signal(cancel.clone())?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::for_component(name);
     let health = Health::default();
     let (addr, server) = telemetry::serve(
         metrics_addr,

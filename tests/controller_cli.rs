@@ -140,11 +140,14 @@ fn serves_endpoints_logs_json_and_exits_cleanly_on_sigterm() {
         "not ready before the caches sync"
     );
     let metrics = http_get(&addr, "/metrics");
-    assert!(metrics.contains("# TYPE reconciles counter"), "{metrics}");
-    assert!(
-        metrics.contains("# TYPE ovsdb_reconnects counter"),
-        "{metrics}"
-    );
+    for line in [
+        "# TYPE remote_device_operator_reconciles counter",
+        "# TYPE remote_device_operator_ovsdb_reconnects counter",
+        "remote_device_operator_reconciles_total{component=\"controller\"} 0",
+        "# TYPE remote_device_operator_build_info gauge",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 
     let pid = child.0.id().to_string();
     let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();

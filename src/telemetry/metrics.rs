@@ -107,6 +107,11 @@ struct WriteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: TunnelPortState,
 }
@@ -131,10 +136,38 @@ impl Default for Metrics {
     }
 }
 
+/// Prefix of every metric name.
+pub const METRIC_PREFIX: &str = "remote_device_operator";
+
 impl Metrics {
-    /// A fresh registry with every metric registered.
+    /// A fresh registry for tests and embedding, labelled `component="test"`.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
+        Self::for_component("test")
+    }
+
+    /// A fresh registry with every metric registered, each name prefixed with
+    /// [`METRIC_PREFIX`] and labelled `component` (the controller and the agent count
+    /// different things under the same names), plus `build_info`.
+    pub fn for_component(component: &'static str) -> Self {
+        let mut registry = Registry::with_prefix_and_labels(
+            METRIC_PREFIX,
+            [(
+                std::borrow::Cow::Borrowed("component"),
+                std::borrow::Cow::Borrowed(component),
+            )]
+            .into_iter(),
+        );
+        let build_info = Family::<BuildLabel, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which build runs",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
         let reconciles = Counter::default();
         registry.register(
             "reconciles",
@@ -281,17 +314,22 @@ mod tests {
         m.set_flow_monitor(false, 2);
         m.set_flow_monitor(false, 1);
         let text = m.encode();
+        let version = env!("CARGO_PKG_VERSION");
         for line in [
-            "reconciles_total 1",
-            "reconcile_errors_total{kind=\"conflict\"} 1",
-            "reconcile_duration_seconds_count 1",
-            "api_writes_total{kind=\"apply\"} 1",
-            "tunnelports{state=\"ready\"} 2",
-            "tunnelports{state=\"pending\"} 0",
-            "tunnelports{state=\"failed\"} 1",
-            "ovsdb_reconnects_total 1",
-            "flow_monitor_up 0",
-            "flow_monitor_failures_total 2",
+            "remote_device_operator_reconciles_total{component=\"test\"} 1".to_string(),
+            "remote_device_operator_reconcile_errors_total{component=\"test\",kind=\"conflict\"} 1"
+                .into(),
+            "remote_device_operator_reconcile_duration_seconds_count{component=\"test\"} 1".into(),
+            "remote_device_operator_api_writes_total{component=\"test\",kind=\"apply\"} 1".into(),
+            "remote_device_operator_tunnelports{component=\"test\",state=\"ready\"} 2".into(),
+            "remote_device_operator_tunnelports{component=\"test\",state=\"pending\"} 0".into(),
+            "remote_device_operator_tunnelports{component=\"test\",state=\"failed\"} 1".into(),
+            "remote_device_operator_ovsdb_reconnects_total{component=\"test\"} 1".into(),
+            "remote_device_operator_flow_monitor_up{component=\"test\"} 0".into(),
+            "remote_device_operator_flow_monitor_failures_total{component=\"test\"} 2".into(),
+            format!(
+                "remote_device_operator_build_info{{component=\"test\",version=\"{version}\"}} 1"
+            ),
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -157,7 +157,10 @@ mod tests {
         assert!(get(addr, "/readyz").await.ends_with("\r\n\r\nready\n"));
         let m = get(addr, "/metrics").await;
         assert!(m.starts_with("HTTP/1.1 200"), "{m}");
-        assert!(m.contains("\novsdb_reconnects_total 1\n"), "{m}");
+        assert!(
+            m.contains("\nremote_device_operator_ovsdb_reconnects_total{component=\"test\"} 1\n"),
+            "{m}"
+        );
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
 
         token.cancel();
