@@ -7,10 +7,13 @@ ARG DEBIAN_RELEASE=bookworm
 
 # --- build: the release binary, exactly the versions in Cargo.lock ---
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
+# A multi-platform build (.github/workflows/release.yml) runs this stage once per platform:
+# one target cache per architecture, or the two builds would share one target/ directory.
+ARG TARGETARCH
 WORKDIR /src
 COPY . .
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,id=rdo-cargo-target-${TARGETARCH},target=/src/target \
     cargo build --release --locked --bin remote-device-operator \
  && install -D -m 0755 target/release/remote-device-operator /out/remote-device-operator
 

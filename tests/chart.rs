@@ -2,7 +2,9 @@
 //! `scripts/install-helm.sh`, or `$HELM`): lint, rendering with default values and with
 //! every option set, the rendered manifests (hardening, probes, resources, RBAC exactly as
 //! documented in docs/operations.md, CRDs identical to `crds/` and to the types), the
-//! values schema, and the agent's node-restriction policy evaluated with CEL.
+//! values schema, the agent's node-restriction policy evaluated with CEL, the admin knobs
+//! (node selector, priority class, digest, resources, extra args/env, labels, affinity),
+//! the metrics objects and dashboard, the coexistence examples, and the release workflow.
 //!
 //! A missing helm fails these tests instead of skipping them: a green run must mean the
 //! chart was really checked.
@@ -154,7 +156,8 @@ fn default_render_has_every_component_and_the_policy_only_where_served() {
         ("RoleBinding", 1),
         ("Deployment", 1),
         ("DaemonSet", 1),
-        ("Service", 1),
+        // The controllers' metrics Service and the agents' headless one.
+        ("Service", 2),
         ("PodDisruptionBudget", 1),
         ("Pod", 1),
     ]
@@ -164,7 +167,7 @@ fn default_render_has_every_component_and_the_policy_only_where_served() {
     assert_eq!(
         kinds(&r.default),
         expected,
-        "helm's default API set lacks VAP: no policy"
+        "helm's default API set lacks VAP: no policy (nodeRestrictionPolicy auto); no monitors, no dashboard"
     );
 
     let mut with_policy = expected.clone();
@@ -227,23 +230,42 @@ fn all_options_file_sets_every_option_and_the_render_follows_it() {
 
     let docs = &renders().all_options;
     let kinds = kinds(docs);
-    for absent in [
-        "Service",
-        "PodDisruptionBudget",
-        "Pod",
+    assert!(
+        !kinds.contains_key("PodDisruptionBudget"),
+        "PodDisruptionBudget rendered although switched off"
+    );
+    // controller.metricsService=false, but the ServiceMonitor needs the Service (and helm
+    // test can use it); agent.metricsService=false drops the agents' Service.
+    let services: Vec<&str> = docs
+        .iter()
+        .filter(|d| kind_of(d) == "Service")
+        .map(name_of)
+        .collect();
+    assert_eq!(services, ["rdo-all-controller-metrics"]);
+    for present in [
+        "ServiceMonitor",
+        "PodMonitor",
+        "ConfigMap",
         "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ] {
-        assert!(
-            !kinds.contains_key(absent),
-            "{absent} rendered although switched off"
-        );
+        assert_eq!(kinds.get(present), Some(&1), "{present} not rendered");
     }
     let deploy = find(docs, "Deployment", "rdo-all-controller");
     let spec = &deploy["spec"]["template"]["spec"];
     assert_eq!(deploy["spec"]["replicas"], 3);
-    assert!(spec.get("affinity").is_none(), "spreadAcrossNodes=false");
+    // spreadAcrossNodes=false: exactly the given affinity, no anti-affinity added.
+    assert_eq!(
+        spec["affinity"],
+        yaml_file(&chart().join(ALL_OPTIONS))["controller"]["affinity"]
+    );
+    assert_eq!(spec["priorityClassName"], "system-cluster-critical");
     let c = &spec["containers"][0];
-    assert_eq!(c["image"], "registry.example/rdo:1.2.3");
+    assert_eq!(
+        c["image"],
+        "registry.example/rdo@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "the digest wins over the tag"
+    );
     assert_eq!(c["imagePullPolicy"], "Always");
     assert_eq!(
         c["args"],
@@ -251,18 +273,45 @@ fn all_options_file_sets_every_option_and_the_render_follows_it() {
             "controller",
             "--log-format=text",
             "--metrics-addr=0.0.0.0:9090",
-            "--lease-name=rdo-leader"
+            "--lease-name=rdo-leader",
+            "--resync-seconds=120"
         ])
     );
+    assert_eq!(env_map(c)["API_TIMEOUT_SECONDS"], "20");
     assert_eq!(spec["imagePullSecrets"], json!([{"name": "regcred"}]));
-    assert_eq!(spec["nodeSelector"], json!({"kubernetes.io/os": "linux"}));
+    // `kubernetes.io/os: null` removed the default key.
+    assert_eq!(
+        spec["nodeSelector"],
+        json!({"node-role.kubernetes.io/control-plane": ""})
+    );
     assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
+    assert_eq!(c["resources"]["requests"]["ephemeral-storage"], "64Mi");
+    assert_eq!(c["resources"]["limits"]["ephemeral-storage"], "256Mi");
+    assert_eq!(
+        deploy["spec"]["template"]["metadata"]["labels"]["team"],
+        "network"
+    );
 
     let ds = find(docs, "DaemonSet", "rdo-all-agent");
     let spec = &ds["spec"]["template"]["spec"];
-    assert_eq!(spec["priorityClassName"], "system-node-critical");
+    assert_eq!(spec["priorityClassName"], "rdo-node-critical");
     assert_eq!(spec["tolerations"][0]["key"], "dedicated");
+    assert_eq!(spec["nodeSelector"], json!({"remotedevice.io/ovs": "true"}));
+    assert_eq!(
+        spec["affinity"],
+        yaml_file(&chart().join(ALL_OPTIONS))["agent"]["affinity"]
+    );
+    assert_eq!(
+        ds["spec"]["template"]["metadata"]["labels"]["team"],
+        "network"
+    );
+    let args = spec["containers"][0]["args"].as_array().unwrap();
+    assert_eq!(args.last().unwrap(), "--api-timeout-seconds=20");
     let env = env_map(&spec["containers"][0]);
+    assert_eq!(
+        env["OVS_EXTRA"],
+        json!({"fieldRef": {"fieldPath": "status.hostIP"}})
+    );
     assert_eq!(env["OVS_BRIDGE"], "br-tun");
     assert_eq!(env["RUST_LOG"], "info,remote_device_operator=debug");
     assert_eq!(env["OVS_RUNDIR"], "/run/openvswitch");
@@ -770,8 +819,30 @@ fn values_that_violate_the_schema_are_refused() {
             &["--set", "agent.nodeRestrictionPolicy=maybe"],
             "nodeRestrictionPolicy",
         ),
-        // `null` deletes a default: resources without limits.
-        (&["--set", "agent.resources.limits=null"], "limits"),
+        // Requests stay mandatory (limits may go, see below).
+        (&["--set", "agent.resources.requests.memory=null"], "memory"),
+        (&["--set", "agent.resources.requests=null"], "requests"),
+        (
+            &["--set", "controller.resources.limits.hugepages-2Mi=1"],
+            "hugepages",
+        ),
+        (&["--set", "image.digest=latest"], "digest"),
+        (&["--set", "image.digest=sha256:abc"], "digest"),
+        // The selector labels cannot be overridden through podLabels.
+        (
+            &["--set", "agent.podLabels.app\\.kubernetes\\.io/component=x"],
+            "app.kubernetes.io/component",
+        ),
+        (&["--set", "controller.extraEnv[0].value=x"], "name"),
+        (
+            &["--set", "agent.extraEnv[0].name=A,agent.extraEnv[0].from=x"],
+            "from",
+        ),
+        (&["--set", "agent.affinity.nodeAfinity.x=1"], "nodeAfinity"),
+        (&["--set", "metrics.podMonitor.interval=often"], "interval"),
+        (&["--set", "metrics.serviceMonitor.enabled=yes"], "enabled"),
+        (&["--set", "metrics.dashboard.folder=x"], "folder"),
+        (&["--set", "metrics.unknown=1"], "unknown"),
     ];
     for (args, mentions) in cases {
         let Err(err) = template(args) else {
@@ -829,21 +900,60 @@ fn values_schema_closes_every_object() {
     );
 }
 
+/// The NOTES of `helm install --dry-run=client` (no cluster: helm's own API set).
+fn install_notes(extra: &[&str]) -> String {
+    let mut args = vec!["install", RELEASE, ".", "-n", NAMESPACE, "--dry-run=client"];
+    args.extend_from_slice(extra);
+    let out = run_helm(&args).expect("helm install --dry-run=client");
+    out[out.find("NOTES:").expect("NOTES printed")..].to_string()
+}
+
 #[test]
-fn notes_tell_how_to_apply_the_example_and_watch_tunnelports() {
-    let notes = run_helm(&["install", RELEASE, ".", "-n", NAMESPACE, "--dry-run=client"])
-        .expect("helm install --dry-run=client");
-    let notes = &notes[notes.find("NOTES:").expect("NOTES printed")..];
+fn notes_show_a_valid_remote_device_inline_and_how_to_watch_tunnelports() {
+    let notes = install_notes(&[]);
     for needle in [
-        "kubectl apply -f examples/00-namespaces.yaml -f examples/remote-device.yaml",
+        "kubectl create namespace tenant-a",
+        "kubectl apply -f - <<'EOF'",
         "kubectl get tunnelports",
         "kubectl describe tp",
         "helm test rdo -n rdo-system",
         // helm's client-side dry run has no VAP in its API set: the warning must show.
         "NOT limited to their",
+        "agent.nodeRestrictionPolicy=always",
     ] {
         assert!(notes.contains(needle), "NOTES lack {needle:?}:\n{notes}");
     }
+    assert!(
+        !notes.contains("examples/"),
+        "NOTES point at repository files, which a chart user does not have"
+    );
+    // The manifest between the heredoc markers, unindented so that a copy-paste works,
+    // is a RemoteDevice the operator accepts.
+    let start = notes.find("<<'EOF'\n").unwrap() + "<<'EOF'\n".len();
+    let len = notes[start..]
+        .find("\nEOF\n")
+        .expect("heredoc ends with EOF");
+    let manifest = &notes[start..start + len];
+    let value: serde_yaml::Value = serde_yaml::from_str(manifest).expect("inline manifest is YAML");
+    let device: remote_device_operator::api::RemoteDevice =
+        serde_yaml::from_value(value).expect("inline manifest is a RemoteDevice");
+    assert_eq!(device.metadata.namespace.as_deref(), Some("tenant-a"));
+    let errors = remote_device_operator::api::validate::validate_spec(&device.spec);
+    assert!(
+        errors.is_empty(),
+        "inline RemoteDevice is invalid: {errors:?}"
+    );
+    assert!(manifest.contains("apiVersion: remotedevice.io/v1alpha1"));
+    assert!(manifest.contains("kind: RemoteDevice"));
+
+    // With the policy asked for, no warning; without it, the warning names the value.
+    let always = install_notes(&["--set", "agent.nodeRestrictionPolicy=always"]);
+    assert!(!always.contains("WARNING"), "{always}");
+    let never = install_notes(&["--set", "agent.nodeRestrictionPolicy=never"]);
+    assert!(
+        never.contains("agent.nodeRestrictionPolicy=never: agents are NOT limited"),
+        "{never}"
+    );
 }
 
 // ---- The node-restriction policy, evaluated with CEL as the API server would ----
@@ -1237,7 +1347,9 @@ fn kind_script_and_docs_use_only_what_the_chart_and_repository_provide() {
         "hack/kind-e2e.sh",
         "README.md",
         "docs/operations.md",
+        "docs/coexistence.md",
         ".github/workflows/e2e.yml",
+        ".github/workflows/release.yml",
     ] {
         let text = std::fs::read_to_string(root().join(file)).unwrap();
         for key in set_keys(&text) {
@@ -1413,6 +1525,8 @@ fn every_rendered_field_is_a_real_kubernetes_field() {
                 "CustomResourceDefinition" => round_trip::<CustomResourceDefinition>(doc),
                 "ServiceAccount" => round_trip::<core::ServiceAccount>(doc),
                 "Service" => round_trip::<core::Service>(doc),
+                "ConfigMap" => round_trip::<core::ConfigMap>(doc),
+                "ServiceMonitor" | "PodMonitor" => monitor_fields(doc),
                 "Pod" => round_trip::<core::Pod>(doc),
                 "Deployment" => round_trip::<apps::Deployment>(doc),
                 "DaemonSet" => round_trip::<apps::DaemonSet>(doc),
@@ -1448,4 +1562,716 @@ fn chart_refuses_clusters_without_the_service_account_node_claim() {
     let err = template(&["--kube-version", "1.31.5"]).expect_err("1.31 must be refused");
     assert!(err.contains("requires kubeVersion: >=1.32.0-0"), "{err}");
     template(&["--kube-version", "1.32.0"]).expect("1.32 is accepted");
+}
+
+// ---- What a cluster admin expects: defaults and knobs ----
+
+fn controller_of(docs: &[Value]) -> &Value {
+    docs.iter()
+        .find(|d| kind_of(d) == "Deployment")
+        .expect("controller rendered")
+}
+
+fn agent_of(docs: &[Value]) -> &Value {
+    docs.iter()
+        .find(|d| kind_of(d) == "DaemonSet")
+        .expect("agent rendered")
+}
+
+fn pod_spec(workload: &Value) -> &Value {
+    &workload["spec"]["template"]["spec"]
+}
+
+#[test]
+fn defaults_select_linux_nodes_and_make_the_agent_node_critical() {
+    let docs = &renders().default;
+    let controller = pod_spec(controller_of(docs));
+    let agent = pod_spec(agent_of(docs));
+    for spec in [controller, agent] {
+        assert_eq!(spec["nodeSelector"], json!({"kubernetes.io/os": "linux"}));
+    }
+    // A tunnel agent evicted before the workloads cuts their traffic to remote devices.
+    assert_eq!(agent["priorityClassName"], "system-node-critical");
+    assert!(controller.get("priorityClassName").is_none());
+    // The spread rule is there by default, and nothing else.
+    assert_eq!(
+        controller["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            [0]["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(controller["affinity"].as_object().unwrap().len(), 1);
+    assert!(agent.get("affinity").is_none());
+    // Nothing extra in args and env.
+    assert_eq!(agent["containers"][0]["args"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        controller["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    // The agents' headless metrics Service selects exactly the agent pods.
+    let svc = find(docs, "Service", "rdo-remote-device-operator-agent-metrics");
+    assert_eq!(svc["spec"]["clusterIP"], "None");
+    assert_eq!(svc["spec"]["ports"][0]["name"], "metrics");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
+    assert_eq!(
+        svc["spec"]["selector"],
+        agent_of(docs)["spec"]["selector"]["matchLabels"]
+    );
+    // Off by default: monitors (their CRDs may not exist) and the dashboard.
+    for kind in ["ServiceMonitor", "PodMonitor", "ConfigMap"] {
+        assert!(
+            docs.iter().all(|d| kind_of(d) != kind),
+            "{kind} rendered by default"
+        );
+    }
+    // Dropping the default selector is possible (helm merges maps; null removes a key).
+    let docs = template(&[
+        "--set",
+        "agent.nodeSelector.kubernetes\\.io/os=null",
+        "--set",
+        "agent.priorityClassName=",
+    ])
+    .unwrap();
+    let agent = pod_spec(agent_of(&docs));
+    assert!(agent.get("nodeSelector").is_none(), "{agent}");
+    assert!(agent.get("priorityClassName").is_none());
+}
+
+#[test]
+fn image_digest_wins_over_the_tag_everywhere() {
+    const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
+    let docs = template(&[
+        "--set",
+        &format!("image.digest={DIGEST}"),
+        "--set",
+        "image.tag=9.9.9",
+    ])
+    .unwrap();
+    let specs = pod_specs(&docs);
+    assert_eq!(specs.len(), 3, "controller, agent and the helm test pod");
+    for (kind, name, spec, _) in specs {
+        assert_eq!(
+            spec["containers"][0]["image"],
+            format!("ghcr.io/remote-device-operator/remote-device-operator@{DIGEST}"),
+            "{kind} {name}"
+        );
+    }
+    // Without a digest: the tag, else the appVersion.
+    let docs = template(&["--set", "image.tag=9.9.9"]).unwrap();
+    assert_eq!(
+        pod_spec(agent_of(&docs))["containers"][0]["image"],
+        "ghcr.io/remote-device-operator/remote-device-operator:9.9.9"
+    );
+    let app_version = yaml_file(&chart().join("Chart.yaml"))["appVersion"].clone();
+    assert_eq!(
+        pod_spec(agent_of(&renders().default))["containers"][0]["image"],
+        format!(
+            "ghcr.io/remote-device-operator/remote-device-operator:{}",
+            app_version.as_str().unwrap()
+        )
+    );
+}
+
+fn temp_values(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("rdo-chart-{}-{name}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn resources_may_drop_the_cpu_limit_or_all_limits_and_add_ephemeral_storage() {
+    // No CPU limit (CPU throttling of a latency-sensitive agent), memory limit kept.
+    let docs = template(&["--set", "agent.resources.limits.cpu=null"]).unwrap();
+    let resources = &pod_spec(agent_of(&docs))["containers"][0]["resources"];
+    assert_eq!(resources["limits"], json!({"memory": "128Mi"}));
+    assert_eq!(
+        resources["requests"],
+        json!({"cpu": "20m", "memory": "32Mi"})
+    );
+
+    // limits: null, and ephemeral-storage in requests, from a values file.
+    let file = temp_values(
+        "resources",
+        "controller:\n  resources:\n    limits: null\n    requests:\n      ephemeral-storage: 50Mi\n\
+         agent:\n  resources:\n    limits:\n      cpu: null\n      ephemeral-storage: 1Gi\n",
+    );
+    let docs = template(&["-f", file.to_str().unwrap()]).unwrap();
+    std::fs::remove_file(&file).ok();
+    let controller = &pod_spec(controller_of(&docs))["containers"][0]["resources"];
+    assert!(controller.get("limits").is_none(), "{controller}");
+    assert_eq!(
+        controller["requests"],
+        json!({"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "50Mi"})
+    );
+    let agent = &pod_spec(agent_of(&docs))["containers"][0]["resources"];
+    assert_eq!(
+        agent["limits"],
+        json!({"memory": "128Mi", "ephemeral-storage": "1Gi"})
+    );
+}
+
+#[test]
+fn extra_args_env_pod_labels_and_affinity_reach_the_pods() {
+    let file = temp_values(
+        "knobs",
+        r#"
+controller:
+  extraArgs: ["--resync-seconds=60"]
+  extraEnv:
+    - name: API_TIMEOUT_SECONDS
+      value: "30"
+  podLabels:
+    team: network
+    app.kubernetes.io/part-of: overlay
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+          - matchExpressions:
+              - {key: node-role.kubernetes.io/control-plane, operator: DoesNotExist}
+agent:
+  extraArgs: ["--api-timeout-seconds=20"]
+  extraEnv:
+    - name: CONFIG_FROM_SECRET
+      valueFrom:
+        secretKeyRef: {name: rdo, key: token, optional: true}
+  podLabels:
+    team: network
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+          - matchExpressions:
+              - {key: remotedevice.io/bridge, operator: Exists}
+"#,
+    );
+    let docs = template(&["-f", file.to_str().unwrap()]).unwrap();
+    std::fs::remove_file(&file).ok();
+
+    let controller = controller_of(&docs);
+    let c = &pod_spec(controller)["containers"][0];
+    assert_eq!(
+        c["args"].as_array().unwrap().last().unwrap(),
+        "--resync-seconds=60"
+    );
+    assert_eq!(env_map(c)["API_TIMEOUT_SECONDS"], "30");
+    // The chart's env comes first and stays.
+    assert_eq!(c["env"][0]["name"], "RUST_LOG");
+    let labels = &controller["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels["team"], "network");
+    assert_eq!(labels["app.kubernetes.io/part-of"], "overlay");
+    // The selector still matches the pods.
+    for (k, v) in controller["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&labels[k], v, "{k}");
+    }
+    // The node affinity is combined with the spread rule.
+    let affinity = &pod_spec(controller)["affinity"];
+    assert!(affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"].is_object());
+    assert!(affinity["podAntiAffinity"].is_object(), "{affinity}");
+
+    let agent = agent_of(&docs);
+    let c = &pod_spec(agent)["containers"][0];
+    assert_eq!(
+        c["args"],
+        json!([
+            "agent",
+            "--log-format=json",
+            "--metrics-addr=0.0.0.0:8080",
+            "--api-timeout-seconds=20"
+        ])
+    );
+    assert_eq!(
+        env_map(c)["CONFIG_FROM_SECRET"],
+        json!({"secretKeyRef": {"name": "rdo", "key": "token", "optional": true}})
+    );
+    assert_eq!(env_map(c)["OVS_BRIDGE"], "br-int");
+    assert_eq!(
+        agent["spec"]["template"]["metadata"]["labels"]["team"],
+        "network"
+    );
+    assert_eq!(
+        pod_spec(agent)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0]["key"],
+        "remotedevice.io/bridge"
+    );
+
+    // A podAntiAffinity of the user's replaces the spread rule.
+    let docs = template(&[
+        "--set",
+        "controller.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey=topology.kubernetes.io/zone",
+        "--set",
+        "controller.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector.matchLabels.app=x",
+    ])
+    .unwrap();
+    let anti = &pod_spec(controller_of(&docs))["affinity"]["podAntiAffinity"];
+    assert!(
+        anti.get("preferredDuringSchedulingIgnoredDuringExecution")
+            .is_none()
+    );
+    assert_eq!(
+        anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"],
+        "topology.kubernetes.io/zone"
+    );
+}
+
+#[test]
+fn node_restriction_policy_is_rendered_by_value_without_a_cluster() {
+    let has_policy = |docs: &[Value]| {
+        let policies = docs
+            .iter()
+            .filter(|d| {
+                matches!(
+                    kind_of(d),
+                    "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding"
+                )
+            })
+            .count();
+        assert!(policies == 0 || policies == 2, "policy without binding");
+        policies == 2
+    };
+    let with_api = ["--api-versions", VAP_API];
+    for (value, without_cluster, with_vap_api) in [
+        // auto (the default) asks helm's capabilities, which lack VAP without a cluster.
+        (None, false, true),
+        (Some("auto"), false, true),
+        (Some("always"), true, true),
+        (Some("never"), false, false),
+        // The booleans of earlier chart versions.
+        (Some("true"), false, true),
+        (Some("false"), false, false),
+    ] {
+        let set = value.map(|v| format!("agent.nodeRestrictionPolicy={v}"));
+        let mut args: Vec<&str> = Vec::new();
+        if let Some(set) = &set {
+            args.extend(["--set", set]);
+        }
+        assert_eq!(
+            has_policy(&template(&args).unwrap()),
+            without_cluster,
+            "{value:?} without a cluster"
+        );
+        args.extend(with_api);
+        assert_eq!(
+            has_policy(&template(&args).unwrap()),
+            with_vap_api,
+            "{value:?} where the API is served"
+        );
+    }
+    // `always` renders the same policy as a cluster that serves the API.
+    let always = template(&["--set", "agent.nodeRestrictionPolicy=always"]).unwrap();
+    let served = &renders().with_vap;
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        let name = "rdo-remote-device-operator-agent-own-node";
+        assert_eq!(find(&always, kind, name), find(served, kind, name));
+    }
+}
+
+// ---- Metrics: Services, Prometheus Operator objects, the dashboard ----
+
+/// The fields of monitoring.coreos.com/v1 ServiceMonitor and PodMonitor the chart may
+/// render, with their JSON types (checked against prometheus-operator's CRDs,
+/// example/prometheus-operator-crd/ at commit 6adcebc, with every object closed). There is
+/// no Rust type for these kinds; a field outside this list fails the test.
+fn monitor_fields(doc: &Value) -> Result<Value, String> {
+    let endpoint = json!({
+        "port": "string", "path": "string", "interval": "string", "scrapeTimeout": "string",
+        "relabelings": [{"sourceLabels": ["string"], "targetLabel": "string", "action": "string"}],
+    });
+    let endpoints = if kind_of(doc) == "ServiceMonitor" {
+        "endpoints"
+    } else {
+        "podMetricsEndpoints"
+    };
+    let shape = json!({
+        "apiVersion": "string", "kind": "string",
+        "metadata": {"name": "string", "namespace": "string", "labels": {"*": "string"}},
+        "spec": {
+            "selector": {"matchLabels": {"*": "string"}},
+            "namespaceSelector": {"matchNames": ["string"]},
+            endpoints: [endpoint],
+        },
+    });
+    fn check(value: &Value, shape: &Value, path: &str, out: &mut Vec<String>) {
+        match (value, shape) {
+            (Value::Object(map), Value::Object(fields)) => {
+                for (k, v) in map {
+                    match fields.get(k).or_else(|| fields.get("*")) {
+                        Some(s) => check(v, s, &format!("{path}.{k}"), out),
+                        None => out.push(format!("{path}.{k}")),
+                    }
+                }
+            }
+            (Value::Array(items), Value::Array(item)) => {
+                for (i, v) in items.iter().enumerate() {
+                    check(v, &item[0], &format!("{path}[{i}]"), out);
+                }
+            }
+            (Value::String(_), Value::String(t)) if t == "string" => {}
+            _ => out.push(format!("{path} (wrong type)")),
+        }
+    }
+    let mut bad = Vec::new();
+    check(doc, &shape, "", &mut bad);
+    if bad.is_empty() {
+        Ok(doc.clone())
+    } else {
+        Err(format!("not ServiceMonitor/PodMonitor fields: {bad:?}"))
+    }
+}
+
+#[test]
+fn monitors_are_off_by_default_and_select_the_components_when_on() {
+    let docs = template(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.interval=15s",
+        "--set",
+        "metrics.serviceMonitor.labels.release=kube-prometheus-stack",
+        "--set",
+        "metrics.podMonitor.enabled=true,metrics.podMonitor.scrapeTimeout=5s",
+        "--set",
+        "metrics.podMonitor.labels.release=kube-prometheus-stack",
+        // The ServiceMonitor needs the Service, so it stays although switched off.
+        "--set",
+        "controller.metricsService=false",
+    ])
+    .unwrap();
+    let sm = find(
+        &docs,
+        "ServiceMonitor",
+        "rdo-remote-device-operator-controller",
+    );
+    assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(sm["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(sm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+    assert_eq!(
+        sm["spec"]["namespaceSelector"]["matchNames"],
+        json!([NAMESPACE])
+    );
+    let endpoint = &sm["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["interval"], "15s");
+    assert!(endpoint.get("scrapeTimeout").is_none());
+    // It selects the controllers' Service (by its labels), and that Service has the port.
+    let svc = find(
+        &docs,
+        "Service",
+        "rdo-remote-device-operator-controller-metrics",
+    );
+    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&svc["metadata"]["labels"][k], v, "{k}");
+    }
+    let agent_svc = find(&docs, "Service", "rdo-remote-device-operator-agent-metrics");
+    assert_ne!(
+        agent_svc["metadata"]["labels"]["app.kubernetes.io/component"],
+        sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "the ServiceMonitor must not also pick the agents' Service"
+    );
+    assert_eq!(svc["spec"]["ports"][0]["name"], "metrics");
+
+    let pm = find(&docs, "PodMonitor", "rdo-remote-device-operator-agent");
+    assert_eq!(pm["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(pm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+    assert_eq!(
+        pm["spec"]["selector"]["matchLabels"],
+        agent_of(&docs)["spec"]["selector"]["matchLabels"]
+    );
+    let endpoint = &pm["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    assert_eq!(endpoint["interval"], "30s");
+    assert_eq!(endpoint["scrapeTimeout"], "5s");
+    assert_eq!(endpoint["relabelings"][0]["targetLabel"], "node");
+    assert_eq!(
+        pod_spec(agent_of(&docs))["containers"][0]["ports"][0]["name"],
+        "metrics"
+    );
+    for doc in [sm, pm] {
+        monitor_fields(doc).unwrap();
+    }
+
+    // Without the ServiceMonitor, controller.metricsService=false drops the Service and helm test.
+    let docs = template(&["--set", "controller.metricsService=false"]).unwrap();
+    assert!(
+        docs.iter()
+            .all(|d| name_of(d) != "rdo-remote-device-operator-controller-metrics")
+    );
+    assert!(docs.iter().all(|d| kind_of(d) != "Pod"));
+}
+
+/// The metric names the components export (one prefix, a `component` label on each).
+const METRICS: &[&str] = &[
+    "remote_device_operator_reconciles_total",
+    "remote_device_operator_reconcile_errors_total",
+    "remote_device_operator_reconcile_duration_seconds",
+    "remote_device_operator_api_writes_total",
+    "remote_device_operator_tunnelports",
+    "remote_device_operator_ovsdb_reconnects_total",
+    "remote_device_operator_flow_monitor_up",
+    "remote_device_operator_build_info",
+];
+
+/// Every `expr` of a Grafana dashboard's panels.
+fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
+    let mut hits = Vec::new();
+    find_key(dashboard, "expr", String::new(), &mut hits);
+    hits.into_iter()
+        .map(|(_, v)| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn dashboard_uses_the_exported_metrics_and_ships_in_a_configmap_when_asked() {
+    let text = std::fs::read_to_string(chart().join("files/dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).expect("files/dashboard.json is JSON");
+    assert_eq!(dashboard["uid"], "remote-device-operator");
+    let exprs = dashboard_exprs(&dashboard);
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    let used: BTreeSet<String> = exprs
+        .iter()
+        .flat_map(|e| {
+            e.match_indices("remote_device_operator_")
+                .map(|(i, _)| {
+                    e[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for name in &used {
+        // A histogram is queried through its _bucket series.
+        let base = name.trim_end_matches("_bucket");
+        assert!(
+            METRICS.contains(&base),
+            "dashboard queries unknown metric {name}"
+        );
+    }
+    for name in METRICS {
+        assert!(
+            used.iter().any(|u| u.starts_with(name)),
+            "dashboard never shows {name}"
+        );
+    }
+    // Every panel queries through the data source variable.
+    let mut panels = dashboard["panels"].as_array().unwrap().clone();
+    assert!(!panels.is_empty());
+    for panel in panels.drain(..) {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
+    }
+
+    let docs = template(&[
+        "--set",
+        "metrics.dashboard.enabled=true,metrics.dashboard.namespace=monitoring",
+    ])
+    .unwrap();
+    let cm = find(&docs, "ConfigMap", "rdo-remote-device-operator-dashboard");
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: Value =
+        serde_json::from_str(cm["data"]["remote-device-operator.json"].as_str().unwrap())
+            .expect("the ConfigMap holds JSON");
+    assert_eq!(shipped, dashboard);
+}
+
+// ---- Release: the workflow publishes what the chart installs by default ----
+
+#[test]
+fn release_workflow_publishes_the_charts_default_image_and_versions_the_chart_from_the_tag() {
+    let workflow = yaml_file(&root().join(".github/workflows/release.yml"));
+    assert_eq!(workflow["on"]["push"]["tags"], json!(["v*"]));
+    let values = yaml_file(&chart().join("values.yaml"));
+    assert_eq!(
+        workflow["env"]["IMAGE"], values["image"]["repository"],
+        "the workflow pushes another image than the chart installs"
+    );
+    assert_eq!(
+        values["image"]["tag"], "",
+        "the default tag is the appVersion"
+    );
+    assert_eq!(values["image"]["digest"], "");
+    assert_eq!(
+        workflow["env"]["CHART_REPOSITORY"],
+        "oci://ghcr.io/remote-device-operator/charts"
+    );
+
+    let job = &workflow["jobs"]["release"];
+    assert_eq!(job["permissions"]["id-token"], "write", "cosign keyless");
+    assert_eq!(job["permissions"]["packages"], "write");
+    let steps = job["steps"].as_array().unwrap();
+    let step = |uses: &str| {
+        steps
+            .iter()
+            .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(uses)))
+            .unwrap_or_else(|| panic!("no step uses {uses}"))
+    };
+    let script = |id_or_name: &str| {
+        steps
+            .iter()
+            .find(|s| {
+                s["id"] == id_or_name
+                    || s["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(id_or_name))
+            })
+            .and_then(|s| s["run"].as_str())
+            .unwrap_or_else(|| panic!("no step {id_or_name}"))
+            .to_string()
+    };
+    // Every action pinned to a major version.
+    for s in steps.iter().filter_map(|s| s["uses"].as_str()) {
+        let (_, version) = s
+            .split_once('@')
+            .unwrap_or_else(|| panic!("{s} is not pinned"));
+        assert!(
+            version.starts_with('v') && version[1..].chars().all(|c| c.is_ascii_digit()),
+            "{s}: pin a major version"
+        );
+    }
+    step("docker/setup-qemu-action");
+    step("docker/setup-buildx-action");
+    step("sigstore/cosign-installer");
+    // The version is the tag without its "v"; the image is tagged with it.
+    assert!(script("version").contains(r#"version="${GITHUB_REF_NAME#v}""#));
+    let build = &step("docker/build-push-action")["with"];
+    assert_eq!(build["platforms"], "linux/amd64,linux/arm64");
+    assert_eq!(build["push"], true);
+    assert_eq!(build["sbom"], true);
+    assert_eq!(
+        build["tags"],
+        "${{ env.IMAGE }}:${{ steps.version.outputs.version }}"
+    );
+    assert!(
+        build["build-args"]
+            .as_str()
+            .unwrap()
+            .contains("VERSION=${{ steps.version.outputs.version }}")
+    );
+    assert!(script("Sign the image").contains(r#"cosign sign --yes "$IMAGE@$DIGEST""#));
+    // The chart gets version and appVersion from the tag, so image.tag's default (the
+    // appVersion) is exactly the tag pushed above.
+    let package = steps
+        .iter()
+        .find(|s| {
+            s["run"]
+                .as_str()
+                .is_some_and(|r| r.contains("helm package"))
+        })
+        .expect("a step packages the chart");
+    assert_eq!(
+        package["env"]["VERSION"],
+        "${{ steps.version.outputs.version }}"
+    );
+    assert!(
+        package["run"]
+            .as_str()
+            .unwrap()
+            .contains(r#"--version "$VERSION" --app-version "$VERSION""#)
+    );
+    let push = script("Push and sign the chart");
+    assert!(
+        push.contains(
+            r#"helm push "dist/remote-device-operator-$VERSION.tgz" "$CHART_REPOSITORY""#
+        )
+    );
+    assert!(push.contains("cosign sign --yes"));
+
+    // And that is what such a package renders: package with a version as the workflow
+    // does, render the archive, find the image the workflow pushed for that tag.
+    let dist = std::env::temp_dir().join(format!("rdo-chart-package-{}", std::process::id()));
+    let dist_s = dist.to_str().unwrap();
+    run_helm(&[
+        "package",
+        ".",
+        "--version",
+        "7.8.9-rc.1",
+        "--app-version",
+        "7.8.9-rc.1",
+        "--destination",
+        dist_s,
+    ])
+    .expect("helm package");
+    let archive = dist.join("remote-device-operator-7.8.9-rc.1.tgz");
+    let out = run_helm(&[
+        "template",
+        RELEASE,
+        archive.to_str().unwrap(),
+        "-n",
+        NAMESPACE,
+    ])
+    .expect("the packaged chart renders");
+    let docs = parse_stream(&out);
+    std::fs::remove_dir_all(&dist).ok();
+    assert_eq!(
+        pod_spec(agent_of(&docs))["containers"][0]["image"],
+        format!(
+            "{}:7.8.9-rc.1",
+            values["image"]["repository"].as_str().unwrap()
+        )
+    );
+    // The labels carry the release's version too.
+    assert!(out.contains("app.kubernetes.io/version: \"7.8.9-rc.1\""));
+}
+
+#[test]
+fn coexistence_example_values_render_and_lint() {
+    let dir = chart().join("examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "values-antrea.yaml",
+            "values-kube-ovn.yaml",
+            "values-ovn-kubernetes.yaml",
+            "values-ovs-cni-kubevirt.yaml"
+        ]
+    );
+    let guide = std::fs::read_to_string(root().join("docs/coexistence.md")).unwrap();
+    for file in &files {
+        let path = file.to_str().unwrap();
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert!(
+            guide.contains(&*name),
+            "docs/coexistence.md does not explain {name}"
+        );
+        run_helm(&["lint", "--strict", ".", "-f", path]).expect("example values lint");
+        let docs = template(&["-f", path]).expect("example values render");
+        let values = yaml_file(file);
+        let agent = pod_spec(agent_of(&docs));
+        let env = env_map(&agent["containers"][0]);
+        // None of them puts the agent on a CNI's own integration bridge.
+        assert_ne!(env["OVS_BRIDGE"], "br-int", "{name}");
+        assert_eq!(env["OVS_BRIDGE"], values["agent"]["bridge"], "{name}");
+        // The socket is inside the mounted run directory.
+        let rundir = values["agent"]["ovsRundir"]
+            .as_str()
+            .unwrap_or("/var/run/openvswitch");
+        assert_eq!(agent["volumes"][0]["hostPath"]["path"], rundir, "{name}");
+        assert_eq!(
+            env["OVSDB_ENDPOINT"],
+            format!("unix:{rundir}/db.sock"),
+            "{name}: the endpoint must be the run directory's db.sock"
+        );
+    }
 }

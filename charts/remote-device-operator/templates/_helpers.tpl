@@ -45,8 +45,47 @@ app.kubernetes.io/component: {{ .component }}
 {{ default (printf "%s-controller" (include "rdo.fullname" .)) .Values.controller.leaseName }}
 {{- end }}
 
+{{/* The image: repository@digest when a digest is given (the tag is then ignored), else repository:tag (default: appVersion). */}}
 {{- define "rdo.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of one component's pods: the chart's labels, the component, then the user's podLabels
+(which never override the chart's; the schema refuses the selector labels outright).
+*/}}
+{{- define "rdo.podLabels" -}}
+{{- $labels := merge (dict "app.kubernetes.io/component" .component) (include "rdo.labels" .root | fromYaml) -}}
+{{- toYaml (merge $labels .podLabels) }}
+{{- end }}
+
+{{/*
+Whether to render the agent's node-restriction policy: "true" or "". `auto` follows helm's
+capability check (the API server's discovery at install; helm's built-in API list, which
+lacks ValidatingAdmissionPolicy, in `helm template` unless --api-versions says otherwise).
+The booleans of earlier chart versions read as auto (true) and never (false).
+*/}}
+{{- define "rdo.nodeRestrictionPolicy" -}}
+{{- $mode := .Values.agent.nodeRestrictionPolicy -}}
+{{- if kindIs "bool" $mode -}}
+{{- $mode = ternary "auto" "never" $mode -}}
+{{- end -}}
+{{- if eq $mode "always" -}}
+true
+{{- else if and (eq $mode "auto") (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy") -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/* Whether the controllers' metrics Service exists: asked for, or needed by the ServiceMonitor. */}}
+{{- define "rdo.controllerMetricsService" -}}
+{{- if or .Values.controller.metricsService .Values.metrics.serviceMonitor.enabled -}}
+true
+{{- end -}}
 {{- end }}
 
 {{/*
