@@ -14,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::conditions::{READY, tunnel_reason};
 use crate::api::{NODE_LABEL, OVS_CLEANUP_FINALIZER, TunnelPort, TunnelPortStatus, names};
+use crate::failure::ErrorKind;
 use crate::flows::{MonitorState, SyncStatus};
-use crate::telemetry::{ErrorKind, Health, Metrics, TunnelPortState, WriteKind};
+use crate::telemetry::{Health, Metrics, TunnelPortState, WriteKind};
 
 use super::decide::{AgentWrites, decide_writes};
-use super::node::{NodeHandle, sleep_until};
+use super::node::{NodeHandle, NodeView, sleep_until};
+use crate::backoff::Backoff;
 
 /// Field manager of the agent's server-side-apply status writes.
 pub const AGENT_MANAGER: &str = "remote-device-operator-agent";
@@ -285,7 +287,7 @@ pub async fn run(
     let mut view = handle.view.clone();
     let mut recheck = tokio::time::interval(RECHECK);
     let mut own = OwnWrites::default();
-    let mut retry = RETRY_MIN;
+    let mut retry = Backoff::new(RETRY_MIN, RETRY_MAX);
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut ready = false;
     let mut reconnects = 0;
@@ -315,13 +317,7 @@ pub async fn run(
         let current = view.borrow_and_update().clone();
         let started = std::time::Instant::now();
         let decisions = decide_writes(&node, objects.as_deref(), &current, Timestamp::now());
-        for _ in reconnects..current.ovs.reconnects {
-            metrics.ovsdb_reconnected();
-        }
-        reconnects = current.ovs.reconnects;
-        // Ready to serve once it knows its TunnelPorts and can reach OVSDB.
-        health.set_ready(ready && current.ovs.connected);
-        report_flow_monitor(&current.flows, metrics, health);
+        report(&current, ready, &mut reconnects, metrics, health);
         if let Some(objects) = &objects {
             metrics.set_tunnel_ports(&state_counts(&node, objects, &decisions));
         }
@@ -344,12 +340,22 @@ pub async fn run(
         };
         metrics.reconciled(started.elapsed());
         if all_ok {
-            retry = RETRY_MIN;
+            retry.reset();
         } else {
-            retry_at = Some(tokio::time::Instant::now() + retry);
-            retry = (retry * 2).min(RETRY_MAX);
+            retry_at = Some(tokio::time::Instant::now() + retry.next_delay());
         }
     }
+}
+
+/// Health and metrics from the node loop's view: ready once the TunnelPorts are known and
+/// OVSDB is reachable; OVSDB reconnects counted; the flow monitor's state.
+fn report(view: &NodeView, ready: bool, reconnects: &mut u64, metrics: &Metrics, health: &Health) {
+    for _ in *reconnects..view.ovs.reconnects {
+        metrics.ovsdb_reconnected();
+    }
+    *reconnects = view.ovs.reconnects;
+    health.set_ready(ready && view.ovs.connected);
+    report_flow_monitor(&view.flows, metrics, health);
 }
 
 #[cfg(test)]

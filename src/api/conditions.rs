@@ -5,6 +5,9 @@ use k8s_openapi::jiff::Timestamp;
 
 /// The one condition both kinds report.
 pub const READY: &str = "Ready";
+/// Condition type on a RemoteDevice: selected nodes left out, with the reason (today only
+/// [`device_reason::SELF_TUNNEL`]). Present only while some are.
+pub const NODES_SKIPPED: &str = "NodesSkipped";
 
 /// Reasons of a RemoteDevice's `Ready` condition.
 pub mod device_reason {
@@ -20,6 +23,8 @@ pub mod device_reason {
     pub const CONFLICT: &str = "Conflict";
     /// The node selector matches no node (other than nodes whose own VTEP this is).
     pub const NO_MATCHING_NODES: &str = "NoMatchingNodes";
+    /// `NodesSkipped`: the VTEP is the tunnel IP of these selected nodes themselves.
+    pub const SELF_TUNNEL: &str = "SelfTunnel";
 }
 
 /// Reasons of a TunnelPort's `Ready` condition.
@@ -36,11 +41,14 @@ pub mod tunnel_reason {
     pub const OVS_UNAVAILABLE: &str = "OvsUnavailable";
 }
 
+/// The condition of `type_`, if present.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
 /// Whether the condition of `type_` is present with status `True`.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    conditions
-        .iter()
-        .any(|c| c.type_ == type_ && c.status == "True")
+    find(conditions, type_).is_some_and(|c| c.status == "True")
 }
 
 /// Builds a condition, keeping `lastTransitionTime` from `previous` when the status did

@@ -25,7 +25,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{MANAGED_BY_LABEL, MANAGER, RemoteDevice, TunnelPort};
-use crate::telemetry::{ErrorKind, Health, Metrics};
+use crate::failure::ErrorKind;
+use crate::telemetry::{Health, Metrics};
 
 pub use crate::backoff::Backoff;
 pub use leader::LeaseConfig;
@@ -261,22 +262,8 @@ pub async fn drive(
     let mut reported_issues = Vec::new();
     let mut was_leader = false;
     loop {
-        if !due {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = trigger.notified() => {}
-                _ = tokio::time::sleep(settings.resync) => {}
-                changed = leader.changed() => {
-                    if changed.is_err() {
-                        tracing::warn!("leader election stopped; no more writes");
-                        return;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(settings.debounce) => {}
-            }
+        if !due && !wait_for_work(trigger, &mut leader, settings, cancel).await {
+            return;
         }
         due = false;
         let is_leader = *leader.borrow_and_update();
@@ -319,22 +306,59 @@ pub async fn drive(
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed");
-                // A new watch event ends the pause when it shows the retry may succeed
-                // (see `WriteError::pause_ends_on_event`); an unwell server waits it out.
-                let interruptible = e.pause_ends_on_event();
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = trigger.notified(), if interruptible => {
-                        tokio::select! {
-                            _ = cancel.cancelled() => return,
-                            _ = tokio::time::sleep(settings.debounce) => {}
-                        }
-                    }
+                if !pause_after_failure(&e, delay, trigger, settings, cancel).await {
+                    return;
                 }
                 due = true;
             }
         }
+    }
+}
+
+/// Waits for a reason to run a pass — a watch event, the resync timer, a leadership change
+/// — then gathers the burst for `debounce`. `false` when the loop must end.
+async fn wait_for_work(
+    trigger: &Notify,
+    leader: &mut watch::Receiver<bool>,
+    settings: &Settings,
+    cancel: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => return false,
+        _ = trigger.notified() => {}
+        _ = tokio::time::sleep(settings.resync) => {}
+        changed = leader.changed() => {
+            if changed.is_err() {
+                tracing::warn!("leader election stopped; no more writes");
+                return false;
+            }
+        }
+    }
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(settings.debounce) => true,
+    }
+}
+
+/// The pause after a failed pass. A new watch event ends it when it shows the retry may
+/// succeed (see [`WriteError::pause_ends_on_event`]); an unwell server waits it out.
+/// `false` when the loop must end.
+async fn pause_after_failure(
+    error: &WriteError,
+    delay: Duration,
+    trigger: &Notify,
+    settings: &Settings,
+    cancel: &CancellationToken,
+) -> bool {
+    let interruptible = error.pause_ends_on_event();
+    tokio::select! {
+        _ = cancel.cancelled() => return false,
+        _ = tokio::time::sleep(delay) => return true,
+        _ = trigger.notified(), if interruptible => {}
+    }
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(settings.debounce) => true,
     }
 }
 

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 
-use crate::api::conditions::{READY, device_reason};
+use crate::api::conditions::{self, NODES_SKIPPED, READY, device_reason};
 use crate::api::{
     DeviceKey, MANAGED_BY_LABEL, MANAGER, OVS_CLEANUP_FINALIZER, RemoteDevice, RemoteDeviceStatus,
     TunnelPort,
@@ -18,7 +18,7 @@ use crate::api::{
 use crate::planner::{self, NodeIssue, TunnelPlan};
 use crate::telemetry::TunnelPortState;
 
-use super::status::{self, find_self_tunnel_note};
+use super::status;
 
 /// Everything the caches hold at one moment.
 #[derive(Clone, Debug, Default)]
@@ -195,18 +195,26 @@ pub fn device_events(old: Option<&RemoteDeviceStatus>, new: &RemoteDeviceStatus)
             note: new_message.to_string(),
         });
     }
-    let new_note = find_self_tunnel_note(new_message);
-    if new_note.is_some() && new_note != old_message.and_then(find_self_tunnel_note) {
+    // Nodes newly skipped (the condition appeared, or names other nodes now).
+    let skipped = |s: Option<&RemoteDeviceStatus>| {
+        s.and_then(|s| conditions::find(&s.conditions, NODES_SKIPPED))
+            .filter(|c| c.status == "True")
+            .map(|c| c.message.clone())
+    };
+    if let Some(note) = skipped(Some(new))
+        && skipped(old).as_ref() != Some(&note)
+    {
         events.push(EventSpec {
             warning: true,
             reason: event_reason::SELF_TUNNEL,
-            note: new_note.unwrap_or_default().to_string(),
+            note,
         });
     }
     events
 }
 
-fn tunnel_summary(port: &TunnelPort) -> String {
+/// "vxlan tunnel from node n1 to VTEP 192.0.2.10 carrying 2 device(s)", for events.
+pub(super) fn tunnel_summary(port: &TunnelPort) -> String {
     format!(
         "{} tunnel from node {} to VTEP {} carrying {} device(s)",
         port.spec.tunnel_type,
@@ -229,34 +237,63 @@ pub fn decide_with_plan(
     planned: &TunnelPlan,
     now: Timestamp,
 ) -> PassDecisions {
-    let managed: Vec<&TunnelPort> = snapshot
-        .tunnel_ports
-        .iter()
-        .filter(|p| is_managed(p))
-        .collect();
-    let stored: BTreeMap<&str, &TunnelPort> = managed
-        .iter()
-        .filter_map(|p| Some((p.metadata.name.as_deref()?, *p)))
-        .collect();
-    let desired: BTreeMap<&str, &TunnelPort> = planned
-        .tunnel_ports
-        .iter()
-        .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
-        .collect();
-    let node_names: BTreeSet<&str> = snapshot
-        .nodes
-        .iter()
-        .filter_map(|n| n.metadata.name.as_deref())
-        .collect();
+    let index = PassIndex::new(snapshot, planned);
+    let mut actions = orphan_finalizers(&index);
+    actions.extend(applies(&index));
+    actions.extend(deletions(&index));
+    let views = status::port_views(&index.desired, &index.stored);
+    actions.extend(device_statuses(snapshot, planned, &views, now));
+    let mut counts: BTreeMap<TunnelPortState, i64> = BTreeMap::new();
+    for port in &index.managed {
+        *counts.entry(state_of(port)).or_default() += 1;
+    }
+    PassDecisions {
+        actions,
+        tunnel_port_states: counts.into_iter().collect(),
+        node_issues: planned.node_issues.clone(),
+    }
+}
 
+/// What one pass compares: the TunnelPorts stored and desired by name, and the nodes.
+struct PassIndex<'a> {
+    managed: Vec<&'a TunnelPort>,
+    stored: BTreeMap<&'a str, &'a TunnelPort>,
+    desired: BTreeMap<&'a str, &'a TunnelPort>,
+    node_names: BTreeSet<&'a str>,
+}
+
+impl<'a> PassIndex<'a> {
+    fn new(snapshot: &'a Snapshot, planned: &'a TunnelPlan) -> Self {
+        let managed: Vec<&TunnelPort> = snapshot
+            .tunnel_ports
+            .iter()
+            .filter(|p| is_managed(p))
+            .collect();
+        let by_name = |p: &'a TunnelPort| Some((p.metadata.name.as_deref()?, p));
+        PassIndex {
+            stored: managed.iter().copied().filter_map(by_name).collect(),
+            desired: planned.tunnel_ports.iter().filter_map(by_name).collect(),
+            node_names: snapshot
+                .nodes
+                .iter()
+                .filter_map(|n| n.metadata.name.as_deref())
+                .collect(),
+            managed,
+        }
+    }
+
+    fn node_exists(&self, port: &TunnelPort) -> bool {
+        self.node_names.contains(port.spec.node_name.as_str())
+    }
+}
+
+/// Nobody will run the agent's cleanup on a node that no longer exists: release its
+/// finalizer there.
+fn orphan_finalizers(index: &PassIndex<'_>) -> Vec<Action> {
     let mut actions = Vec::new();
-
-    // Nobody will run the agent's cleanup on a node that no longer exists.
-    for (name, port) in &stored {
+    for (name, port) in &index.stored {
         let finalizers = port.metadata.finalizers.clone().unwrap_or_default();
-        if node_names.contains(port.spec.node_name.as_str())
-            || !finalizers.iter().any(|f| f == OVS_CLEANUP_FINALIZER)
-        {
+        if index.node_exists(port) || !finalizers.iter().any(|f| f == OVS_CLEANUP_FINALIZER) {
             continue;
         }
         let keep = finalizers
@@ -270,9 +307,14 @@ pub fn decide_with_plan(
             keep,
         });
     }
+    actions
+}
 
-    for (name, want) in &desired {
-        match stored.get(name) {
+/// Desired TunnelPorts that are missing or differ from what is stored.
+fn applies(index: &PassIndex<'_>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (name, want) in &index.desired {
+        match index.stored.get(name) {
             // Terminating: let it go; its deletion event brings a fresh create.
             Some(have) if have.metadata.deletion_timestamp.is_some() => {}
             Some(have) if !needs_apply(want, have) => {}
@@ -282,12 +324,17 @@ pub fn decide_with_plan(
             }),
         }
     }
+    actions
+}
 
-    for (name, port) in &stored {
-        if desired.contains_key(name) || port.metadata.deletion_timestamp.is_some() {
+/// Stored TunnelPorts nothing needs any more, with the reason for the event.
+fn deletions(index: &PassIndex<'_>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (name, port) in &index.stored {
+        if index.desired.contains_key(name) || port.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let note = if node_names.contains(port.spec.node_name.as_str()) {
+        let note = if index.node_exists(port) {
             format!("No device needs the {} any more", tunnel_summary(port))
         } else {
             format!(
@@ -302,20 +349,29 @@ pub fn decide_with_plan(
             note,
         });
     }
+    actions
+}
 
-    let views = status::port_views(&desired, &stored);
+/// Device statuses that changed, with their events, in namespace/name order.
+fn device_statuses(
+    snapshot: &Snapshot,
+    planned: &TunnelPlan,
+    views: &std::collections::HashMap<&str, status::PortView<'_>>,
+    now: Timestamp,
+) -> Vec<Action> {
     let mut devices: Vec<&RemoteDevice> = snapshot
         .devices
         .iter()
         .filter(|d| d.metadata.deletion_timestamp.is_none())
         .collect();
     devices.sort_by_key(|d| DeviceKey::of(d));
+    let mut actions = Vec::new();
     for device in devices {
         let key = DeviceKey::of(device);
         let Some(outcome) = planned.devices.get(&key) else {
             continue;
         };
-        let new = status::device_status(device, outcome, &views, now);
+        let new = status::device_status(device, outcome, views, now);
         if device.status.as_ref() == Some(&new) {
             continue;
         }
@@ -327,14 +383,5 @@ pub fn decide_with_plan(
             events,
         });
     }
-
-    let mut counts: BTreeMap<TunnelPortState, i64> = BTreeMap::new();
-    for port in &managed {
-        *counts.entry(state_of(port)).or_default() += 1;
-    }
-    PassDecisions {
-        actions,
-        tunnel_port_states: counts.into_iter().collect(),
-        node_issues: planned.node_issues.clone(),
-    }
+    actions
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::conditions::{self, READY, device_reason, tunnel_reason};
+use crate::api::conditions::{self, NODES_SKIPPED, READY, device_reason, tunnel_reason};
 use crate::api::validate;
 use crate::api::{DeviceKey, RemoteDevice, RemoteDeviceStatus, TunnelDevice, TunnelPort};
 use crate::planner::DeviceOutcome;
@@ -14,8 +14,8 @@ use crate::planner::DeviceOutcome;
 /// How many node names a message lists before it says "and N more".
 const LIST_NODES: usize = 5;
 
-/// Start of the sentence naming the nodes skipped because the device's VTEP is their own
-/// tunnel IP; events compare it between the old and the new message.
+/// Start of the `NodesSkipped` message naming the nodes skipped because the device's VTEP
+/// is their own tunnel IP.
 pub const SELF_TUNNEL_NOTE: &str = "Skipped nodes whose own tunnel IP is the VTEP:";
 
 /// Whether a TunnelPort's agent reported, for its current generation, that OVS refused it.
@@ -60,16 +60,6 @@ fn find_device<'a>(devices: &'a [TunnelDevice], key: &DeviceKey) -> Option<&'a T
             .iter()
             .find(|d| (d.namespace.as_str(), d.name.as_str()) == wanted),
     }
-}
-
-/// The sentence naming self-tunnel nodes, if any.
-pub fn self_tunnel_note(nodes: &[String]) -> Option<String> {
-    (!nodes.is_empty()).then(|| format!("{SELF_TUNNEL_NOTE} {}.", list_nodes(nodes)))
-}
-
-/// The self-tunnel sentence inside a condition message, if any.
-pub fn find_self_tunnel_note(message: &str) -> Option<&str> {
-    message.find(SELF_TUNNEL_NOTE).map(|at| &message[at..])
 }
 
 /// What a device's status needs to know of one desired TunnelPort, worked out once per
@@ -126,7 +116,8 @@ impl PortView<'_> {
     }
 }
 
-/// The status `device` should have.
+/// The status `device` should have: `Ready`, and `NodesSkipped` while selected nodes are
+/// left out because the device's VTEP is their own tunnel IP.
 ///
 /// `ports` describes every desired TunnelPort by name. A node counts as ready when its
 /// stored TunnelPort carries exactly the planned entry of this device and the agent
@@ -137,88 +128,138 @@ pub fn device_status(
     ports: &HashMap<&str, PortView<'_>>,
     now: Timestamp,
 ) -> RemoteDeviceStatus {
-    let key = DeviceKey::of(device);
     let generation = device.metadata.generation;
     let previous = device
         .status
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
+    let verdict = readiness(&DeviceKey::of(device), outcome, ports);
+    let mut conditions = vec![conditions::condition(
+        previous,
+        READY,
+        verdict.ok,
+        verdict.reason,
+        verdict.message,
+        generation,
+        now,
+    )];
+    if let DeviceOutcome::Planned {
+        self_tunnel_nodes, ..
+    } = outcome
+        && !self_tunnel_nodes.is_empty()
+    {
+        conditions.push(conditions::condition(
+            previous,
+            NODES_SKIPPED,
+            true,
+            device_reason::SELF_TUNNEL,
+            format!("{SELF_TUNNEL_NOTE} {}.", list_nodes(self_tunnel_nodes)),
+            generation,
+            now,
+        ));
+    }
+    let ready = u32::try_from(verdict.ready).unwrap_or(u32::MAX);
+    let total = u32::try_from(verdict.total).unwrap_or(u32::MAX);
+    RemoteDeviceStatus {
+        observed_generation: generation,
+        conditions,
+        ready_nodes: ready,
+        total_nodes: total,
+        ready: Some(format!("{ready}/{total}")),
+    }
+}
 
-    let (ok, reason, message, ready, total) = match outcome {
-        DeviceOutcome::Invalid(errors) => (
-            false,
+/// The `Ready` condition's verdict and the node counts.
+struct Verdict {
+    ok: bool,
+    reason: &'static str,
+    message: String,
+    ready: usize,
+    total: usize,
+}
+
+fn readiness(
+    key: &DeviceKey,
+    outcome: &DeviceOutcome,
+    ports: &HashMap<&str, PortView<'_>>,
+) -> Verdict {
+    let refused = |reason, message| Verdict {
+        ok: false,
+        reason,
+        message,
+        ready: 0,
+        total: 0,
+    };
+    match outcome {
+        DeviceOutcome::Invalid(errors) => refused(
             device_reason::INVALID_SPEC,
             format!("Invalid spec: {}", validate::join(errors)),
-            0,
-            0,
         ),
         DeviceOutcome::Conflict { message, .. } => {
-            (false, device_reason::CONFLICT, message.clone(), 0, 0)
+            refused(device_reason::CONFLICT, message.clone())
         }
         DeviceOutcome::Planned {
             tunnel_ports,
             self_tunnel_nodes,
-        } => {
-            let total = tunnel_ports.len();
-            let mut ready_nodes = Vec::new();
-            let mut waiting = Vec::new();
-            let mut failed = Vec::new();
-            for (node, name) in tunnel_ports {
-                let view = ports.get(name.as_str());
-                let carried = view.is_some_and(|v| v.carries(&key));
-                match view {
-                    Some(v) if carried && v.ready => ready_nodes.push(node.as_str()),
-                    Some(v) if carried => match &v.failed {
-                        Some(why) => failed.push(format!("{node} ({why})")),
-                        None => waiting.push(node.as_str()),
-                    },
-                    _ => waiting.push(node.as_str()),
-                }
-            }
-            let ready = ready_nodes.len();
-            let (ok, reason, base) = if total == 0 {
-                let base = if self_tunnel_nodes.is_empty() {
-                    "The node selector matches no node.".to_string()
-                } else {
-                    "No node needs a tunnel to this VTEP.".to_string()
-                };
-                (false, device_reason::NO_MATCHING_NODES, base)
-            } else if !failed.is_empty() {
-                let base = format!(
-                    "{ready}/{total} nodes ready; OVS refused the tunnel on {}.",
-                    list_nodes(&failed)
-                );
-                (false, device_reason::TUNNEL_FAILED, base)
-            } else if ready == total {
-                (
-                    true,
-                    device_reason::READY,
-                    format!("{ready}/{total} nodes ready."),
-                )
-            } else {
-                let base = format!(
-                    "{ready}/{total} nodes ready; waiting for {}.",
-                    list_nodes(&waiting)
-                );
-                (false, device_reason::PENDING, base)
-            };
-            let message = match self_tunnel_note(self_tunnel_nodes) {
-                Some(note) => format!("{base} {note}"),
-                None => base,
-            };
-            (ok, reason, message, ready, total)
-        }
-    };
+        } => planned_readiness(key, tunnel_ports, !self_tunnel_nodes.is_empty(), ports),
+    }
+}
 
-    let condition = conditions::condition(previous, READY, ok, reason, message, generation, now);
-    let ready = u32::try_from(ready).unwrap_or(u32::MAX);
-    let total = u32::try_from(total).unwrap_or(u32::MAX);
-    RemoteDeviceStatus {
-        observed_generation: generation,
-        conditions: vec![condition],
-        ready_nodes: ready,
-        total_nodes: total,
-        ready: Some(format!("{ready}/{total}")),
+/// Readiness of a planned device: every node whose TunnelPort carries it and is Ready.
+fn planned_readiness(
+    key: &DeviceKey,
+    tunnel_ports: &BTreeMap<String, String>,
+    some_skipped: bool,
+    ports: &HashMap<&str, PortView<'_>>,
+) -> Verdict {
+    let total = tunnel_ports.len();
+    let mut ready_nodes = Vec::new();
+    let mut waiting = Vec::new();
+    let mut failed = Vec::new();
+    for (node, name) in tunnel_ports {
+        let view = ports.get(name.as_str());
+        let carried = view.is_some_and(|v| v.carries(key));
+        match view {
+            Some(v) if carried && v.ready => ready_nodes.push(node.as_str()),
+            Some(v) if carried => match &v.failed {
+                Some(why) => failed.push(format!("{node} ({why})")),
+                None => waiting.push(node.as_str()),
+            },
+            _ => waiting.push(node.as_str()),
+        }
+    }
+    let ready = ready_nodes.len();
+    let (ok, reason, message) = if total == 0 && some_skipped {
+        let message = "No node needs a tunnel to this VTEP.".to_string();
+        (false, device_reason::NO_MATCHING_NODES, message)
+    } else if total == 0 {
+        let message = "The node selector matches no node.".to_string();
+        (false, device_reason::NO_MATCHING_NODES, message)
+    } else if !failed.is_empty() {
+        let message = format!(
+            "{ready}/{total} nodes ready; OVS refused the tunnel on {}.",
+            list_nodes(&failed)
+        );
+        (false, device_reason::TUNNEL_FAILED, message)
+    } else if ready == total {
+        (
+            true,
+            device_reason::READY,
+            format!("{ready}/{total} nodes ready."),
+        )
+    } else {
+        let message = format!(
+            "{ready}/{total} nodes ready; waiting for {}.",
+            list_nodes(&waiting)
+        );
+        (false, device_reason::PENDING, message)
+    };
+    Verdict {
+        ok,
+        reason,
+        message,
+        ready,
+        total,
     }
 }

@@ -488,9 +488,10 @@ fn self_tunnel_nodes_are_named_excluded_and_announced_once() {
     assert_eq!(applies(&d).len(), 2, "no tunnel from a node to itself");
     let (_, status, events) = &statuses(&d)[0];
     assert_eq!(status.total_nodes, 2);
+    assert_eq!(ready_of(status).2, "0/2 nodes ready; waiting for n1, n2.");
     assert_eq!(
-        ready_of(status).2,
-        format!("0/2 nodes ready; waiting for n1, n2. {SELF_TUNNEL_NOTE} vtep-node.")
+        skipped_of(status),
+        Some(format!("{SELF_TUNNEL_NOTE} vtep-node."))
     );
     assert_eq!(events, &vec![event_reason::SELF_TUNNEL]);
     settle(&mut snap, &d);
@@ -513,10 +514,25 @@ fn only_self_tunnel_nodes_means_no_matching_nodes() {
         (
             "False",
             device_reason::NO_MATCHING_NODES,
-            &*format!("No node needs a tunnel to this VTEP. {SELF_TUNNEL_NOTE} vtep-node.")
+            "No node needs a tunnel to this VTEP."
         )
     );
+    assert_eq!(
+        skipped_of(status),
+        Some(format!("{SELF_TUNNEL_NOTE} vtep-node."))
+    );
     assert_eq!(events, &vec![event_reason::SELF_TUNNEL]);
+}
+
+/// The `NodesSkipped` condition's message (it is always True when present).
+fn skipped_of(status: &crate::api::RemoteDeviceStatus) -> Option<String> {
+    let c =
+        crate::api::conditions::find(&status.conditions, crate::api::conditions::NODES_SKIPPED)?;
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", device_reason::SELF_TUNNEL)
+    );
+    Some(c.message.clone())
 }
 
 #[test]

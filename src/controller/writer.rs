@@ -8,10 +8,11 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{MANAGER, RemoteDevice, TunnelPort};
-use crate::telemetry::{ErrorKind, Metrics, WriteKind};
+use crate::api::{DeviceKey, MANAGER, RemoteDevice, RemoteDeviceStatus, TunnelPort};
+use crate::failure::ErrorKind;
+use crate::telemetry::{Metrics, WriteKind};
 
-use super::reconcile::{Action, EventSpec, PassDecisions, event_reason};
+use super::reconcile::{Action, EventSpec, PassDecisions, event_reason, tunnel_summary};
 
 /// A failed write.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,16 @@ impl WriteError {
 
 fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+/// A write's outcome where "not found" means there is nothing left to do: `Ok(true)` when
+/// the object is gone, `Ok(false)` when the write was made.
+fn gone<T>(result: Result<T, WriteError>) -> Result<bool, WriteError> {
+    match result {
+        Ok(_) => Ok(false),
+        Err(WriteError::Api { source, .. }) if is_not_found(&source) => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// The API server refuses event notes over 1 kB.
@@ -164,129 +175,140 @@ impl Writer {
     }
 
     async fn execute_one(&self, action: &Action) -> Result<(), WriteError> {
-        let ports: Api<TunnelPort> = Api::all(self.client.clone());
         match action {
             Action::ReleaseFinalizer {
                 name,
                 resource_version,
                 keep,
-            } => {
-                let patch = json!({
-                    "metadata": { "finalizers": keep, "resourceVersion": resource_version }
-                });
-                let done = self
-                    .timed(
-                        || format!("releasing the finalizer of TunnelPort {name}"),
-                        ports.patch(
-                            name,
-                            &PatchParams {
-                                field_manager: Some(MANAGER.to_string()),
-                                ..PatchParams::default()
-                            },
-                            &Patch::Merge(&patch),
-                        ),
-                    )
-                    .await;
-                match done {
-                    Err(WriteError::Api { source, .. }) if is_not_found(&source) => return Ok(()),
-                    other => {
-                        other?;
-                    }
-                }
-                tracing::info!(tunnel_port = %name, "released the OVS cleanup finalizer: the node is gone");
-                self.metrics.write(WriteKind::ReleaseFinalizer);
-            }
-            Action::Apply { port, create } => {
-                let name = port.name_any();
-                let params = PatchParams::apply(MANAGER).force();
-                let applied = self
-                    .timed(
-                        || format!("applying TunnelPort {name}"),
-                        ports.patch(&name, &params, &Patch::Apply(port)),
-                    )
-                    .await?;
-                self.metrics.write(WriteKind::Apply);
-                tracing::info!(tunnel_port = %name, create, devices = port.spec.devices.len(), "applied TunnelPort");
-                if *create {
-                    let note = format!(
-                        "Created the {} tunnel from node {} to VTEP {} carrying {} device(s)",
-                        port.spec.tunnel_type,
-                        port.spec.node_name,
-                        port.spec.remote_ip,
-                        port.spec.devices.len()
-                    );
-                    let reference = tunnel_port_reference(&name, applied.metadata.uid.clone());
-                    let event = EventSpec {
-                        warning: false,
-                        reason: event_reason::CREATED,
-                        note,
-                    };
-                    self.publish(&event, &reference).await;
-                }
-            }
-            Action::Delete { name, uid, note } => {
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: uid.clone(),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                let done = self
-                    .timed(
-                        || format!("deleting TunnelPort {name}"),
-                        ports.delete(name, &params),
-                    )
-                    .await;
-                match done {
-                    Err(WriteError::Api { source, .. }) if is_not_found(&source) => return Ok(()),
-                    other => {
-                        other?;
-                    }
-                }
-                self.metrics.write(WriteKind::Delete);
-                tracing::info!(tunnel_port = %name, "deleted TunnelPort: {note}");
-                let event = EventSpec {
-                    warning: false,
-                    reason: event_reason::DELETED,
-                    note: note.clone(),
-                };
-                self.publish(&event, &tunnel_port_reference(name, uid.clone()))
-                    .await;
-            }
+            } => self.release_finalizer(name, resource_version, keep).await,
+            Action::Apply { port, create } => self.apply(port, *create).await,
+            Action::Delete { name, uid, note } => self.delete(name, uid, note).await,
             Action::DeviceStatus {
                 key,
                 status,
                 reference,
                 events,
-            } => {
-                let devices: Api<RemoteDevice> =
-                    Api::namespaced(self.client.clone(), &key.namespace);
-                let body = json!({
-                    "apiVersion": RemoteDevice::api_version(&()),
-                    "kind": RemoteDevice::kind(&()),
-                    "status": status,
-                });
-                let params = PatchParams::apply(MANAGER).force();
-                let done = self
-                    .timed(
-                        || format!("writing the status of RemoteDevice {key}"),
-                        devices.patch_status(&key.name, &params, &Patch::Apply(&body)),
-                    )
-                    .await;
-                match done {
-                    // Deleted meanwhile: nothing left to report on.
-                    Err(WriteError::Api { source, .. }) if is_not_found(&source) => return Ok(()),
-                    other => {
-                        other?;
-                    }
-                }
-                self.metrics.write(WriteKind::Status);
-                tracing::info!(device = %key, ready = status.ready.as_deref().unwrap_or_default(), "wrote RemoteDevice status");
-                for event in events {
-                    self.publish(event, reference).await;
-                }
-            }
+            } => self.device_status(key, status, reference, events).await,
+        }
+    }
+
+    fn tunnel_ports(&self) -> Api<TunnelPort> {
+        Api::all(self.client.clone())
+    }
+
+    /// Removes the agent's finalizer from a TunnelPort whose node is gone.
+    async fn release_finalizer(
+        &self,
+        name: &str,
+        resource_version: &Option<String>,
+        keep: &[String],
+    ) -> Result<(), WriteError> {
+        let patch = json!({
+            "metadata": { "finalizers": keep, "resourceVersion": resource_version }
+        });
+        let params = PatchParams {
+            field_manager: Some(MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        let done = self
+            .timed(
+                || format!("releasing the finalizer of TunnelPort {name}"),
+                self.tunnel_ports()
+                    .patch(name, &params, &Patch::Merge(&patch)),
+            )
+            .await;
+        if gone(done)? {
+            return Ok(());
+        }
+        tracing::info!(tunnel_port = %name, "released the OVS cleanup finalizer: the node is gone");
+        self.metrics.write(WriteKind::ReleaseFinalizer);
+        Ok(())
+    }
+
+    /// Server-side apply of a desired TunnelPort; an event when it is new.
+    async fn apply(&self, port: &TunnelPort, create: bool) -> Result<(), WriteError> {
+        let name = port.name_any();
+        let params = PatchParams::apply(MANAGER).force();
+        let applied = self
+            .timed(
+                || format!("applying TunnelPort {name}"),
+                self.tunnel_ports()
+                    .patch(&name, &params, &Patch::Apply(port)),
+            )
+            .await?;
+        self.metrics.write(WriteKind::Apply);
+        tracing::info!(tunnel_port = %name, create, devices = port.spec.devices.len(), "applied TunnelPort");
+        if create {
+            let event = EventSpec {
+                warning: false,
+                reason: event_reason::CREATED,
+                note: format!("Created the {}", tunnel_summary(port)),
+            };
+            let reference = tunnel_port_reference(&name, applied.metadata.uid.clone());
+            self.publish(&event, &reference).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes an undesired TunnelPort (only the object of that uid); an event says why.
+    async fn delete(&self, name: &str, uid: &Option<String>, note: &str) -> Result<(), WriteError> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let done = self
+            .timed(
+                || format!("deleting TunnelPort {name}"),
+                self.tunnel_ports().delete(name, &params),
+            )
+            .await;
+        if gone(done)? {
+            return Ok(());
+        }
+        self.metrics.write(WriteKind::Delete);
+        tracing::info!(tunnel_port = %name, "deleted TunnelPort: {note}");
+        let event = EventSpec {
+            warning: false,
+            reason: event_reason::DELETED,
+            note: note.to_string(),
+        };
+        self.publish(&event, &tunnel_port_reference(name, uid.clone()))
+            .await;
+        Ok(())
+    }
+
+    /// Server-side apply of a RemoteDevice's status, then its events.
+    async fn device_status(
+        &self,
+        key: &DeviceKey,
+        status: &RemoteDeviceStatus,
+        reference: &ObjectReference,
+        events: &[EventSpec],
+    ) -> Result<(), WriteError> {
+        let devices: Api<RemoteDevice> = Api::namespaced(self.client.clone(), &key.namespace);
+        let body = json!({
+            "apiVersion": RemoteDevice::api_version(&()),
+            "kind": RemoteDevice::kind(&()),
+            "status": status,
+        });
+        let params = PatchParams::apply(MANAGER).force();
+        let done = self
+            .timed(
+                || format!("writing the status of RemoteDevice {key}"),
+                devices.patch_status(&key.name, &params, &Patch::Apply(&body)),
+            )
+            .await;
+        // Deleted meanwhile: nothing left to report on.
+        if gone(done)? {
+            return Ok(());
+        }
+        self.metrics.write(WriteKind::Status);
+        tracing::info!(device = %key, ready = status.ready.as_deref().unwrap_or_default(), "wrote RemoteDevice status");
+        for event in events {
+            self.publish(event, reference).await;
         }
         Ok(())
     }

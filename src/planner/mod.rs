@@ -17,7 +17,7 @@ use kube::core::{Selector, SelectorExt};
 use crate::api::validate::{self, FieldError};
 use crate::api::{
     DeviceKey, MANAGED_BY_LABEL, MANAGER, MAX_DEVICES_PER_TUNNEL, NODE_LABEL, RemoteDevice,
-    TunnelDevice, TunnelId, TunnelPort, TunnelPortSpec, names,
+    RemoteDeviceSpec, TunnelDevice, TunnelId, TunnelPort, TunnelPortSpec, names,
 };
 
 pub use nodes::{NodeInfo, NodeIssue};
@@ -92,6 +92,19 @@ pub fn plan_tunnels_keeping(
     previous: &[TunnelPort],
 ) -> TunnelPlan {
     let mut out = TunnelPlan::default();
+    let ordered = settled_devices(devices, previous);
+    let accepted = accept(&ordered, &mut out.devices);
+    let node_infos = unique_nodes(nodes);
+    out.node_issues = node_infos.iter().filter_map(|n| n.issue.clone()).collect();
+    out.tunnel_ports = place(&accepted, &node_infos, &mut out.devices);
+    out
+}
+
+/// Live devices, one per key, in the order their claims are settled ([`settle_order`]).
+fn settled_devices<'a>(
+    devices: &'a [RemoteDevice],
+    previous: &[TunnelPort],
+) -> Vec<&'a RemoteDevice> {
     let holders: BTreeSet<DeviceKey> = previous
         .iter()
         .flat_map(|tp| &tp.spec.devices)
@@ -113,30 +126,39 @@ pub fn plan_tunnels_keeping(
     }
     let mut ordered: Vec<&RemoteDevice> = unique.into_values().collect();
     ordered.sort_by_cached_key(|d| settle_order(d, &holders));
+    ordered
+}
 
-    let accepted = accept(&ordered, &mut out.devices);
-
-    let mut node_infos: Vec<NodeInfo> = nodes
+/// Live nodes, one per name; for duplicate names (only possible from files) the one with
+/// the smallest content wins, so the result does not depend on input order.
+fn unique_nodes(nodes: &[Node]) -> Vec<NodeInfo> {
+    let mut infos: Vec<NodeInfo> = nodes
         .iter()
         .filter(|n| n.metadata.deletion_timestamp.is_none())
         .map(NodeInfo::from_node)
         .collect();
-    // One node per name; for duplicate names (only possible from files) the one with the
-    // smallest content wins, so the result does not depend on input order.
-    node_infos.sort_by(|a, b| {
+    infos.sort_by(|a, b| {
         a.name
             .cmp(&b.name)
             .then_with(|| format!("{a:?}").cmp(&format!("{b:?}")))
     });
-    node_infos.dedup_by(|a, b| a.name == b.name);
-    out.node_issues = node_infos.iter().filter_map(|n| n.issue.clone()).collect();
+    infos.dedup_by(|a, b| a.name == b.name);
+    infos
+}
 
+/// Puts every accepted device on the nodes its selector picks (never on a node whose own
+/// tunnel IP is its VTEP), records where, and builds one TunnelPort per node × tunnel.
+fn place(
+    accepted: &[ValidDevice],
+    node_infos: &[NodeInfo],
+    outcomes: &mut BTreeMap<DeviceKey, DeviceOutcome>,
+) -> Vec<TunnelPort> {
     // (node, tunnel) → devices; BTreeMap keeps the output sorted and order-independent.
-    let mut ports: BTreeMap<(String, TunnelId), Vec<TunnelDevice>> = BTreeMap::new();
-    for device in &accepted {
+    let mut ports: BTreeMap<(&str, TunnelId), Vec<TunnelDevice>> = BTreeMap::new();
+    for device in accepted {
         let mut tunnel_ports = BTreeMap::new();
         let mut self_tunnel_nodes = Vec::new();
-        for node in &node_infos {
+        for node in node_infos {
             if !device
                 .selector
                 .as_ref()
@@ -153,11 +175,11 @@ pub fn plan_tunnels_keeping(
                 device.tunnel.tunnel_port_name(&node.name),
             );
             ports
-                .entry((node.name.clone(), device.tunnel))
+                .entry((node.name.as_str(), device.tunnel))
                 .or_default()
                 .push(device.entry.clone());
         }
-        out.devices.insert(
+        outcomes.insert(
             device.key.clone(),
             DeviceOutcome::Planned {
                 tunnel_ports,
@@ -165,19 +187,105 @@ pub fn plan_tunnels_keeping(
             },
         );
     }
-
     let by_name: BTreeMap<&str, &NodeInfo> =
         node_infos.iter().map(|n| (n.name.as_str(), n)).collect();
-    out.tunnel_ports = ports
+    let mut out: Vec<TunnelPort> = ports
         .into_iter()
         .map(|((node, tunnel), mut devices)| {
             devices.sort();
-            tunnel_port(by_name[node.as_str()], tunnel, devices)
+            tunnel_port(by_name[node], tunnel, devices)
         })
         .collect();
-    out.tunnel_ports
-        .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     out
+}
+
+/// The claims accepted devices hold, checked across all namespaces (VNIs are global on
+/// the overlay).
+#[derive(Default)]
+struct Claims {
+    mac_owner: BTreeMap<(u32, [u8; 6]), DeviceKey>,
+    vlan_of_vni: BTreeMap<u32, (Option<u16>, DeviceKey)>,
+    tunnel_load: BTreeMap<TunnelId, usize>,
+}
+
+impl Claims {
+    /// Who already holds what this device claims, and what: the same (VNI, MAC), the same
+    /// VNI on another VLAN, or a full tunnel.
+    fn conflict(
+        &self,
+        spec: &RemoteDeviceSpec,
+        mac: [u8; 6],
+        tunnel: TunnelId,
+    ) -> Option<(Option<DeviceKey>, String)> {
+        if let Some(owner) = self.mac_owner.get(&(spec.vni, mac)) {
+            let mac = validate::format_mac(mac);
+            let message = format!(
+                "VNI {} and MAC {mac} are already claimed by {owner}",
+                spec.vni
+            );
+            return Some((Some(owner.clone()), message));
+        }
+        if let Some((vlan, owner)) = self.vlan_of_vni.get(&spec.vni)
+            && *vlan != spec.local_vlan
+        {
+            let show = |v: &Option<u16>| {
+                v.map_or_else(|| "untagged ports".to_string(), |v| format!("VLAN {v}"))
+            };
+            let (theirs, ours) = (show(vlan), show(&spec.local_vlan));
+            let message = format!(
+                "VNI {} is mapped to {theirs} by {owner}; this device maps it to {ours}",
+                spec.vni
+            );
+            return Some((Some(owner.clone()), message));
+        }
+        if self.tunnel_load.get(&tunnel).copied().unwrap_or(0) >= MAX_DEVICES_PER_TUNNEL {
+            let message = format!(
+                "VTEP {} ({}) already carries {MAX_DEVICES_PER_TUNNEL} devices, the most one TunnelPort holds",
+                tunnel.remote_ip(),
+                spec.tunnel_type
+            );
+            return Some((None, message));
+        }
+        None
+    }
+
+    /// Records the claims of an accepted device.
+    fn take(&mut self, key: &DeviceKey, spec: &RemoteDeviceSpec, mac: [u8; 6], tunnel: TunnelId) {
+        *self.tunnel_load.entry(tunnel).or_default() += 1;
+        self.mac_owner.insert((spec.vni, mac), key.clone());
+        self.vlan_of_vni
+            .entry(spec.vni)
+            .or_insert((spec.local_vlan, key.clone()));
+    }
+}
+
+/// A device's fields parsed, once validation passed; the errors otherwise (a parse failure
+/// after passing validation is still reported, never unwrapped).
+fn parsed(device: &RemoteDevice) -> Result<(TunnelId, [u8; 6], Option<Selector>), Vec<FieldError>> {
+    let errors = validate::validate_device(device);
+    let selector = device
+        .spec
+        .node_selector
+        .clone()
+        .map(Selector::try_from)
+        .transpose();
+    let parts = (
+        validate::parse_vtep_ip(&device.spec.vtep_ip),
+        validate::parse_mac(&device.spec.mac_address),
+        selector,
+    );
+    match (errors.is_empty(), parts) {
+        (true, (Ok(remote_ip), Ok(mac), Ok(selector))) => {
+            let spec = &device.spec;
+            Ok((
+                TunnelId::new(spec.tunnel_type, remote_ip, spec.dst_port),
+                mac,
+                selector,
+            ))
+        }
+        _ => Err(errors),
+    }
 }
 
 /// Validates devices and settles conflicting claims in `settle_order`; records the outcome
@@ -187,93 +295,33 @@ fn accept(
     outcomes: &mut BTreeMap<DeviceKey, DeviceOutcome>,
 ) -> Vec<ValidDevice> {
     let mut accepted = Vec::new();
-    let mut mac_owner: BTreeMap<(u32, [u8; 6]), DeviceKey> = BTreeMap::new();
-    let mut vlan_of_vni: BTreeMap<u32, (Option<u16>, DeviceKey)> = BTreeMap::new();
-    let mut tunnel_load: BTreeMap<TunnelId, usize> = BTreeMap::new();
-
+    let mut claims = Claims::default();
     for device in ordered {
         let key = DeviceKey::of(device);
-        let errors = validate::validate_device(device);
-        // Validation passed, so these parse; a failure here is still reported, never unwrapped.
-        let selector = device
-            .spec
-            .node_selector
-            .clone()
-            .map(Selector::try_from)
-            .transpose();
-        let parsed = (
-            validate::parse_vtep_ip(&device.spec.vtep_ip),
-            validate::parse_mac(&device.spec.mac_address),
-            selector,
-        );
-        let (true, (Ok(remote_ip), Ok(mac), Ok(selector))) = (errors.is_empty(), parsed) else {
-            outcomes.insert(key, DeviceOutcome::Invalid(errors));
-            continue;
+        let (tunnel, mac, selector) = match parsed(device) {
+            Ok(parts) => parts,
+            Err(errors) => {
+                outcomes.insert(key, DeviceOutcome::Invalid(errors));
+                continue;
+            }
         };
         let spec = &device.spec;
-        let tunnel = TunnelId::new(spec.tunnel_type, remote_ip, spec.dst_port);
-
-        let conflict = if let Some(owner) = mac_owner.get(&(spec.vni, mac)) {
-            let mac = validate::format_mac(mac);
-            Some((
-                Some(owner),
-                format!(
-                    "VNI {} and MAC {mac} are already claimed by {owner}",
-                    spec.vni
-                ),
-            ))
-        } else if let Some((vlan, owner)) = vlan_of_vni.get(&spec.vni)
-            && *vlan != spec.local_vlan
-        {
-            let show = |v: &Option<u16>| {
-                v.map_or_else(|| "untagged ports".to_string(), |v| format!("VLAN {v}"))
-            };
-            let (theirs, ours) = (show(vlan), show(&spec.local_vlan));
-            Some((
-                Some(owner),
-                format!(
-                    "VNI {} is mapped to {theirs} by {owner}; this device maps it to {ours}",
-                    spec.vni
-                ),
-            ))
-        } else if tunnel_load.get(&tunnel).copied().unwrap_or(0) >= MAX_DEVICES_PER_TUNNEL {
-            let message = format!(
-                "VTEP {remote_ip} ({}) already carries {MAX_DEVICES_PER_TUNNEL} devices, the most one TunnelPort holds",
-                spec.tunnel_type
-            );
-            Some((None, message))
-        } else {
-            None
-        };
-        if let Some((with, message)) = conflict {
-            outcomes.insert(
-                key,
-                DeviceOutcome::Conflict {
-                    with: with.cloned(),
-                    message,
-                },
-            );
+        if let Some((with, message)) = claims.conflict(spec, mac, tunnel) {
+            outcomes.insert(key, DeviceOutcome::Conflict { with, message });
             continue;
         }
-        let load = tunnel_load.entry(tunnel).or_default();
-        *load += 1;
-        mac_owner.insert((spec.vni, mac), key.clone());
-        vlan_of_vni
-            .entry(spec.vni)
-            .or_insert((spec.local_vlan, key.clone()));
-
-        let ips = spec
-            .ips
-            .iter()
-            .filter_map(|ip| validate::parse_device_ip(ip).ok())
-            .map(|ip| ip.to_string())
-            .collect();
+        claims.take(&key, spec, mac, tunnel);
         let entry = TunnelDevice {
             namespace: key.namespace.clone(),
             name: key.name.clone(),
             mac_address: validate::format_mac(mac),
             vni: spec.vni,
-            ips,
+            ips: spec
+                .ips
+                .iter()
+                .filter_map(|ip| validate::parse_device_ip(ip).ok())
+                .map(|ip| ip.to_string())
+                .collect(),
             local_vlan: spec.local_vlan,
         };
         accepted.push(ValidDevice {

@@ -12,34 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Why a reconcile (or one of its writes) failed.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// HTTP 409: someone else changed the object (optimistic concurrency, preconditions).
-    Conflict,
-    /// HTTP 5xx or 429: the API server could not serve us now.
-    Server,
-    /// Any other API answer (4xx): our request was refused.
-    Client,
-    /// No answer in time.
-    Timeout,
-    /// Connection, decoding or OVS trouble.
-    Other,
-}
-
-impl ErrorKind {
-    /// Kind of a Kubernetes client error, for metrics and retry decisions.
-    pub fn of(error: &kube::Error) -> Self {
-        match error {
-            kube::Error::Api(status) if status.code == 409 => ErrorKind::Conflict,
-            kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
-                ErrorKind::Server
-            }
-            kube::Error::Api(_) => ErrorKind::Client,
-            _ => ErrorKind::Other,
-        }
-    }
-}
+pub use crate::failure::ErrorKind;
 
 /// Which kind of write went to the API server.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
