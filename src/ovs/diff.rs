@@ -207,6 +207,16 @@ pub struct PortDiff {
     pub changes: Changes,
 }
 
+impl PortReport {
+    fn new(interface_name: &str, ofport: Option<i64>, state: PortState) -> Self {
+        PortReport {
+            interface_name: interface_name.to_string(),
+            ofport,
+            state,
+        }
+    }
+}
+
 fn ids_ok(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
     want.iter().all(|(k, v)| have.get(k) == Some(v))
 }
@@ -232,11 +242,6 @@ fn is_owned(p: &PortRow) -> bool {
     p.external_ids.get(OWNER_KEY).map(String::as_str) == Some(OWNER)
 }
 
-struct Placed<'a> {
-    bridge: &'a BridgeRow,
-    port: &'a PortRow,
-}
-
 /// The desired tunnels of a desired set, prepared once per change of the set (the diff
 /// then runs on every OVS update without re-deriving names and options).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -259,57 +264,61 @@ impl DesiredSet {
         let Some(list) = desired else {
             return out;
         };
+        // Name order decides which of two duplicates wins.
         let mut sorted: Vec<&TunnelPort> = list.iter().collect();
         sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        let mut by_name: BTreeMap<String, String> = BTreeMap::new();
-        let mut by_identity: BTreeMap<Identity, String> = BTreeMap::new();
+        let mut claims = Claims::default();
         for tp in sorted {
             let Some(name) = tp.metadata.name.clone() else {
                 continue;
             };
-            let d = match DesiredTunnel::from_tunnel_port(tp) {
-                Ok(d) => d,
+            match DesiredTunnel::from_tunnel_port(tp) {
                 Err(e) => {
-                    out.invalid.insert(
-                        name,
-                        PortReport {
-                            interface_name: String::new(),
-                            ofport: None,
-                            state: PortState::Invalid(e),
-                        },
-                    );
-                    continue;
+                    out.invalid
+                        .insert(name, PortReport::new("", None, PortState::Invalid(e)));
                 }
-            };
-            let invalid = |why: String| PortReport {
-                interface_name: d.interface_name.clone(),
-                ofport: None,
-                state: PortState::Invalid(why),
-            };
-            if let Some(other) = by_name.get(&d.interface_name) {
-                out.invalid.insert(
-                    name,
-                    invalid(format!("same OVS port as TunnelPort {other}")),
-                );
-                continue;
+                Ok(d) => match claims.claim(&d) {
+                    Ok(()) => out.tunnels.push(d),
+                    Err(why) => {
+                        let report =
+                            PortReport::new(&d.interface_name, None, PortState::Invalid(why));
+                        out.invalid.insert(name, report);
+                    }
+                },
             }
-            if let Some(id) = d.identity() {
-                if let Some(other) = by_identity.get(&id) {
-                    out.invalid.insert(
-                        name,
-                        invalid(format!(
-                            "OVS would refuse it as a duplicate of TunnelPort {other} \
-                             (same type, remote IP, local IP and destination port)"
-                        )),
-                    );
-                    continue;
-                }
-                by_identity.insert(id, name.clone());
-            }
-            by_name.insert(d.interface_name.clone(), name);
-            out.tunnels.push(d);
         }
         out
+    }
+}
+
+/// The OVS port names and tunnel identities taken by earlier tunnels of a desired set.
+#[derive(Default)]
+struct Claims {
+    /// Port name → TunnelPort.
+    by_name: BTreeMap<String, String>,
+    /// Tunnel identity → TunnelPort.
+    by_identity: BTreeMap<Identity, String>,
+}
+
+impl Claims {
+    /// Takes `d`'s port name and tunnel identity, or says which TunnelPort holds one.
+    fn claim(&mut self, d: &DesiredTunnel) -> Result<(), String> {
+        if let Some(other) = self.by_name.get(&d.interface_name) {
+            return Err(format!("same OVS port as TunnelPort {other}"));
+        }
+        let id = d.identity();
+        if let Some(other) = id.as_ref().and_then(|id| self.by_identity.get(id)) {
+            return Err(format!(
+                "OVS would refuse it as a duplicate of TunnelPort {other} \
+                 (same type, remote IP, local IP and destination port)"
+            ));
+        }
+        if let Some(id) = id {
+            self.by_identity.insert(id, d.tunnel_port.clone());
+        }
+        self.by_name
+            .insert(d.interface_name.clone(), d.tunnel_port.clone());
+        Ok(())
     }
 }
 
@@ -319,320 +328,338 @@ pub fn diff_ports(desired: Option<&[TunnelPort]>, view: &OvsView, bridge: &str) 
 }
 
 /// [`diff_ports`] for a prepared desired set.
+///
+/// Each desired tunnel is a foreign conflict (left alone), a port to create or an owned
+/// port to repair; the owned ports left over are deleted (once the set is known).
 pub fn diff_port_set(desired: &DesiredSet, view: &OvsView, bridge: &str) -> PortDiff {
-    let mut out = PortDiff {
-        ports: desired.invalid.clone(),
-        ..Default::default()
-    };
-    let wanted = &desired.tunnels;
+    let mut present = Present::index(view);
+    let mut plan = Plan::new(view, bridge);
+    let mut ports = desired.invalid.clone();
+    for d in &desired.tunnels {
+        // Taken out before the conflict checks: an owned port that clashes with a foreign
+        // one stays as it is, it is not deleted as unwanted.
+        let existing = present.owned.remove(d.interface_name.as_str());
+        let report = match (present.foreign_conflict(d, existing.as_ref()), existing) {
+            (Some(conflict), _) => conflict,
+            (None, None) => plan.create_port(d),
+            (None, Some(placed)) => plan.repair_port(d, &placed),
+        };
+        ports.insert(d.tunnel_port.clone(), report);
+    }
+    for (name, placed) in present.owned {
+        let (tunnel_port, report) = plan.unwanted_port(name, &placed, desired.known);
+        // A TunnelPort's own report wins over a leftover port still marked with its name.
+        ports.entry(tunnel_port).or_insert(report);
+    }
+    plan.finish(ports)
+}
 
-    // What is there: owned ports by name; names and tunnels of everything else.
-    let mut owned: BTreeMap<&str, Placed> = BTreeMap::new();
-    let mut foreign_names: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut foreign_tunnels: BTreeMap<Identity, &str> = BTreeMap::new();
-    for b in &view.bridges {
-        for pu in &b.ports {
-            let Some(port) = view.ports.get(pu) else {
-                continue;
-            };
-            if is_owned(port) {
-                owned.insert(&port.name, Placed { bridge: b, port });
-                continue;
-            }
-            foreign_names.insert(&port.name, &port.name);
-            for iu in &port.interfaces {
-                if let Some(i) = view.interfaces.get(iu) {
-                    foreign_names.insert(&i.name, &port.name);
+/// A port and the bridge it is on.
+struct Placed<'a> {
+    bridge: &'a BridgeRow,
+    port: &'a PortRow,
+}
+
+/// What is on the bridges: the agent's ports, and the names and tunnels of everything
+/// else, which a desired tunnel must not clash with.
+struct Present<'a> {
+    view: &'a OvsView,
+    /// Owned ports by name; a desired tunnel takes its own out, the rest are unwanted.
+    owned: BTreeMap<&'a str, Placed<'a>>,
+    /// Names of foreign ports and of their interfaces → the foreign port.
+    foreign_names: BTreeMap<&'a str, &'a str>,
+    /// Tunnel identities of foreign interfaces → the interface.
+    foreign_tunnels: BTreeMap<Identity, &'a str>,
+}
+
+impl<'a> Present<'a> {
+    /// Indexes what is there.
+    fn index(view: &'a OvsView) -> Self {
+        let mut present = Present {
+            view,
+            owned: BTreeMap::new(),
+            foreign_names: BTreeMap::new(),
+            foreign_tunnels: BTreeMap::new(),
+        };
+        for bridge in &view.bridges {
+            for port in view.ports_of(bridge) {
+                if is_owned(port) {
+                    present.owned.insert(&port.name, Placed { bridge, port });
+                    continue;
+                }
+                present.foreign_names.insert(&port.name, &port.name);
+                for i in view.interfaces_of(port) {
+                    present.foreign_names.insert(&i.name, &port.name);
                     if let Some(id) = identity(&i.kind, &i.options) {
-                        foreign_tunnels.insert(id, &i.name);
+                        present.foreign_tunnels.insert(id, &i.name);
                     }
                 }
             }
         }
+        present
     }
 
-    let mut named = 0usize;
-    let mut next_name = |prefix: &str| {
-        named += 1;
-        format!("rdo_{prefix}{named}")
-    };
-    let mut inserts: Vec<Operation> = Vec::new();
-    let mut updates: Vec<Operation> = Vec::new();
-    let mut bridge_adds: Vec<Atom> = Vec::new();
-    let mut bridge_removes: BTreeMap<Uuid, Vec<Atom>> = BTreeMap::new();
-
-    for d in wanted {
-        let existing = owned.remove(d.interface_name.as_str());
-        if let Some(fp) = foreign_names.get(d.interface_name.as_str()) {
-            out.ports.insert(
-                d.tunnel_port.clone(),
-                PortReport {
-                    interface_name: d.interface_name.clone(),
-                    ofport: None,
-                    state: PortState::ForeignConflict(format!(
-                        "OVS port {fp} uses the name {} and is not managed by {OWNER}; \
-                         it is left alone",
-                        d.interface_name
-                    )),
-                },
+    /// The report for `d` when a port the agent does not own has its name or its tunnel
+    /// (`existing`: our port of that name, if any).
+    fn foreign_conflict(&self, d: &DesiredTunnel, existing: Option<&Placed>) -> Option<PortReport> {
+        if let Some(fp) = self.foreign_names.get(d.interface_name.as_str()) {
+            let why = format!(
+                "OVS port {fp} uses the name {} and is not managed by {OWNER}; \
+                 it is left alone",
+                d.interface_name
             );
-            continue;
+            let state = PortState::ForeignConflict(why);
+            return Some(PortReport::new(&d.interface_name, None, state));
         }
-        if let Some(fi) = d.identity().and_then(|id| foreign_tunnels.get(&id)) {
-            // Ours, if it exists, stays (and OVS shows which of the two it refused).
-            let ofport = existing.as_ref().and_then(|p| {
-                p.port
-                    .interfaces
-                    .iter()
-                    .filter_map(|u| view.interfaces.get(u))
-                    .find_map(|i| i.ofport)
-            });
-            out.ports.insert(
-                d.tunnel_port.clone(),
-                PortReport {
-                    interface_name: d.interface_name.clone(),
-                    ofport,
-                    state: PortState::ForeignConflict(format!(
-                        "interface {fi} is not managed by {OWNER} and already is a {} tunnel \
-                         to {}; OVS allows only one",
-                        d.tunnel_type, d.options["remote_ip"]
-                    )),
-                },
-            );
-            continue;
-        }
-        let ids = d.external_ids();
-        let Some(placed) = existing else {
-            let iname = next_name("i");
-            let pname = next_name("p");
-            inserts.push(Operation::Insert {
-                table: "Interface".into(),
-                row: interface_row(d),
-                uuid_name: Some(iname.clone()),
-            });
-            inserts.push(Operation::Insert {
-                table: "Port".into(),
-                row: Row::from([
-                    ("name".into(), Datum::string(&d.interface_name)),
-                    (
-                        "interfaces".into(),
-                        Datum::set(vec![Atom::NamedUuid(iname)]),
-                    ),
-                    ("external_ids".into(), Datum::string_map(&ids)),
-                ]),
-                uuid_name: Some(pname.clone()),
-            });
-            bridge_adds.push(Atom::NamedUuid(pname));
-            out.changes.create.push(d.interface_name.clone());
-            out.ports.insert(
-                d.tunnel_port.clone(),
-                PortReport {
-                    interface_name: d.interface_name.clone(),
-                    ofport: None,
-                    state: PortState::Pending,
-                },
-            );
-            continue;
-        };
+        let fi = d.identity().and_then(|id| self.foreign_tunnels.get(&id))?;
+        // Ours, if it exists, stays (and OVS shows which of the two it refused).
+        let ofport = existing.and_then(|p| self.view.interfaces_of(p.port).find_map(|i| i.ofport));
+        let why = format!(
+            "interface {fi} is not managed by {OWNER} and already is a {} tunnel \
+             to {}; OVS allows only one",
+            d.tunnel_type, d.options["remote_ip"]
+        );
+        let state = PortState::ForeignConflict(why);
+        Some(PortReport::new(&d.interface_name, ofport, state))
+    }
+}
 
+/// The transaction being built, kept in the order it is sent: inserts (named, so later
+/// operations can refer to the new rows), updates, then bridge membership.
+struct Plan<'a> {
+    view: &'a OvsView,
+    bridge: &'a str,
+    /// Last `uuid-name` number handed out.
+    named: usize,
+    inserts: Vec<Operation>,
+    updates: Vec<Operation>,
+    /// Ports to add to `bridge`: new ones by `uuid-name`, moved ones by UUID.
+    bridge_adds: Vec<Atom>,
+    /// Ports to take off, per bridge.
+    bridge_removes: BTreeMap<Uuid, Vec<Atom>>,
+    changes: Changes,
+}
+
+impl<'a> Plan<'a> {
+    fn new(view: &'a OvsView, bridge: &'a str) -> Self {
+        Plan {
+            view,
+            bridge,
+            named: 0,
+            inserts: Vec::new(),
+            updates: Vec::new(),
+            bridge_adds: Vec::new(),
+            bridge_removes: BTreeMap::new(),
+            changes: Changes::default(),
+        }
+    }
+
+    fn next_name(&mut self, prefix: &str) -> String {
+        self.named += 1;
+        format!("rdo_{prefix}{}", self.named)
+    }
+
+    /// Inserts `d`'s Interface row; returns its `uuid-name`.
+    fn insert_interface(&mut self, d: &DesiredTunnel) -> String {
+        let name = self.next_name("i");
+        self.inserts
+            .push(named_insert("Interface", &name, interface_row(d)));
+        name
+    }
+
+    fn remove_from_bridge(&mut self, placed: &Placed) {
+        self.bridge_removes
+            .entry(placed.bridge.uuid.clone())
+            .or_default()
+            .push(Atom::Uuid(placed.port.uuid.clone()));
+    }
+
+    /// A port to create: a new Interface and Port, added to the bridge.
+    fn create_port(&mut self, d: &DesiredTunnel) -> PortReport {
+        let iface = self.insert_interface(d);
+        let port = self.next_name("p");
+        let row = Row::from([
+            ("name".into(), Datum::string(&d.interface_name)),
+            ("interfaces".into(), named_uuid(&iface)),
+            ("external_ids".into(), Datum::string_map(&d.external_ids())),
+        ]);
+        self.inserts.push(named_insert("Port", &port, row));
+        self.bridge_adds.push(Atom::NamedUuid(port));
+        self.changes.create.push(d.interface_name.clone());
+        PortReport::new(&d.interface_name, None, PortState::Pending)
+    }
+
+    /// A port to repair: our port named for `d`, put back on the bridge with exactly its
+    /// one interface, type, options and marks. Pending while anything changes.
+    fn repair_port(&mut self, d: &DesiredTunnel, placed: &Placed) -> PortReport {
+        let view = self.view;
         let port = placed.port;
+        let ids = d.external_ids();
         let mut changed = false;
-        if placed.bridge.name != bridge {
-            bridge_removes
-                .entry(placed.bridge.uuid.clone())
-                .or_default()
-                .push(Atom::Uuid(port.uuid.clone()));
-            bridge_adds.push(Atom::Uuid(port.uuid.clone()));
+        if placed.bridge.name != self.bridge {
+            self.remove_from_bridge(placed);
+            self.bridge_adds.push(Atom::Uuid(port.uuid.clone()));
             changed = true;
         }
-        let mut port_row = Row::new();
-        let iface = port
-            .interfaces
-            .iter()
-            .filter_map(|u| view.interfaces.get(u))
+        let iface = view
+            .interfaces_of(port)
             .find(|i| i.name == d.interface_name);
+        let mut port_row = Row::new();
         match iface {
             None => {
-                let iname = next_name("i");
-                inserts.push(Operation::Insert {
-                    table: "Interface".into(),
-                    row: interface_row(d),
-                    uuid_name: Some(iname.clone()),
-                });
-                port_row.insert(
-                    "interfaces".into(),
-                    Datum::set(vec![Atom::NamedUuid(iname)]),
-                );
+                let name = self.insert_interface(d);
+                port_row.insert("interfaces".into(), named_uuid(&name));
             }
             Some(i) => {
+                // Any other interface is dropped from our port.
                 if port.interfaces.len() != 1 {
-                    port_row.insert(
-                        "interfaces".into(),
-                        Datum::set(vec![Atom::Uuid(i.uuid.clone())]),
-                    );
+                    let only = Datum::set(vec![Atom::Uuid(i.uuid.clone())]);
+                    port_row.insert("interfaces".into(), only);
                 }
-                if i.kind != d.tunnel_type.as_str()
-                    || i.options != d.options
-                    || !ids_ok(&i.external_ids, &ids)
-                {
-                    updates.push(Operation::Update {
-                        table: "Interface".into(),
-                        conditions: vec![Condition::uuid(&i.uuid)],
-                        row: Row::from([
-                            ("type".into(), Datum::string(d.tunnel_type.as_str())),
-                            ("options".into(), Datum::string_map(&d.options)),
-                            ("external_ids".into(), merged(&i.external_ids, &ids)),
-                        ]),
-                    });
-                    changed = true;
-                }
+                changed |= self.repair_interface(d, i, &ids);
             }
         }
         if !ids_ok(&port.external_ids, &ids) {
             port_row.insert("external_ids".into(), merged(&port.external_ids, &ids));
         }
         if !port_row.is_empty() {
-            updates.push(Operation::Update {
-                table: "Port".into(),
-                conditions: vec![Condition::uuid(&port.uuid)],
-                row: port_row,
-            });
+            self.updates.push(update("Port", &port.uuid, port_row));
             changed = true;
         }
         if changed {
-            out.changes.update.push(d.interface_name.clone());
+            self.changes.update.push(d.interface_name.clone());
         }
         let (ofport, state) = match iface {
             Some(i) if !changed => (i.ofport, interface_state(i)),
             Some(i) => (i.ofport, PortState::Pending),
             None => (None, PortState::Pending),
         };
-        out.ports.insert(
-            d.tunnel_port.clone(),
-            PortReport {
-                interface_name: d.interface_name.clone(),
-                ofport,
-                state,
-            },
-        );
+        PortReport::new(&d.interface_name, ofport, state)
     }
 
-    // Owned ports nobody wants: gone once the desired set is known, reported until then.
-    for (name, placed) in owned {
-        let iface = placed
-            .port
-            .interfaces
-            .iter()
-            .filter_map(|u| view.interfaces.get(u))
-            .next();
-        let state = if desired.known {
-            bridge_removes
-                .entry(placed.bridge.uuid.clone())
-                .or_default()
-                .push(Atom::Uuid(placed.port.uuid.clone()));
-            out.changes.delete.push(name.to_string());
+    /// Reverts drift of type, options or marks on `i`; whether there was any.
+    fn repair_interface(
+        &mut self,
+        d: &DesiredTunnel,
+        i: &InterfaceRow,
+        ids: &BTreeMap<String, String>,
+    ) -> bool {
+        let kind = d.tunnel_type.as_str();
+        if i.kind == kind && i.options == d.options && ids_ok(&i.external_ids, ids) {
+            return false;
+        }
+        let row = Row::from([
+            ("type".into(), Datum::string(kind)),
+            ("options".into(), Datum::string_map(&d.options)),
+            ("external_ids".into(), merged(&i.external_ids, ids)),
+        ]);
+        self.updates.push(update("Interface", &i.uuid, row));
+        true
+    }
+
+    /// A port to delete: ours, and no desired tunnel names it. It goes only once the
+    /// desired set is known and is reported until it is gone (so the agent keeps the
+    /// TunnelPort's finalizer); returns the TunnelPort it belongs to and the report.
+    fn unwanted_port(&mut self, name: &str, placed: &Placed, known: bool) -> (String, PortReport) {
+        let iface = self.view.interfaces_of(placed.port).next();
+        let state = if known {
+            self.remove_from_bridge(placed);
+            self.changes.delete.push(name.to_string());
             PortState::Pending
         } else {
             iface.map_or(PortState::Pending, interface_state)
         };
-        let key = placed
+        let tunnel_port = placed
             .port
             .external_ids
             .get(TUNNELPORT_KEY)
             .cloned()
             .unwrap_or_else(|| name.to_string());
-        out.ports.entry(key).or_insert(PortReport {
-            interface_name: name.to_string(),
-            ofport: iface.and_then(|i| i.ofport),
-            state,
-        });
+        let ofport = iface.and_then(|i| i.ofport);
+        (tunnel_port, PortReport::new(name, ofport, state))
     }
 
-    // Bridge membership.
-    let mut bridge_ops = Vec::new();
-    for (buuid, removes) in bridge_removes {
-        bridge_ops.push(Operation::Mutate {
-            table: "Bridge".into(),
-            conditions: vec![Condition::uuid(&buuid)],
-            mutations: vec![Mutation::new("ports", Mutator::Delete, Datum::set(removes))],
-        });
-    }
-    match view.bridge(bridge) {
-        None => {
-            out.changes.create_bridge = true;
-            let bname = "rdo_bridge".to_string();
-            // The bridge's own internal port, as `ovs-vsctl add-br` makes it (not marked
-            // as ours: it is never deleted).
-            inserts.push(Operation::Insert {
-                table: "Interface".into(),
-                row: Row::from([
-                    ("name".into(), Datum::string(bridge)),
-                    ("type".into(), Datum::string("internal")),
-                ]),
-                uuid_name: Some("rdo_bridge_i".into()),
-            });
-            inserts.push(Operation::Insert {
-                table: "Port".into(),
-                row: Row::from([
-                    ("name".into(), Datum::string(bridge)),
-                    (
-                        "interfaces".into(),
-                        Datum::set(vec![Atom::NamedUuid("rdo_bridge_i".into())]),
-                    ),
-                ]),
-                uuid_name: Some("rdo_bridge_p".into()),
-            });
-            bridge_adds.push(Atom::NamedUuid("rdo_bridge_p".into()));
-            inserts.push(Operation::Insert {
-                table: "Bridge".into(),
-                row: Row::from([
-                    ("name".into(), Datum::string(bridge)),
-                    ("ports".into(), Datum::set(bridge_adds)),
-                    // Only explicit flows forward: no MAC learning loops across tunnels.
-                    ("fail_mode".into(), Datum::string("secure")),
-                    (
-                        "external_ids".into(),
-                        Datum::string_map(&BTreeMap::from([(
-                            OWNER_KEY.to_string(),
-                            OWNER.to_string(),
-                        )])),
-                    ),
-                ]),
-                uuid_name: Some(bname.clone()),
-            });
-            let named_bridge = Datum::set(vec![Atom::NamedUuid(bname)]);
-            match &view.root {
-                Some(root) => bridge_ops.push(Operation::Mutate {
-                    table: "Open_vSwitch".into(),
-                    conditions: vec![Condition::uuid(root)],
-                    mutations: vec![Mutation::new("bridges", Mutator::Insert, named_bridge)],
-                }),
-                None => inserts.push(Operation::Insert {
-                    table: "Open_vSwitch".into(),
-                    row: Row::from([("bridges".into(), named_bridge)]),
-                    uuid_name: None,
-                }),
+    /// The diff: the transaction's operations, bridge membership last.
+    fn finish(mut self, ports: BTreeMap<String, PortReport>) -> PortDiff {
+        let view = self.view;
+        let mut membership: Vec<Operation> = std::mem::take(&mut self.bridge_removes)
+            .into_iter()
+            .map(|(bridge, removes)| ports_mutation(&bridge, Mutator::Delete, removes))
+            .collect();
+        let local_ports = match view.bridge(self.bridge) {
+            None => {
+                membership.extend(self.create_bridge());
+                Vec::new()
             }
-        }
-        Some(b) => {
-            if !bridge_adds.is_empty() {
-                bridge_ops.push(Operation::Mutate {
-                    table: "Bridge".into(),
-                    conditions: vec![Condition::uuid(&b.uuid)],
-                    mutations: vec![Mutation::new(
-                        "ports",
-                        Mutator::Insert,
-                        Datum::set(bridge_adds),
-                    )],
-                });
+            Some(b) => {
+                if !self.bridge_adds.is_empty() {
+                    let adds = std::mem::take(&mut self.bridge_adds);
+                    membership.push(ports_mutation(&b.uuid, Mutator::Insert, adds));
+                }
+                local_ports(view, b)
             }
-            out.local_ports = local_ports(view, b);
+        };
+        let mut ops = self.inserts;
+        ops.extend(self.updates);
+        ops.extend(membership);
+        PortDiff {
+            ops,
+            ports,
+            local_ports,
+            changes: self.changes,
         }
     }
-    out.ops = inserts;
-    out.ops.extend(updates);
-    out.ops.extend(bridge_ops);
-    out
+
+    /// Inserts the missing bridge with the ports to add and its own internal port (as
+    /// `ovs-vsctl add-br` makes it; not marked as ours: it is never deleted). Returns the
+    /// mutation that adds it to the root row, or inserts a root row when there is none.
+    fn create_bridge(&mut self) -> Option<Operation> {
+        const IFACE: &str = "rdo_bridge_i";
+        const PORT: &str = "rdo_bridge_p";
+        const BRIDGE: &str = "rdo_bridge";
+        self.changes.create_bridge = true;
+        let name = Datum::string(self.bridge);
+        let iface = Row::from([
+            ("name".into(), name.clone()),
+            ("type".into(), Datum::string("internal")),
+        ]);
+        self.inserts.push(named_insert("Interface", IFACE, iface));
+        let port = Row::from([
+            ("name".into(), name.clone()),
+            ("interfaces".into(), named_uuid(IFACE)),
+        ]);
+        self.inserts.push(named_insert("Port", PORT, port));
+        self.bridge_adds.push(Atom::NamedUuid(PORT.into()));
+        let owner = BTreeMap::from([(OWNER_KEY.to_string(), OWNER.to_string())]);
+        let bridge = Row::from([
+            ("name".into(), name),
+            (
+                "ports".into(),
+                Datum::set(std::mem::take(&mut self.bridge_adds)),
+            ),
+            // Only explicit flows forward: no MAC learning loops across tunnels.
+            ("fail_mode".into(), Datum::string("secure")),
+            ("external_ids".into(), Datum::string_map(&owner)),
+        ]);
+        self.inserts.push(named_insert("Bridge", BRIDGE, bridge));
+        let Some(root) = &self.view.root else {
+            self.inserts.push(Operation::Insert {
+                table: "Open_vSwitch".into(),
+                row: Row::from([("bridges".into(), named_uuid(BRIDGE))]),
+                uuid_name: None,
+            });
+            return None;
+        };
+        Some(Operation::Mutate {
+            table: "Open_vSwitch".into(),
+            conditions: vec![Condition::uuid(root)],
+            mutations: vec![Mutation::new(
+                "bridges",
+                Mutator::Insert,
+                named_uuid(BRIDGE),
+            )],
+        })
+    }
 }
 
 fn interface_row(d: &DesiredTunnel) -> Row {
@@ -644,17 +671,44 @@ fn interface_row(d: &DesiredTunnel) -> Row {
     ])
 }
 
+/// A set of one row inserted earlier in the same transaction.
+fn named_uuid(uuid_name: &str) -> Datum {
+    Datum::set(vec![Atom::NamedUuid(uuid_name.into())])
+}
+
+fn named_insert(table: &str, uuid_name: &str, row: Row) -> Operation {
+    Operation::Insert {
+        table: table.into(),
+        row,
+        uuid_name: Some(uuid_name.into()),
+    }
+}
+
+fn update(table: &str, uuid: &Uuid, row: Row) -> Operation {
+    Operation::Update {
+        table: table.into(),
+        conditions: vec![Condition::uuid(uuid)],
+        row,
+    }
+}
+
+/// Adds ports to or removes them from the bridge `bridge`.
+fn ports_mutation(bridge: &Uuid, mutator: Mutator, ports: Vec<Atom>) -> Operation {
+    Operation::Mutate {
+        table: "Bridge".into(),
+        conditions: vec![Condition::uuid(bridge)],
+        mutations: vec![Mutation::new("ports", mutator, Datum::set(ports))],
+    }
+}
+
+/// The ports on `bridge` the agent does not own, besides the bridge's own, with an ofport.
 fn local_ports(view: &OvsView, bridge: &BridgeRow) -> Vec<LocalPort> {
-    let mut out: Vec<LocalPort> = bridge
-        .ports
-        .iter()
-        .filter_map(|u| view.ports.get(u))
+    let mut out: Vec<LocalPort> = view
+        .ports_of(bridge)
         .filter(|p| !is_owned(p) && p.name != bridge.name)
         .filter_map(|p| {
-            let i = p
-                .interfaces
-                .iter()
-                .filter_map(|u| view.interfaces.get(u))
+            let i = view
+                .interfaces_of(p)
                 .find(|i| i.ofport.is_some_and(|o| o > 0))?;
             Some(LocalPort {
                 name: p.name.clone(),

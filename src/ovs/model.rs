@@ -150,4 +150,19 @@ impl OvsView {
     pub fn bridge(&self, name: &str) -> Option<&BridgeRow> {
         self.bridges.iter().find(|b| b.name == name)
     }
+
+    /// The Port rows of `bridge` that are in the view.
+    pub fn ports_of<'a>(&'a self, bridge: &'a BridgeRow) -> impl Iterator<Item = &'a PortRow> {
+        bridge.ports.iter().filter_map(|u| self.ports.get(u))
+    }
+
+    /// The Interface rows of `port` that are in the view.
+    pub fn interfaces_of<'a>(
+        &'a self,
+        port: &'a PortRow,
+    ) -> impl Iterator<Item = &'a InterfaceRow> {
+        port.interfaces
+            .iter()
+            .filter_map(|u| self.interfaces.get(u))
+    }
 }

@@ -100,66 +100,44 @@ const REREAD: Duration = Duration::from_secs(30);
 
 type Txn = Pin<Box<dyn Future<Output = Result<Vec<OpResult>, OvsdbError>> + Send>>;
 
-/// Plans against the replica and publishes what OVS shows; when `free` (no transaction
-/// in flight, no retry pending) and OVS differs, returns the transaction to run.
-fn publish(
-    state: &mut Observed,
-    session: &Session,
-    desired: &DesiredSet,
-    bridge: &str,
-    observed: &watch::Sender<Observed>,
-    free: bool,
-) -> Option<Txn> {
-    let mut txn: Option<Txn> = None;
-    state.connected = session.is_connected();
-    state.reconnects = session.connects().saturating_sub(1);
-    state.in_sync &= state.connected;
-    if state.connected {
-        let started = Instant::now();
-        let view = OvsView::from_replica(session.replica());
-        let p = diff_port_set(desired, &view, bridge);
-        tracing::debug!(
-            elapsed_us = started.elapsed().as_micros() as u64,
-            ops = p.ops.len(),
-            "planned"
-        );
-        state.ports = p.ports;
-        state.local_ports = p.local_ports;
-        state.in_sync = p.ops.is_empty();
-        if free
-            && !p.ops.is_empty()
-            && let Some(client) = session.client().cloned()
-        {
-            tracing::info!(
-                create = p.changes.create.len(),
-                update = p.changes.update.len(),
-                delete = p.changes.delete.len(),
-                create_bridge = p.changes.create_bridge,
-                "reconciling OVS"
-            );
-            state.transactions += 1;
-            let ops = p.ops;
-            txn = Some(Box::pin(
-                async move { client.transact(DATABASE, &ops).await },
-            ));
-        }
-    }
-    observed.send_replace(state.clone());
-    txn
-}
-
 /// Runs until `shutdown` is cancelled. Returns an error only for an unusable config.
 pub async fn run(
     config: OvsConfig,
-    mut desired: watch::Receiver<Option<Vec<TunnelPort>>>,
+    desired: watch::Receiver<Option<Vec<TunnelPort>>>,
     observed: watch::Sender<Observed>,
     shutdown: CancellationToken,
 ) -> Result<(), OvsError> {
+    let endpoint = usable_endpoint(&config)?;
+    let session = Session::new(SessionConfig::new(endpoint, DATABASE, monitor_requests()));
+    let mut r = Reconciler::new(session, config.bridge, desired, observed);
+    // Status is also re-read on a timer, not only when OVS says something changed.
+    let mut reread = tokio::time::interval(REREAD);
+    reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        r.plan_unless_deferred();
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            changed = r.desired_rx.changed(), if r.desired_open => {
+                r.desired_changed(changed.is_ok());
+            }
+            event = r.session.next_event() => r.session_event(event),
+            result = in_flight(&mut r.txn), if r.txn.is_some() => r.txn_done(result),
+            _ = reread.tick() => {}
+            _ = retry_due(r.retry_at), if r.retry_at.is_some() && r.txn.is_none() => {
+                r.retry_at = None;
+            }
+        }
+    }
+}
+
+/// The endpoint, once the config is known to be usable.
+fn usable_endpoint(config: &OvsConfig) -> Result<Endpoint, OvsError> {
     let endpoint: Endpoint = config
         .endpoint
         .parse()
         .map_err(|e: OvsdbError| OvsError::Config(e.to_string()))?;
-    let bridge = config.bridge.clone();
+    let bridge = &config.bridge;
     if bridge.is_empty()
         || bridge.len() > crate::api::names::MAX_INTERFACE_NAME
         || bridge.contains(['/', ' ', ':'])
@@ -168,87 +146,171 @@ pub async fn run(
             "bridge name {bridge:?}: 1-15 characters, no '/', ':' or spaces"
         )));
     }
-    let mut session = Session::new(SessionConfig::new(endpoint, DATABASE, monitor_requests()));
-    let mut desired_open = true;
-    let mut txn: Option<Txn> = None;
-    let mut retry_at: Option<Instant> = None;
-    let mut retry = RETRY_MIN;
-    let mut state = Observed::default();
-    let mut desired_set = DesiredSet::new(desired.borrow_and_update().as_deref());
-    // Set when a monitor update arrives while our transaction is in flight: its reply
-    // follows at once, so planning is deferred to it (and the CPU left to OVS).
-    let mut defer = false;
-    // Status is also re-read on a timer, not only when OVS says something changed.
-    let mut reread = tokio::time::interval(REREAD);
-    reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Ok(endpoint)
+}
 
-    loop {
-        let deferred = std::mem::take(&mut defer) && txn.is_some();
+/// The transaction in flight (only polled while there is one).
+async fn in_flight(txn: &mut Option<Txn>) -> Result<Vec<OpResult>, OvsdbError> {
+    txn.as_mut().expect("guarded").await
+}
+
+/// Until the retry is due (only polled while one is pending).
+async fn retry_due(at: Option<Instant>) {
+    tokio::time::sleep_until(at.expect("guarded")).await
+}
+
+fn read_desired(desired: &mut watch::Receiver<Option<Vec<TunnelPort>>>) -> DesiredSet {
+    DesiredSet::new(desired.borrow_and_update().as_deref())
+}
+
+/// The loop's state between events.
+struct Reconciler {
+    session: Session,
+    bridge: String,
+    desired_rx: watch::Receiver<Option<Vec<TunnelPort>>>,
+    /// `false` once the feeder is gone: the last desired set is kept.
+    desired_open: bool,
+    desired: DesiredSet,
+    observed_tx: watch::Sender<Observed>,
+    /// What was last published.
+    observed: Observed,
+    /// At most one transaction in flight.
+    txn: Option<Txn>,
+    /// When a refused transaction may be retried.
+    retry_at: Option<Instant>,
+    /// The next backoff.
+    retry: Duration,
+    /// Set when a monitor update arrives while our transaction is in flight: its reply
+    /// follows at once, so planning is deferred to it (and the CPU left to OVS).
+    defer: bool,
+}
+
+impl Reconciler {
+    fn new(
+        session: Session,
+        bridge: String,
+        mut desired_rx: watch::Receiver<Option<Vec<TunnelPort>>>,
+        observed_tx: watch::Sender<Observed>,
+    ) -> Self {
+        Reconciler {
+            session,
+            bridge,
+            desired: read_desired(&mut desired_rx),
+            desired_rx,
+            desired_open: true,
+            observed_tx,
+            observed: Observed::default(),
+            txn: None,
+            retry_at: None,
+            retry: RETRY_MIN,
+            defer: false,
+        }
+    }
+
+    /// After every event: plans and publishes, unless the event was a monitor update
+    /// that our in-flight transaction's reply is about to follow.
+    fn plan_unless_deferred(&mut self) {
+        let deferred = std::mem::take(&mut self.defer) && self.txn.is_some();
         if !deferred {
-            let free = txn.is_none() && retry_at.is_none_or(|t| Instant::now() >= t);
-            let started = publish(&mut state, &session, &desired_set, &bridge, &observed, free);
-            if let Some(t) = started {
-                txn = Some(t);
+            let free = self.txn.is_none() && self.retry_at.is_none_or(|t| Instant::now() >= t);
+            self.publish(free);
+        }
+    }
+
+    /// Plans against the replica and publishes what OVS shows; when `free` (no
+    /// transaction in flight, no retry pending) and OVS differs, starts the transaction.
+    fn publish(&mut self, free: bool) {
+        let state = &mut self.observed;
+        state.connected = self.session.is_connected();
+        state.reconnects = self.session.connects().saturating_sub(1);
+        state.in_sync &= state.connected;
+        if state.connected {
+            let started = Instant::now();
+            let view = OvsView::from_replica(self.session.replica());
+            let p = diff_port_set(&self.desired, &view, &self.bridge);
+            tracing::debug!(
+                elapsed_us = started.elapsed().as_micros() as u64,
+                ops = p.ops.len(),
+                "planned"
+            );
+            state.ports = p.ports;
+            state.local_ports = p.local_ports;
+            state.in_sync = p.ops.is_empty();
+            if free
+                && !p.ops.is_empty()
+                && let Some(client) = self.session.client().cloned()
+            {
+                tracing::info!(
+                    create = p.changes.create.len(),
+                    update = p.changes.update.len(),
+                    delete = p.changes.delete.len(),
+                    create_bridge = p.changes.create_bridge,
+                    "reconciling OVS"
+                );
+                state.transactions += 1;
+                let ops = p.ops;
+                self.txn = Some(Box::pin(
+                    async move { client.transact(DATABASE, &ops).await },
+                ));
             }
         }
+        self.observed_tx.send_replace(self.observed.clone());
+    }
 
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            changed = desired.changed(), if desired_open => {
-                desired_set = DesiredSet::new(desired.borrow_and_update().as_deref());
-                if changed.is_err() {
-                    // The feeder is gone: keep the last desired state.
-                    desired_open = false;
-                }
-                retry_at = None;
+    /// A new desired set is planned at once, even while a retry is pending.
+    fn desired_changed(&mut self, still_open: bool) {
+        self.desired = read_desired(&mut self.desired_rx);
+        if !still_open {
+            // The feeder is gone: keep the last desired state.
+            self.desired_open = false;
+        }
+        self.retry_at = None;
+    }
+
+    fn session_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Connected => {
+                tracing::info!(bridge = %self.bridge, "OVSDB connected, replica resynced");
+                self.observed.last_error = None;
             }
-            event = session.next_event() => match event {
-                SessionEvent::Connected => {
-                    tracing::info!(bridge = %bridge, "OVSDB connected, replica resynced");
-                    state.last_error = None;
-                }
-                SessionEvent::Updated => defer = true,
-                SessionEvent::Disconnected(why) => {
-                    tracing::warn!(%why, "OVSDB session lost");
-                }
-                SessionEvent::ConnectFailed(why) => {
-                    tracing::warn!(%why, "OVSDB connect failed");
-                    state.last_error = Some(why);
-                }
-            },
-            result = async { txn.as_mut().expect("guarded").await }, if txn.is_some() => {
-                txn = None;
-                // The server sent this transaction's updates before its reply.
-                let started = Instant::now();
-                let n = session.drain();
-                tracing::debug!(
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    updates = n,
-                    "drained"
-                );
-                match result {
-                    Ok(_) => {
-                        retry = RETRY_MIN;
-                        retry_at = None;
-                        state.last_error = None;
-                    }
-                    Err(OvsdbError::OutcomeUnknown(why)) | Err(OvsdbError::Disconnected(why)) => {
-                        // The reconnect resync shows what committed.
-                        tracing::warn!(%why, "OVS transaction outcome unknown");
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_ms = retry.as_millis() as u64,
-                            "OVS transaction refused");
-                        state.last_error = Some(e.to_string());
-                        retry_at = Some(Instant::now() + retry);
-                        retry = (retry * 2).min(RETRY_MAX);
-                    }
-                }
+            SessionEvent::Updated => self.defer = true,
+            SessionEvent::Disconnected(why) => {
+                tracing::warn!(%why, "OVSDB session lost");
             }
-            _ = reread.tick() => {}
-            _ = async { tokio::time::sleep_until(retry_at.expect("guarded")).await },
-                if retry_at.is_some() && txn.is_none() => {
-                retry_at = None;
+            SessionEvent::ConnectFailed(why) => {
+                tracing::warn!(%why, "OVSDB connect failed");
+                self.observed.last_error = Some(why);
+            }
+        }
+    }
+
+    /// The transaction's reply: success resets the backoff, a refusal schedules a retry.
+    fn txn_done(&mut self, result: Result<Vec<OpResult>, OvsdbError>) {
+        self.txn = None;
+        // The server sent this transaction's updates before its reply.
+        let started = Instant::now();
+        let n = self.session.drain();
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            updates = n,
+            "drained"
+        );
+        match result {
+            Ok(_) => {
+                self.retry = RETRY_MIN;
+                self.retry_at = None;
+                self.observed.last_error = None;
+            }
+            Err(OvsdbError::OutcomeUnknown(why)) | Err(OvsdbError::Disconnected(why)) => {
+                // The reconnect resync shows what committed.
+                tracing::warn!(%why, "OVS transaction outcome unknown");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_ms = self.retry.as_millis() as u64,
+                    "OVS transaction refused");
+                self.observed.last_error = Some(e.to_string());
+                self.retry_at = Some(Instant::now() + self.retry);
+                self.retry = (self.retry * 2).min(RETRY_MAX);
             }
         }
     }
