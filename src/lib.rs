@@ -21,3 +21,4 @@ pub mod planner;
 pub mod sandbox;
 pub mod standalone;
 pub mod telemetry;
+pub mod vtep;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::codec::Framer;
 use super::monitor::{MonitorRequest, UpdateFormat, requests_json};
 use super::ops::{OpResult, Operation, TransactError, parse_transact_result};
+use super::tls::TlsFiles;
 
 /// Where the server listens, spelled as `ovs-vsctl --db` spells it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +34,35 @@ pub enum Endpoint {
     Unix(PathBuf),
     /// `tcp:host:port` (`tcp:[::1]:6640` for IPv6).
     Tcp(String),
+    /// `ssl:host:port`: TLS with a client certificate ([`ClientOptions::tls`]).
+    Ssl(String),
+}
+
+/// Splits `HOST:PORT` (`[v6]:PORT`) into a socket address string.
+fn host_port(rest: &str, scheme: &str) -> Result<String, String> {
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected {scheme}:HOST:PORT"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| "port is not a number 0-65535".to_string())?;
+    Ok(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+impl Endpoint {
+    /// The host part of a TCP or SSL address (without IPv6 brackets).
+    fn host(addr: &str) -> &str {
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
 
 impl FromStr for Endpoint {
@@ -46,27 +76,16 @@ impl FromStr for Endpoint {
             return Ok(Endpoint::Unix(PathBuf::from(path)));
         }
         if let Some(rest) = s.strip_prefix("tcp:") {
-            let (host, port) = rest
-                .rsplit_once(':')
-                .ok_or_else(|| bad("expected tcp:HOST:PORT"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            if host.is_empty() {
-                return Err(bad("empty host"));
-            }
-            let port: u16 = port
-                .parse()
-                .map_err(|_| bad("port is not a number 0-65535"))?;
-            let addr = if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
-            return Ok(Endpoint::Tcp(addr));
+            return host_port(rest, "tcp")
+                .map(Endpoint::Tcp)
+                .map_err(|e| bad(&e));
         }
-        if s.starts_with("ssl:") {
-            return Err(bad("ssl is not supported; use unix: or tcp:"));
+        if let Some(rest) = s.strip_prefix("ssl:") {
+            return host_port(rest, "ssl")
+                .map(Endpoint::Ssl)
+                .map_err(|e| bad(&e));
         }
-        Err(bad("expected unix:PATH or tcp:HOST:PORT"))
+        Err(bad("expected unix:PATH, tcp:HOST:PORT or ssl:HOST:PORT"))
     }
 }
 
@@ -75,6 +94,7 @@ impl std::fmt::Display for Endpoint {
         match self {
             Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
             Endpoint::Tcp(a) => write!(f, "tcp:{a}"),
+            Endpoint::Ssl(a) => write!(f, "ssl:{a}"),
         }
     }
 }
@@ -131,6 +151,8 @@ pub struct ClientOptions {
     /// Send our own `echo` after this long without hearing from the server, and close
     /// the session when another interval passes in silence. `None` = never probe.
     pub probe_interval: Option<Duration>,
+    /// Key, certificate and CA for `ssl:` endpoints (required there, ignored elsewhere).
+    pub tls: Option<TlsFiles>,
 }
 
 impl ClientOptions {
@@ -139,9 +161,10 @@ impl ClientOptions {
     pub fn for_endpoint(endpoint: &Endpoint) -> Self {
         ClientOptions {
             probe_interval: match endpoint {
-                Endpoint::Tcp(_) => Some(Duration::from_secs(5)),
+                Endpoint::Tcp(_) | Endpoint::Ssl(_) => Some(Duration::from_secs(5)),
                 Endpoint::Unix(_) => None,
             },
+            tls: None,
         }
     }
 }
@@ -225,6 +248,11 @@ impl Client {
                 // Requests are small and latency matters more than packing.
                 let _ = s.set_nodelay(true);
                 let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Endpoint::Ssl(addr) => {
+                let s = connect_tls(endpoint, addr, options.tls.as_ref()).await?;
+                let (r, w) = tokio::io::split(s);
                 (Box::new(r), Box::new(w))
             }
         };
@@ -390,6 +418,32 @@ impl Client {
         self.call("monitor", json!([db, monitor_id, requests_json(requests)]))
             .await
     }
+}
+
+/// TCP connect + TLS handshake for an `ssl:` endpoint.
+async fn connect_tls(
+    endpoint: &Endpoint,
+    addr: &str,
+    files: Option<&TlsFiles>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, OvsdbError> {
+    let fail = |message: String| OvsdbError::Connect {
+        endpoint: endpoint.to_string(),
+        message,
+    };
+    let files = files.ok_or_else(|| {
+        fail("ssl: needs a private key, a certificate and a CA certificate".into())
+    })?;
+    let config = super::tls::client_config(files).map_err(fail)?;
+    let name = rustls::pki_types::ServerName::try_from(Endpoint::host(addr).to_string())
+        .map_err(|e| fail(format!("server name: {e}")))?;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| fail(super::tls::explain(&e)))
 }
 
 fn is_unknown_method(error: &Value) -> bool {
@@ -566,13 +620,26 @@ mod tests {
             "tcp:[::1]:6640".parse::<Endpoint>().unwrap().to_string(),
             "tcp:[::1]:6640"
         );
+        assert_eq!(
+            "ssl:10.0.0.2:6640".parse::<Endpoint>().unwrap(),
+            Endpoint::Ssl("10.0.0.2:6640".into())
+        );
+        assert_eq!(
+            "ssl:[fd00::2]:6640"
+                .parse::<Endpoint>()
+                .unwrap()
+                .to_string(),
+            "ssl:[fd00::2]:6640"
+        );
+        assert_eq!(Endpoint::host("[fd00::2]:6640"), "fd00::2");
         for bad in [
             "",
             "unix:",
             "tcp:host",
             "tcp::6640",
             "tcp:h:99999",
-            "ssl:h:1",
+            "ssl:h",
+            "ssl::1",
             "/x",
         ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
@@ -592,6 +659,7 @@ mod tests {
             Box::new(w),
             ClientOptions {
                 probe_interval: None,
+                tls: None,
             },
         );
         (c, n, theirs)
@@ -730,6 +798,7 @@ mod tests {
             Box::new(w),
             ClientOptions {
                 probe_interval: Some(Duration::from_secs(5)),
+                tls: None,
             },
         );
         let mut f = Framer::new();

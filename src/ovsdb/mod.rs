@@ -13,7 +13,7 @@
 //! - [`ops`]: typed data (atoms, sets, maps, UUIDs, named UUIDs) and the `transact`
 //!   operations `insert`, `select`, `update`, `mutate`, `delete`, `wait`, `comment`.
 //! - [`client`]: one session: endpoints spelled like `ovs-vsctl --db` (`unix:PATH`,
-//!   `tcp:HOST:PORT`), concurrent requests matched by id, RPC errors returned as errors
+//!   `tcp:HOST:PORT`, `ssl:HOST:PORT` via [`tls`]), concurrent requests matched by id, RPC errors returned as errors
 //!   with the session kept, `echo` answered, keepalive probes on TCP, a disconnect signal
 //!   ([`Client::closed`]) and [`OvsdbError::OutcomeUnknown`] for a transaction whose reply
 //!   was lost.
@@ -27,6 +27,7 @@ pub mod codec;
 pub mod monitor;
 pub mod ops;
 pub mod session;
+pub mod tls;
 
 pub use client::{Client, ClientOptions, Endpoint, Notification, OvsdbError};
 pub use monitor::{MonitorRequest, Replica, UpdateFormat};
@@ -35,3 +36,4 @@ pub use ops::{
     Uuid, WaitUntil,
 };
 pub use session::{Session, SessionConfig, SessionEvent};
+pub use tls::TlsFiles;

@@ -7,3 +7,4 @@ pub mod envtest;
 pub mod fake_api;
 pub mod netns;
 pub mod ovs;
+pub mod vtep;
