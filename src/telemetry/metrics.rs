@@ -109,6 +109,17 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` under `name` and hands it back.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// Prefix of every metric name.
 pub const METRIC_PREFIX: &str = "remote_device_operator";
 
@@ -130,76 +141,69 @@ impl Metrics {
             )]
             .into_iter(),
         );
-        let build_info = Family::<BuildLabel, Gauge>::default();
-        registry.register(
+        let build_info: Family<BuildLabel, Gauge> = registered(
+            &mut registry,
             "build_info",
             "Always 1; the labels say which build runs",
-            build_info.clone(),
+            Family::default(),
         );
         build_info
             .get_or_create(&BuildLabel {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
-        let reconciles = Counter::default();
-        registry.register(
-            "reconciles",
-            "Reconcile passes run (successful or not)",
-            reconciles.clone(),
-        );
-        let errors = Family::<KindLabel, Counter>::default();
-        registry.register(
-            "reconcile_errors",
-            "Failed reconcile passes and writes, by kind of failure",
-            errors.clone(),
-        );
-        // 1 ms .. ~33 s.
-        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        registry.register(
-            "reconcile_duration_seconds",
-            "Duration of one reconcile pass",
-            duration.clone(),
-        );
-        let writes = Family::<WriteLabel, Counter>::default();
-        registry.register(
-            "api_writes",
-            "Successful writes to the Kubernetes API, by kind",
-            writes.clone(),
-        );
-        let tunnel_ports = Family::<StateLabel, Gauge>::default();
-        registry.register(
-            "tunnelports",
-            "TunnelPorts by state of their Ready condition",
-            tunnel_ports.clone(),
-        );
-        let ovsdb_reconnects = Counter::default();
-        registry.register(
-            "ovsdb_reconnects",
-            "Reconnections to ovsdb-server after the first connection",
-            ovsdb_reconnects.clone(),
-        );
-        let flow_monitor_up = Gauge::default();
-        registry.register(
-            "flow_monitor_up",
-            "1 while the agent's ovs-ofctl flow monitor runs (else flows are dumped every second)",
-            flow_monitor_up.clone(),
-        );
-        let flow_monitor_failures = Counter::default();
-        registry.register(
-            "flow_monitor_failures",
-            "Times the agent's flow monitor could not start or ended",
-            flow_monitor_failures.clone(),
-        );
+        let r = &mut registry;
         Metrics {
+            reconciles: registered(
+                r,
+                "reconciles",
+                "Reconcile passes run (successful or not)",
+                Counter::default(),
+            ),
+            errors: registered(
+                r,
+                "reconcile_errors",
+                "Failed reconcile passes and writes, by kind of failure",
+                Family::default(),
+            ),
+            // 1 ms .. ~33 s.
+            duration: registered(
+                r,
+                "reconcile_duration_seconds",
+                "Duration of one reconcile pass",
+                Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            ),
+            writes: registered(
+                r,
+                "api_writes",
+                "Successful writes to the Kubernetes API, by kind",
+                Family::default(),
+            ),
+            tunnel_ports: registered(
+                r,
+                "tunnelports",
+                "TunnelPorts by state of their Ready condition",
+                Family::default(),
+            ),
+            ovsdb_reconnects: registered(
+                r,
+                "ovsdb_reconnects",
+                "Reconnections to ovsdb-server after the first connection",
+                Counter::default(),
+            ),
+            flow_monitor_up: registered(
+                r,
+                "flow_monitor_up",
+                "1 while the agent's ovs-ofctl flow monitor runs (else the owned flows are dumped every check interval)",
+                Gauge::default(),
+            ),
+            flow_monitor_failures: registered(
+                r,
+                "flow_monitor_failures",
+                "Times the agent's flow monitor could not start or ended",
+                Counter::default(),
+            ),
             registry: Arc::new(registry),
-            reconciles,
-            errors,
-            duration,
-            writes,
-            tunnel_ports,
-            ovsdb_reconnects,
-            flow_monitor_up,
-            flow_monitor_failures,
         }
     }
 

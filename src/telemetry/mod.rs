@@ -1,4 +1,4 @@
-//! What both binaries share to be observable and stoppable: structured logs, Prometheus
+//! What both long-running components (controller and agent, one binary) share to be observable and stoppable: structured logs, Prometheus
 //! metrics, `/healthz` + `/readyz`, and shutdown on SIGTERM / SIGINT.
 
 mod metrics;
