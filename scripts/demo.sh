@@ -16,6 +16,9 @@ cargo build --quiet --locked
 bin=$PWD/target/debug/remote-device-operator
 
 work=$(mktemp -d /tmp/rdo-demo.XXXXXX)
+# RDO_OVS_RUNDIR too: OVS_RUNDIR alone is OVS tools' variable, read by the operator only as a
+# deprecated fallback (with a warning).
+export RDO_OVS_RUNDIR=$work
 export OVS_RUNDIR=$work OVS_LOGDIR=$work OVS_DBDIR=$work OVS_SYSCONFDIR=$work
 operator_pid=
 cleanup() {

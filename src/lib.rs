@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod envvars;
 pub mod failure;
 pub mod flows;
 pub mod manifests;

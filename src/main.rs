@@ -1,52 +1,72 @@
 //! The `remote-device-operator` binary: one subcommand per component.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use remote_device_operator::cli;
 use remote_device_operator::controller::{self, ControllerArgs};
-use remote_device_operator::telemetry::{self, Health, LogFormat, Metrics};
+use remote_device_operator::envvars;
+use remote_device_operator::telemetry::{self, Health, LogArgs, Metrics, ServeArgs};
 use tokio_util::sync::CancellationToken;
 
 /// Tunnels Open vSwitch nodes to devices behind remote VTEPs.
+///
+/// Environment variables carry the prefix RDO_ (each flag's is shown with it). The names
+/// of earlier versions (NODE_NAME, POD_NAMESPACE, OVS_BRIDGE, …) still work with a
+/// deprecation warning; set beside a new name with another value they are refused.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about)]
 struct Cli {
-    /// Log line format of the long-running components.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    log_format: LogFormat,
-    /// Address serving /metrics, /healthz and /readyz (long-running components).
-    #[arg(
-        long,
-        env = "METRICS_ADDR",
-        default_value = "0.0.0.0:8080",
-        global = true
-    )]
-    metrics_addr: SocketAddr,
     #[command(subcommand)]
     command: Command,
+}
+
+/// A long-running component's own flags, its logging and its endpoints.
+#[derive(clap::Args, Debug)]
+struct Component<A: clap::Args> {
+    #[command(flatten)]
+    args: A,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Derive TunnelPorts from RemoteDevices and Nodes and report device status
     /// (Deployment; leader-elected, so several replicas are safe).
-    Controller(ControllerArgs),
+    Controller(Component<ControllerArgs>),
     /// Make this node's OVS match its TunnelPorts and report their status (DaemonSet).
-    Agent(remote_device_operator::agent::AgentArgs),
+    Agent(Component<remote_device_operator::agent::AgentArgs>),
     /// Print the TunnelPorts the controller would create for RemoteDevice (and Node)
     /// manifests, then every rejected manifest with file, field and reason. Exits 1 when
     /// anything was rejected.
     Plan(cli::plan_command::PlanArgs),
     /// Run the agent without Kubernetes: plan for this node from a directory of
     /// manifests, make OVS match, print the tunnel ports, follow changes.
-    Standalone(remote_device_operator::standalone::StandaloneArgs),
+    Standalone {
+        #[command(flatten)]
+        args: remote_device_operator::standalone::StandaloneArgs,
+        #[command(flatten)]
+        log: LogArgs,
+    },
     /// Print the CustomResourceDefinitions (the files in crds/ are this output).
     Crd,
 }
 
 fn main() -> ExitCode {
+    // Before clap reads the environment, and before any thread exists.
+    let warnings = match envvars::reads_env(std::env::args().nth(1).as_deref()) {
+        false => Vec::new(),
+        true => match envvars::apply_to_process() {
+            Ok(warnings) => warnings,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let cli = Cli::parse();
     match cli.command {
         Command::Plan(args) => {
@@ -59,12 +79,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Standalone(args) => {
+        Command::Standalone { args, log } => {
             // Logs go to stderr; stdout carries the tunnel-port tables.
-            if let Err(e) = telemetry::init_tracing(cli.log_format) {
+            if let Err(e) = telemetry::init_tracing(log.log_format) {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
+            log_warnings(&warnings);
             let result = tokio::runtime::Runtime::new()
                 .map_err(anyhow::Error::from)
                 .and_then(|runtime| {
@@ -91,14 +112,21 @@ fn main() -> ExitCode {
             print!("{}", remote_device_operator::crd::all_yaml());
             ExitCode::SUCCESS
         }
-        Command::Agent(args) => component("agent", cli.log_format, cli.metrics_addr, |m, h, c| {
-            run_agent(args, m, h, c)
+        Command::Agent(c) => component("agent", &c.log, &c.serve, &warnings, |m, h, t| {
+            run_agent(c.args, m, h, t)
         }),
-        Command::Controller(args) => {
-            component("controller", cli.log_format, cli.metrics_addr, |m, h, c| {
-                run_controller(args, m, h, c)
+        Command::Controller(c) => {
+            component("controller", &c.log, &c.serve, &warnings, |m, h, t| {
+                run_controller(c.args, m, h, t)
             })
         }
+    }
+}
+
+/// The deprecation warnings of the environment, once, as soon as logging is up.
+fn log_warnings(warnings: &[String]) {
+    for warning in warnings {
+        tracing::warn!("{warning}");
     }
 }
 
@@ -106,18 +134,20 @@ fn main() -> ExitCode {
 /// SIGTERM / SIGINT.
 fn component<F, Fut>(
     name: &'static str,
-    format: LogFormat,
-    metrics_addr: SocketAddr,
+    log: &LogArgs,
+    serve_args: &ServeArgs,
+    warnings: &[String],
     run: F,
 ) -> ExitCode
 where
     F: FnOnce(Metrics, Health, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    if let Err(e) = telemetry::init_tracing(format) {
+    if let Err(e) = telemetry::init_tracing(log.log_format) {
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
+    log_warnings(warnings);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -125,7 +155,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(name, metrics_addr, run)) {
+    match runtime.block_on(serve(name, serve_args, run)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -136,7 +166,7 @@ where
 
 /// Starts the endpoints, runs the component until it ends or a signal arrives, then stops
 /// the endpoints.
-async fn serve<F, Fut>(name: &'static str, metrics_addr: SocketAddr, run: F) -> anyhow::Result<()>
+async fn serve<F, Fut>(name: &'static str, args: &ServeArgs, run: F) -> anyhow::Result<()>
 where
     F: FnOnce(Metrics, Health, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -144,9 +174,9 @@ where
     let cancel = CancellationToken::new();
     telemetry::cancel_on_signal(cancel.clone())?;
     let metrics = Metrics::for_component(name);
-    let health = Health::default();
+    let health = args.health();
     let (addr, server) = telemetry::serve(
-        metrics_addr,
+        args.metrics_addr,
         metrics.clone(),
         health.clone(),
         cancel.clone(),

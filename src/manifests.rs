@@ -114,7 +114,7 @@ pub fn read_paths(paths: &[PathBuf]) -> std::io::Result<Manifests> {
 impl Manifests {
     /// Parses one file's text (one or more YAML or JSON documents).
     pub fn add_text(&mut self, file: &Path, text: &str) {
-        for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             let source = Source {
                 file: file.to_path_buf(),
                 document: index + 1,

@@ -31,7 +31,7 @@ pub struct StandaloneArgs {
     #[arg(short = 'f', long = "filename", value_name = "DIR")]
     pub dir: PathBuf,
     /// This node's name (matched against Node manifests and device node selectors).
-    #[arg(long, env = "NODE_NAME")]
+    #[arg(long, env = "RDO_NODE_NAME")]
     pub node_name: String,
     /// Where OVS is.
     #[command(flatten)]

@@ -56,7 +56,7 @@ fn strict(schema: &Value, inside_spec: bool) -> Value {
 /// Admission of one document as a kube-apiserver with the generated CRDs would do it.
 fn admit(text: &str, crd: &CustomResourceDefinition) -> Result<(), Vec<String>> {
     let value: Value =
-        serde_yaml::from_str(text).map_err(|e| vec![format!("cannot decode: {e}")])?;
+        serde_yaml_ng::from_str(text).map_err(|e| vec![format!("cannot decode: {e}")])?;
     let api_version = format!("{}/{}", crd.spec.group, crd.spec.versions[0].name);
     if value.get("apiVersion") != Some(&json!(api_version))
         || value.get("kind") != Some(&json!(crd.spec.names.kind))
@@ -232,11 +232,11 @@ fn examples_pass_admission_and_rust_validation() {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let value: Value = serde::Deserialize::deserialize(doc).unwrap();
             if value.get("kind") == Some(&json!("RemoteDevice")) {
                 devices += 1;
-                admit(&serde_yaml::to_string(&value).unwrap(), &crd)
+                admit(&serde_yaml_ng::to_string(&value).unwrap(), &crd)
                     .unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
             }
         }
@@ -256,7 +256,7 @@ fn planned_tunnel_ports_pass_admission() {
     assert!(!plan.tunnel_ports.is_empty());
     let crd = TunnelPort::crd();
     for tp in &plan.tunnel_ports {
-        admit(&serde_yaml::to_string(tp).unwrap(), &crd)
+        admit(&serde_yaml_ng::to_string(tp).unwrap(), &crd)
             .unwrap_or_else(|e| panic!("{:?}: {e:?}", tp.metadata.name));
     }
 }

@@ -73,9 +73,9 @@ fn run_helm(args: &[&str]) -> Result<String, String> {
 
 /// Every YAML document of a stream as JSON, empty documents dropped.
 fn parse_stream(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
+    serde_yaml_ng::Deserializer::from_str(text)
         .map(|doc| {
-            let value: serde_yaml::Value =
+            let value: serde_yaml_ng::Value =
                 serde::Deserialize::deserialize(doc).expect("rendered YAML parses");
             serde_json::to_value(value).expect("YAML maps to JSON")
         })
@@ -208,7 +208,7 @@ fn leaves(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
 
 fn yaml_file(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("valid YAML");
     serde_json::to_value(yaml).expect("YAML maps to JSON")
 }
 
@@ -272,12 +272,12 @@ fn all_options_file_sets_every_option_and_the_render_follows_it() {
         json!([
             "controller",
             "--log-format=text",
-            "--metrics-addr=0.0.0.0:9090",
+            "--metrics-addr=[::]:9090",
             "--lease-name=rdo-leader",
             "--resync-seconds=120"
         ])
     );
-    assert_eq!(env_map(c)["API_TIMEOUT_SECONDS"], "20");
+    assert_eq!(env_map(c)["RDO_API_TIMEOUT_SECONDS"], "20");
     assert_eq!(spec["imagePullSecrets"], json!([{"name": "regcred"}]));
     // `kubernetes.io/os: null` removed the default key.
     assert_eq!(
@@ -312,10 +312,10 @@ fn all_options_file_sets_every_option_and_the_render_follows_it() {
         env["OVS_EXTRA"],
         json!({"fieldRef": {"fieldPath": "status.hostIP"}})
     );
-    assert_eq!(env["OVS_BRIDGE"], "br-tun");
+    assert_eq!(env["RDO_OVS_BRIDGE"], "br-tun");
     assert_eq!(env["RUST_LOG"], "info,remote_device_operator=debug");
-    assert_eq!(env["OVS_RUNDIR"], "/run/openvswitch");
-    assert_eq!(env["OVSDB_ENDPOINT"], "unix:/run/openvswitch/db.sock");
+    assert_eq!(env["RDO_OVS_RUNDIR"], "/run/openvswitch");
+    assert_eq!(env["RDO_OVSDB_ENDPOINT"], "unix:/run/openvswitch/db.sock");
     assert_eq!(spec["volumes"][0]["hostPath"]["path"], "/run/openvswitch");
     assert_eq!(
         spec["containers"][0]["volumeMounts"][0]["mountPath"],
@@ -501,11 +501,11 @@ fn components_are_wired_as_the_cli_contract_says() {
     assert_eq!(c["args"][0], "controller");
     let env = env_map(c);
     assert_eq!(
-        env["POD_NAMESPACE"],
+        env["RDO_POD_NAMESPACE"],
         json!({"fieldRef": {"fieldPath": "metadata.namespace"}})
     );
     assert_eq!(
-        env["POD_NAME"],
+        env["RDO_POD_NAME"],
         json!({"fieldRef": {"fieldPath": "metadata.name"}})
     );
     let lease_arg = c["args"]
@@ -540,12 +540,15 @@ fn components_are_wired_as_the_cli_contract_says() {
     assert_eq!(c["args"][0], "agent");
     let env = env_map(c);
     assert_eq!(
-        env["NODE_NAME"],
+        env["RDO_NODE_NAME"],
         json!({"fieldRef": {"fieldPath": "spec.nodeName"}})
     );
-    assert_eq!(env["OVSDB_ENDPOINT"], "unix:/var/run/openvswitch/db.sock");
-    assert_eq!(env["OVS_RUNDIR"], "/var/run/openvswitch");
-    assert_eq!(env["OVS_BRIDGE"], "br-int");
+    assert_eq!(
+        env["RDO_OVSDB_ENDPOINT"],
+        "unix:/var/run/openvswitch/db.sock"
+    );
+    assert_eq!(env["RDO_OVS_RUNDIR"], "/var/run/openvswitch");
+    assert_eq!(env["RDO_OVS_BRIDGE"], "br-int");
 
     // Both metrics endpoints on the contract's port; the Service and helm test use it.
     for c in [&deploy["spec"]["template"]["spec"]["containers"][0], c] {
@@ -553,7 +556,7 @@ fn components_are_wired_as_the_cli_contract_says() {
             c["args"]
                 .as_array()
                 .unwrap()
-                .contains(&json!("--metrics-addr=0.0.0.0:8080"))
+                .contains(&json!("--metrics-addr=[::]:8080"))
         );
         assert!(
             c["args"]
@@ -686,6 +689,7 @@ fn rbac_verbs_are_exactly_as_documented() {
         ("tunnelports", "get,list,watch"),
         ("tunnelports", "patch"),
         ("tunnelports/status", "patch"),
+        ("events", "create,patch"),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -934,9 +938,10 @@ fn notes_show_a_valid_remote_device_inline_and_how_to_watch_tunnelports() {
         .find("\nEOF\n")
         .expect("heredoc ends with EOF");
     let manifest = &notes[start..start + len];
-    let value: serde_yaml::Value = serde_yaml::from_str(manifest).expect("inline manifest is YAML");
+    let value: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(manifest).expect("inline manifest is YAML");
     let device: remote_device_operator::api::RemoteDevice =
-        serde_yaml::from_value(value).expect("inline manifest is a RemoteDevice");
+        serde_yaml_ng::from_value(value).expect("inline manifest is a RemoteDevice");
     assert_eq!(device.metadata.namespace.as_deref(), Some("tenant-a"));
     let errors = remote_device_operator::api::validate::validate_spec(&device.spec);
     assert!(
@@ -1720,7 +1725,7 @@ fn extra_args_env_pod_labels_and_affinity_reach_the_pods() {
 controller:
   extraArgs: ["--resync-seconds=60"]
   extraEnv:
-    - name: API_TIMEOUT_SECONDS
+    - name: RDO_API_TIMEOUT_SECONDS
       value: "30"
   podLabels:
     team: network
@@ -1756,7 +1761,7 @@ agent:
         c["args"].as_array().unwrap().last().unwrap(),
         "--resync-seconds=60"
     );
-    assert_eq!(env_map(c)["API_TIMEOUT_SECONDS"], "30");
+    assert_eq!(env_map(c)["RDO_API_TIMEOUT_SECONDS"], "30");
     // The chart's env comes first and stays.
     assert_eq!(c["env"][0]["name"], "RUST_LOG");
     let labels = &controller["spec"]["template"]["metadata"]["labels"];
@@ -1781,7 +1786,7 @@ agent:
         json!([
             "agent",
             "--log-format=json",
-            "--metrics-addr=0.0.0.0:8080",
+            "--metrics-addr=[::]:8080",
             "--api-timeout-seconds=20"
         ])
     );
@@ -1789,7 +1794,7 @@ agent:
         env_map(c)["CONFIG_FROM_SECRET"],
         json!({"secretKeyRef": {"name": "rdo", "key": "token", "optional": true}})
     );
-    assert_eq!(env_map(c)["OVS_BRIDGE"], "br-int");
+    assert_eq!(env_map(c)["RDO_OVS_BRIDGE"], "br-int");
     assert_eq!(
         agent["spec"]["template"]["metadata"]["labels"]["team"],
         "network"
@@ -2261,15 +2266,15 @@ fn coexistence_example_values_render_and_lint() {
         let agent = pod_spec(agent_of(&docs));
         let env = env_map(&agent["containers"][0]);
         // None of them puts the agent on a CNI's own integration bridge.
-        assert_ne!(env["OVS_BRIDGE"], "br-int", "{name}");
-        assert_eq!(env["OVS_BRIDGE"], values["agent"]["bridge"], "{name}");
+        assert_ne!(env["RDO_OVS_BRIDGE"], "br-int", "{name}");
+        assert_eq!(env["RDO_OVS_BRIDGE"], values["agent"]["bridge"], "{name}");
         // The socket is inside the mounted run directory.
         let rundir = values["agent"]["ovsRundir"]
             .as_str()
             .unwrap_or("/var/run/openvswitch");
         assert_eq!(agent["volumes"][0]["hostPath"]["path"], rundir, "{name}");
         assert_eq!(
-            env["OVSDB_ENDPOINT"],
+            env["RDO_OVSDB_ENDPOINT"],
             format!("unix:{rundir}/db.sock"),
             "{name}: the endpoint must be the run directory's db.sock"
         );

@@ -67,7 +67,7 @@ fn plan_as_yaml_gives_tunnel_port_objects() {
         "yaml",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let ports: Vec<TunnelPort> = serde_yaml::Deserializer::from_str(&text(&out.stdout))
+    let ports: Vec<TunnelPort> = serde_yaml_ng::Deserializer::from_str(&text(&out.stdout))
         .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
         .collect();
     assert_eq!(ports.len(), 3);

@@ -47,18 +47,23 @@ fn help_explains_every_flag_and_its_environment_variable() {
     let help = String::from_utf8(out.stdout).unwrap();
     for needle in [
         "--lease-namespace",
-        "[env: POD_NAMESPACE=]",
+        "[env: RDO_POD_NAMESPACE=]",
         "--lease-name",
         "remote-device-operator-controller",
         "--identity",
-        "[env: POD_NAME=]",
+        "[env: RDO_POD_NAME=]",
         "--resync-seconds",
         "--api-timeout-seconds",
         "--log-format",
-        "[env: LOG_FORMAT=]",
+        "[env: RDO_LOG_FORMAT=]",
         "--metrics-addr",
-        "[env: METRICS_ADDR=]",
-        "0.0.0.0:8080",
+        "[env: RDO_METRICS_ADDR=]",
+        "[::]:8080",
+        "--liveness-stall-seconds",
+        "[env: RDO_LIVENESS_STALL_SECONDS=]",
+        "[env: RDO_RESYNC_SECONDS=]",
+        "[env: RDO_API_TIMEOUT_SECONDS=]",
+        "[env: RDO_LEASE_NAME=]",
     ] {
         assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
     }
@@ -68,6 +73,62 @@ fn help_explains_every_flag_and_its_environment_variable() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--resync-seconds"));
+}
+
+#[test]
+fn the_component_flags_are_not_offered_by_plan_and_crd() {
+    for sub in ["plan", "crd"] {
+        let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8(out.stdout).unwrap();
+        for flag in ["--log-format", "--metrics-addr", "--liveness-stall-seconds"] {
+            assert!(!help.contains(flag), "{sub} offers {flag}:\n{help}");
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["agent", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "[env: RDO_NODE_NAME=]",
+        "[env: RDO_OVSDB_ENDPOINT=]",
+        "[env: RDO_OVS_BRIDGE=]",
+        "[env: RDO_OVS_RUNDIR=]",
+        "--metrics-addr",
+    ] {
+        assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
+    }
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("prefix RDO_") && help.contains("deprecation warning"),
+        "{help}"
+    );
+}
+
+#[test]
+fn old_environment_names_conflicting_with_new_ones_are_refused() {
+    let out = Command::new(BIN)
+        .args(["agent"])
+        .env("NODE_NAME", "a")
+        .env("RDO_NODE_NAME", "b")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("NODE_NAME=\"a\" (deprecated) and RDO_NODE_NAME=\"b\" disagree"),
+        "{stderr}"
+    );
+    // plan reads no environment: old names lying around do not matter there.
+    let out = Command::new(BIN)
+        .args(["crd"])
+        .env("NODE_NAME", "a")
+        .env("RDO_NODE_NAME", "b")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
 }
 
 #[test]
@@ -102,7 +163,9 @@ fn serves_endpoints_logs_json_and_exits_cleanly_on_sigterm() {
             "cli-test",
         ])
         .env("KUBECONFIG", &kubeconfig)
-        .env("LOG_FORMAT", "json")
+        .env("RDO_LOG_FORMAT", "json")
+        // An old name: still read, with a deprecation warning.
+        .env("RESYNC_SECONDS", "300")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -134,6 +197,11 @@ fn serves_endpoints_logs_json_and_exits_cleanly_on_sigterm() {
         seen.push(line);
     };
 
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("WARN") && l.contains("RESYNC_SECONDS is deprecated")),
+        "{seen:#?}"
+    );
     assert!(http_get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(
         http_get(&addr, "/readyz").starts_with("HTTP/1.1 503"),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
@@ -19,11 +20,14 @@ use crate::flows::{MonitorState, SyncStatus};
 use crate::telemetry::{Health, Metrics, TunnelPortState, WriteKind};
 
 use super::decide::{AgentWrites, decide_writes};
+use super::events::{self, EventMemory, decide_events};
 use super::node::{NodeHandle, NodeView, sleep_until};
 use crate::backoff::Backoff;
 
 /// Field manager of the agent's server-side-apply status writes.
 pub const AGENT_MANAGER: &str = "remote-device-operator-agent";
+/// The API loop's name in the liveness heartbeats.
+pub const API_LOOP: &str = "agent-api";
 /// How often status is recomputed even when nothing was reported to change.
 const RECHECK: Duration = Duration::from_secs(10);
 const RETRY_MIN: Duration = Duration::from_millis(500);
@@ -268,8 +272,22 @@ fn report_flow_monitor(flows: &SyncStatus, metrics: &Metrics, health: &Health) {
     health.set_detail("flow monitor", detail);
 }
 
+/// Hands the node loop the desired TunnelPorts, when they changed.
+fn feed_desired(handle: &NodeHandle, decisions: &AgentWrites) {
+    if let Some(desired) = &decisions.desired {
+        handle.desired.send_if_modified(|d| {
+            if d.as_ref() == Some(desired) {
+                return false;
+            }
+            *d = Some(desired.clone());
+            true
+        });
+    }
+}
+
 /// Runs the agent's API side until `shutdown`. If the API server is unreachable the node
-/// loop keeps the last desired set, so OVS is left as it is.
+/// loop keeps the last desired set, so OVS is left as it is. Every round is a heartbeat
+/// on `health` ([`API_LOOP`]): a round that hangs shows on `/healthz`.
 pub async fn run(
     api: Api<TunnelPort>,
     node: String,
@@ -291,6 +309,12 @@ pub async fn run(
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut ready = false;
     let mut reconnects = 0;
+    let reporter = Reporter {
+        controller: AGENT_MANAGER.to_string(),
+        instance: Some(node.clone()),
+    };
+    let recorder = Recorder::new(api.clone().into_client(), reporter);
+    let mut event_memory = EventMemory::default();
     let ready_wait = store.wait_until_ready();
     tokio::pin!(ready_wait);
 
@@ -310,6 +334,7 @@ pub async fn run(
             _ = recheck.tick() => {}
             _ = sleep_until(retry_at) => { retry_at = None; }
         }
+        health.pending(API_LOOP);
         let objects: Option<Vec<TunnelPort>> = ready.then(|| {
             let stored = store.state().iter().map(|tp| (**tp).clone()).collect();
             own.overlay(stored)
@@ -320,17 +345,18 @@ pub async fn run(
         report(&current, ready, &mut reconnects, metrics, health);
         if let Some(objects) = &objects {
             metrics.set_tunnel_ports(&state_counts(&node, objects, &decisions));
+            let now = std::time::Instant::now();
+            let due = decide_events(
+                &mut event_memory,
+                &current.ovs.ports,
+                current.flows.repairs,
+                now,
+            );
+            events::publish(&recorder, due, &node, objects, api_timeout);
         }
-        if let Some(desired) = &decisions.desired {
-            handle.desired.send_if_modified(|d| {
-                if d.as_ref() == Some(desired) {
-                    return false;
-                }
-                *d = Some(desired.clone());
-                true
-            });
-        }
+        feed_desired(handle, &decisions);
         if retry_at.is_some() {
+            health.progress(API_LOOP);
             continue;
         }
         let objects = objects.unwrap_or_default();
@@ -339,6 +365,7 @@ pub async fn run(
             ok = apply(&api, &objects, &decisions, &mut own, metrics, api_timeout) => ok,
         };
         metrics.reconciled(started.elapsed());
+        health.progress(API_LOOP);
         if all_ok {
             retry.reset();
         } else {

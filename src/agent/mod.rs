@@ -3,10 +3,12 @@
 //! - [`lifecycle`]: the pure step that owns every ordering rule (finalizer, port, rules).
 //! - [`node`]: the node loop around it, shared with the standalone mode (OVS ports + flows).
 //! - [`status`], [`decide`]: pure decisions of what to write (status, finalizers).
+//! - [`events`]: which Kubernetes Events to record (pure), and recording them.
 //! - [`kube`]: the Kubernetes I/O around them.
 
 pub mod apiserver;
 pub mod decide;
+pub mod events;
 pub mod lifecycle;
 pub mod node;
 pub mod status;
@@ -25,13 +27,13 @@ use crate::telemetry::{Health, Metrics};
 pub struct AgentArgs {
     /// This node's name; the agent handles only TunnelPorts whose spec.nodeName it is
     /// (the DaemonSet passes it from the downward API).
-    #[arg(long, env = "NODE_NAME")]
+    #[arg(long, env = "RDO_NODE_NAME")]
     pub node_name: String,
     /// Where OVS is.
     #[command(flatten)]
     pub ovs: OvsArgs,
     /// Longest wait for one API request before it counts as failed and is retried.
-    #[arg(long, env = "API_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "RDO_API_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub api_timeout_seconds: u64,
 }
 

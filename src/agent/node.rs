@@ -67,15 +67,15 @@ pub struct OvsArgs {
     /// OVSDB endpoint, as ovs-vsctl spells it (unix:/path or tcp:host:port).
     #[arg(
         long,
-        env = "OVSDB_ENDPOINT",
+        env = "RDO_OVSDB_ENDPOINT",
         default_value = "unix:/var/run/openvswitch/db.sock"
     )]
     pub ovsdb: String,
     /// Integration bridge that carries the tunnel ports and rules (created when missing).
-    #[arg(long, env = "OVS_BRIDGE", default_value = "br-int")]
+    #[arg(long, env = "RDO_OVS_BRIDGE", default_value = "br-int")]
     pub bridge: String,
     /// OVS run directory, where the bridge's OpenFlow socket `<bridge>.mgmt` lives.
-    #[arg(long, env = "OVS_RUNDIR", default_value = "/var/run/openvswitch")]
+    #[arg(long, env = "RDO_OVS_RUNDIR", default_value = "/var/run/openvswitch")]
     pub ovs_rundir: PathBuf,
 }
 

@@ -71,6 +71,7 @@ pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
         "properties": {
             "matchLabels": {
                 "type": "object",
+                "description": "Labels a Node must carry with exactly these values.",
                 "maxProperties": MAX_SELECTOR_LABELS,
                 "additionalProperties": {
                     "type": "string",
@@ -84,6 +85,7 @@ pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
             },
             "matchExpressions": {
                 "type": "array",
+                "description": "Requirements on Node labels; every one must hold.",
                 "maxItems": MAX_SELECTOR_EXPRESSIONS,
                 "x-kubernetes-list-type": "atomic",
                 "items": {
@@ -92,6 +94,7 @@ pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
                     "properties": {
                         "key": {
                             "type": "string",
+                            "description": "The label key the requirement is about.",
                             "minLength": 1,
                             "maxLength": 317,
                             "pattern": LABEL_KEY_PATTERN,
@@ -102,10 +105,12 @@ pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
                         },
                         "operator": {
                             "type": "string",
+                            "description": "In, NotIn (the label's value is, is not among values), Exists or DoesNotExist (the key is, is not there).",
                             "enum": ["In", "NotIn", "Exists", "DoesNotExist"]
                         },
                         "values": {
                             "type": "array",
+                            "description": "The values for In and NotIn; empty for Exists and DoesNotExist.",
                             "maxItems": MAX_SELECTOR_VALUES,
                             "x-kubernetes-list-type": "atomic",
                             "items": {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN}

@@ -57,7 +57,7 @@ pub fn run(args: &PlanArgs, out: &mut impl Write, err: &mut impl Write) -> anyho
         Output::Table => write!(out, "{}", table::tunnel_ports(&plan.tunnel_ports, false))?,
         Output::Yaml => {
             for tp in &plan.tunnel_ports {
-                write!(out, "---\n{}", serde_yaml::to_string(tp)?)?;
+                write!(out, "---\n{}", serde_yaml_ng::to_string(tp)?)?;
             }
         }
     }

@@ -36,25 +36,26 @@ pub use writer::{WriteError, Writer};
 /// Flags of `remote-device-operator controller`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ControllerArgs {
-    /// Namespace of the Lease used for leader election (normally the controller's own).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub lease_namespace: String,
+    /// Namespace of the Lease used for leader election [default: the pod's own namespace
+    /// (from its service account), else `default`].
+    #[arg(long, env = "RDO_POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
     /// Name of the Lease used for leader election; every replica must use the same one.
     #[arg(
         long,
-        env = "LEASE_NAME",
+        env = "RDO_LEASE_NAME",
         default_value = "remote-device-operator-controller"
     )]
     pub lease_name: String,
     /// Identity of this replica in the Lease and in events [default: the host name].
-    #[arg(long, env = "POD_NAME")]
+    #[arg(long, env = "RDO_POD_NAME")]
     pub identity: Option<String>,
     /// Seconds between full reconciles when nothing changes (a safety net; a pass that
     /// finds nothing to do writes nothing).
-    #[arg(long, env = "RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "RDO_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub resync_seconds: u64,
     /// Seconds to wait for the API server to answer one write before retrying later.
-    #[arg(long, env = "API_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "RDO_API_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub api_timeout_seconds: u64,
 }
 
@@ -73,6 +74,12 @@ impl ControllerArgs {
             .unwrap_or_else(|| MANAGER.to_string())
     }
 
+    /// The Lease's namespace: the flag, else the pod's namespace, else `default`.
+    pub fn lease_namespace(&self) -> String {
+        let pod = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok();
+        lease_namespace(self.lease_namespace.as_deref(), pod.as_deref())
+    }
+
     /// Loop timings from the flags.
     pub fn settings(&self) -> Settings {
         Settings {
@@ -81,6 +88,20 @@ impl ControllerArgs {
             ..Settings::default()
         }
     }
+}
+
+/// Where Kubernetes mounts the pod's namespace (with its service account token).
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The Lease's namespace (pure): the flag, else the pod's (file content), else `default`.
+/// Empty values count as unset.
+pub fn lease_namespace(flag: Option<&str>, pod_file: Option<&str>) -> String {
+    [flag, pod_file.map(str::trim)]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string()
 }
 
 /// Timings of the reconcile loop.
@@ -243,16 +264,39 @@ pub fn start_watchers(
     )
 }
 
+/// The reconcile loop's name in the liveness heartbeats.
+pub const PASS_LOOP: &str = "controller-pass";
+
+/// [`drive_reporting`] without liveness heartbeats (tests).
+pub async fn drive(
+    snapshot: impl Fn() -> Snapshot,
+    writer: &Writer,
+    trigger: &Notify,
+    leader: watch::Receiver<bool>,
+    settings: &Settings,
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+) {
+    let health = Health::default();
+    let telemetry = (metrics, &health);
+    drive_reporting(
+        snapshot, writer, trigger, leader, settings, telemetry, cancel,
+    )
+    .await
+}
+
 /// The reconcile loop: waits for a trigger (watch event, resync timer, leadership gained),
 /// gathers a burst, and — when leading — decides and writes. A failed pass is retried
-/// after an exponential backoff; nothing runs faster than that.
-pub async fn drive(
+/// after an exponential backoff; nothing runs faster than that. Every pass is a heartbeat
+/// on `health` ([`PASS_LOOP`]): pending when it starts, progress when it ends, so a pass
+/// that hangs shows on `/healthz`.
+pub async fn drive_reporting(
     snapshot: impl Fn() -> Snapshot,
     writer: &Writer,
     trigger: &Notify,
     mut leader: watch::Receiver<bool>,
     settings: &Settings,
-    metrics: &Metrics,
+    (metrics, health): (&Metrics, &Health),
     cancel: &CancellationToken,
 ) {
     let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
@@ -266,6 +310,7 @@ pub async fn drive(
             return;
         }
         due = false;
+        health.pending(PASS_LOOP);
         let is_leader = *leader.borrow_and_update();
         if is_leader != was_leader {
             if is_leader {
@@ -280,6 +325,7 @@ pub async fn drive(
         let decisions = decide(&snap, Timestamp::now());
         metrics.set_tunnel_ports(&decisions.tunnel_port_states);
         if !is_leader {
+            health.progress(PASS_LOOP);
             continue;
         }
         if decisions.node_issues != reported_issues {
@@ -293,11 +339,13 @@ pub async fn drive(
             // Another replica may lead now: stop writing at once.
             _ = leader.wait_for(|leading| !leading) => {
                 tracing::warn!("lost the Lease during a pass; stopping its writes");
+                health.progress(PASS_LOOP);
                 continue;
             }
             result = writer.execute(&decisions) => result,
         };
         metrics.reconciled(started.elapsed());
+        health.progress(PASS_LOOP);
         match result {
             Ok(writes) => {
                 backoff.reset();
@@ -376,16 +424,20 @@ pub async fn run(
     let (caches, watchers) =
         start_watchers(&client, trigger.clone(), metrics.clone(), cancel.clone());
 
-    let lease_ref = format!("{}/{}", args.lease_namespace, args.lease_name);
+    let lease_namespace = args.lease_namespace();
+    let lease_ref = format!("{lease_namespace}/{}", args.lease_name);
     let lease_stop = CancellationToken::new();
     let (leader, lease_task) = leader::spawn(
         client.clone(),
-        LeaseConfig::new(&args.lease_namespace, &args.lease_name, &identity),
+        LeaseConfig::new(&lease_namespace, &args.lease_name, &identity),
         lease_stop.clone(),
     );
 
     tracing::info!(%identity, lease = %lease_ref, "waiting for the caches to sync");
     let outcome = tokio::select! {
+        // A shutdown before the caches synced stops the watchers too, which then fails
+        // the sync: the shutdown must win that race, it is a clean exit.
+        biased;
         _ = cancel.cancelled() => Ok(()),
         synced = caches.wait_synced() => match synced {
             Ok(()) => {
@@ -393,7 +445,8 @@ pub async fn run(
                 tracing::info!("caches synced");
                 let writer = Writer::new(client, identity, metrics.clone(), settings.write_timeout);
                 let snapshot = || caches.snapshot();
-                drive(snapshot, &writer, &trigger, leader.clone(), &settings, &metrics, &cancel).await;
+                let telemetry = (&metrics, &health);
+                drive_reporting(snapshot, &writer, &trigger, leader.clone(), &settings, telemetry, &cancel).await;
                 if cancel.is_cancelled() {
                     Ok(())
                 } else {

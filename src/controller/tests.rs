@@ -686,3 +686,20 @@ fn a_reordered_device_list_is_repaired_but_its_devices_still_count() {
         assert_eq!(status.ready.as_deref(), Some("2/2"));
     }
 }
+
+#[test]
+fn lease_namespace_is_the_flag_else_the_pods_else_default() {
+    for (flag, file, want) in [
+        (Some("ops"), Some("rdo\n"), "ops"),
+        (None, Some("rdo\n"), "rdo"),
+        (Some(""), Some("rdo"), "rdo"),
+        (None, Some("  \n"), "default"),
+        (None, None, "default"),
+    ] {
+        assert_eq!(
+            super::lease_namespace(flag, file),
+            want,
+            "{flag:?} {file:?}"
+        );
+    }
+}

@@ -39,6 +39,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::TunnelPort;
+use crate::backoff::Backoff;
 use crate::ovsdb::{Endpoint, OpResult, OvsdbError, Session, SessionConfig, SessionEvent};
 
 use super::diff::{DesiredSet, LocalPort, PortReport, diff_port_set};
@@ -178,8 +179,8 @@ struct Reconciler {
     txn: Option<Txn>,
     /// When a refused transaction may be retried.
     retry_at: Option<Instant>,
-    /// The next backoff.
-    retry: Duration,
+    /// Delays between refused transactions (no jitter: one client, its own OVSDB).
+    retry: Backoff,
     /// Set when a monitor update arrives while our transaction is in flight: its reply
     /// follows at once, so planning is deferred to it (and the CPU left to OVS).
     defer: bool,
@@ -202,7 +203,7 @@ impl Reconciler {
             observed: Observed::default(),
             txn: None,
             retry_at: None,
-            retry: RETRY_MIN,
+            retry: Backoff::new(RETRY_MIN, RETRY_MAX),
             defer: false,
         }
     }
@@ -297,7 +298,7 @@ impl Reconciler {
         );
         match result {
             Ok(_) => {
-                self.retry = RETRY_MIN;
+                self.retry.reset();
                 self.retry_at = None;
                 self.observed.last_error = None;
             }
@@ -306,11 +307,11 @@ impl Reconciler {
                 tracing::warn!(%why, "OVS transaction outcome unknown");
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_ms = self.retry.as_millis() as u64,
+                let delay = self.retry.next_delay();
+                tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64,
                     "OVS transaction refused");
                 self.observed.last_error = Some(e.to_string());
-                self.retry_at = Some(Instant::now() + self.retry);
-                self.retry = (self.retry * 2).min(RETRY_MAX);
+                self.retry_at = Some(Instant::now() + delay);
             }
         }
     }

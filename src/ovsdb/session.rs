@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::client::{Client, ClientOptions, Endpoint, Notification, OvsdbError};
 use super::monitor::{MonitorRequest, Replica, UpdateFormat, column_kinds};
+use crate::backoff::Backoff;
 
 /// Longest time for connect + get_schema + monitor before the attempt counts as failed.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -75,14 +76,16 @@ pub struct Session {
     live: Option<Live>,
     replica: Replica,
     next_attempt: Instant,
-    backoff: Duration,
+    /// Jittered: a hardware VTEP's OVSDB serves every agent, and after it restarts they
+    /// must not all reconnect in the same instant.
+    backoff: Backoff,
     connects: u64,
 }
 
 impl Session {
     /// A session that connects on the first [`Session::next_event`].
     pub fn new(config: SessionConfig) -> Self {
-        let backoff = config.backoff_min;
+        let backoff = Backoff::new(config.backoff_min, config.backoff_max).with_jitter();
         Session {
             config,
             live: None,
@@ -128,8 +131,7 @@ impl Session {
             return match attempt {
                 Ok(()) => SessionEvent::Connected,
                 Err(e) => {
-                    self.next_attempt = Instant::now() + self.backoff;
-                    self.backoff = (self.backoff * 2).min(self.config.backoff_max);
+                    self.next_attempt = Instant::now() + self.backoff.next_delay();
                     SessionEvent::ConnectFailed(e.to_string())
                 }
             };
@@ -190,9 +192,11 @@ impl Session {
         if let Some(l) = self.live.take() {
             l.client.close();
         }
-        // Try again soon; a server that just restarted is usually back at once.
-        self.backoff = self.config.backoff_min;
-        self.next_attempt = Instant::now() + self.backoff;
+        // Try again soon; a server that just restarted is usually back at once. The first
+        // attempt after a drop waits the jittered minimum, the failures after it double.
+        self.backoff.reset();
+        self.next_attempt = Instant::now() + self.backoff.next_delay();
+        self.backoff.reset();
         SessionEvent::Disconnected(reason)
     }
 
@@ -242,7 +246,7 @@ impl Session {
             notes,
             format,
         });
-        self.backoff = self.config.backoff_min;
+        self.backoff.reset();
         self.connects += 1;
         // Updates that raced the initial reply are already queued: apply them.
         self.drain();

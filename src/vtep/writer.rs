@@ -236,7 +236,7 @@ pub async fn run(
     let mut desired_open = true;
     let mut txn: Option<Txn> = None;
     let mut retry_at: Option<Instant> = None;
-    let mut retry = RETRY_MIN;
+    let mut retry = crate::backoff::Backoff::new(RETRY_MIN, RETRY_MAX);
     let mut state = GatewayObserved::default();
     let mut want = desired.borrow_and_update().clone();
     let mut reread = tokio::time::interval(REREAD);
@@ -266,7 +266,7 @@ pub async fn run(
                 session.drain();
                 match result {
                     Ok(_) => {
-                        retry = RETRY_MIN;
+                        retry.reset();
                         retry_at = None;
                         state.last_error = None;
                     }
@@ -276,8 +276,7 @@ pub async fn run(
                     Err(e) => {
                         tracing::warn!(error = %e, "hardware VTEP transaction refused");
                         state.last_error = Some(e.to_string());
-                        retry_at = Some(Instant::now() + retry);
-                        retry = (retry * 2).min(RETRY_MAX);
+                        retry_at = Some(Instant::now() + retry.next_delay());
                     }
                 }
             }

@@ -78,7 +78,7 @@ pub fn render_chart() -> Chart {
     assert!(out.status.success(), "helm template: {out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     let mut objects = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
         let value: Value = serde::Deserialize::deserialize(doc).unwrap();
         if value.is_null()
             || value
@@ -249,10 +249,10 @@ impl Cluster {
         c.args(&args)
             .env("KUBECONFIG", &rig.kubeconfig)
             .env("RUST_LOG", "info")
-            .env("NODE_NAME", name)
-            .env("OVSDB_ENDPOINT", rig.sandbox.endpoint())
-            .env("OVS_BRIDGE", "br-int")
-            .env("OVS_RUNDIR", rig.sandbox.dir());
+            .env("RDO_NODE_NAME", name)
+            .env("RDO_OVSDB_ENDPOINT", rig.sandbox.endpoint())
+            .env("RDO_OVS_BRIDGE", "br-int")
+            .env("RDO_OVS_RUNDIR", rig.sandbox.dir());
         let log = rig
             .sandbox
             .dir()
@@ -280,8 +280,8 @@ impl Cluster {
         c.args(local_args(&self.chart.controller_args))
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
-            .env("POD_NAMESPACE", RELEASE_NS)
-            .env("POD_NAME", identity);
+            .env("RDO_POD_NAMESPACE", RELEASE_NS)
+            .env("RDO_POD_NAME", identity);
         let log = self
             .cp
             .dir

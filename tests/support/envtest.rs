@@ -474,7 +474,7 @@ pub fn tail(text: &str, n: usize) -> String {
 /// is looked up by discovery), in order.
 pub async fn apply_yaml(client: &Client, text: &str) -> Vec<DynamicObject> {
     let mut applied = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let value: serde_json::Value =
             serde::Deserialize::deserialize(doc).expect("a YAML document");
         if value.is_null() {

@@ -1,0 +1,279 @@
+//! Kubernetes Events the agent records, so that `kubectl events` shows what went wrong in
+//! OVS and what the agent repaired: a TunnelPort turning `OvsError` or
+//! `ForeignPortConflict`, and flows repaired after drift.
+//!
+//! [`decide_events`] (pure, time passed in) says which to record; [`publish`] records
+//! them. Flow repairs are counted for the whole bridge (the flow sync does not say whose
+//! flows drifted), so they are recorded on the Node rather than on every TunnelPort. A
+//! port re-created after someone deleted it is not observable: the OVS loop reports each
+//! port's state, not why it created one, and a re-created port looks like a new one.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder};
+
+use crate::api::TunnelPort;
+use crate::api::conditions::tunnel_reason;
+use crate::ovs::{PortReport, PortState};
+
+/// At most one event per object and reason in this time. A port flapping between Ready
+/// and an error would otherwise make two API writes a second; 5 minutes still shows an
+/// ongoing problem many times within an event's default lifetime (1 hour).
+pub const EVENT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Reason of the event for flows repaired on the node's bridge.
+pub const FLOWS_REPAIRED: &str = "FlowsRepaired";
+
+/// Which object an event is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    /// A TunnelPort of this node, by name.
+    TunnelPort(String),
+    /// This node (bridge-wide happenings).
+    Node,
+}
+
+/// One event to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentEvent {
+    /// The object it is about.
+    pub subject: Subject,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// What happened, in words.
+    pub note: String,
+    /// Warning (something is wrong) or Normal.
+    pub warning: bool,
+}
+
+/// What [`decide_events`] remembers between rounds.
+#[derive(Clone, Debug, Default)]
+pub struct EventMemory {
+    /// TunnelPorts failing in the last round, with the reason.
+    failing: BTreeMap<String, &'static str>,
+    /// The flow sync's repair count in the last round.
+    repairs: u64,
+    /// When each (object, reason) was last recorded.
+    sent: BTreeMap<(Subject, &'static str), Instant>,
+}
+
+/// The event reason for a port state that deserves one.
+fn failure_reason(state: &PortState) -> Option<&'static str> {
+    match state {
+        PortState::OvsError(_) => Some(tunnel_reason::OVS_ERROR),
+        PortState::ForeignConflict(_) => Some(tunnel_reason::FOREIGN_PORT),
+        _ => None,
+    }
+}
+
+/// The events of this round: a TunnelPort newly failing (or failing for another reason),
+/// a repair count that grew; each dropped when the same object and reason had one less
+/// than [`EVENT_INTERVAL`] ago. `ports` is what OVS shows per TunnelPort.
+pub fn decide_events(
+    memory: &mut EventMemory,
+    ports: &BTreeMap<String, PortReport>,
+    repairs: u64,
+    now: Instant,
+) -> Vec<AgentEvent> {
+    let mut candidates = Vec::new();
+    let mut failing = BTreeMap::new();
+    for (name, report) in ports {
+        let Some(reason) = failure_reason(&report.state) else {
+            continue;
+        };
+        failing.insert(name.clone(), reason);
+        if memory.failing.get(name) != Some(&reason) {
+            candidates.push(AgentEvent {
+                subject: Subject::TunnelPort(name.clone()),
+                reason,
+                note: report.state.message().unwrap_or_default().to_string(),
+                warning: true,
+            });
+        }
+    }
+    memory.failing = failing;
+    if repairs > memory.repairs {
+        let n = repairs - memory.repairs;
+        candidates.push(AgentEvent {
+            subject: Subject::Node,
+            reason: FLOWS_REPAIRED,
+            note: format!(
+                "put back the OpenFlow rules of the bridge after they drifted ({n} repair round(s))"
+            ),
+            warning: false,
+        });
+    }
+    memory.repairs = repairs;
+    memory
+        .sent
+        .retain(|_, at| now.saturating_duration_since(*at) < EVENT_INTERVAL);
+    candidates
+        .into_iter()
+        .filter(|e| {
+            // A suppressed event does not restart the interval: the next one is due
+            // `EVENT_INTERVAL` after the last one recorded.
+            let key = (e.subject.clone(), e.reason);
+            let due = !memory.sent.contains_key(&key);
+            if due {
+                memory.sent.insert(key, now);
+            }
+            due
+        })
+        .collect()
+}
+
+/// The object reference of an event's subject (TunnelPorts and Nodes are cluster-scoped:
+/// their events land in `default`). `None` for a TunnelPort no longer known.
+fn reference(subject: &Subject, node: &str, objects: &[TunnelPort]) -> Option<ObjectReference> {
+    match subject {
+        Subject::TunnelPort(name) => objects
+            .iter()
+            .find(|tp| tp.metadata.name.as_deref() == Some(name))
+            .map(|tp| tp.object_ref(&())),
+        Subject::Node => Some(ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            ..ObjectReference::default()
+        }),
+    }
+}
+
+/// Records the events in the background, each bounded by `timeout`: an event is a
+/// courtesy, so a failure is logged and never retried, and it never holds up the loop.
+pub fn publish(
+    recorder: &Recorder,
+    events: Vec<AgentEvent>,
+    node: &str,
+    objects: &[TunnelPort],
+    timeout: Duration,
+) {
+    for event in events {
+        let Some(reference) = reference(&event.subject, node, objects) else {
+            continue;
+        };
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let ev = Event {
+                type_: if event.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: event.reason.to_string(),
+                note: Some(event.note.chars().take(1000).collect()),
+                action: "Reconcile".to_string(),
+                secondary: None,
+            };
+            match tokio::time::timeout(timeout, recorder.publish(&ev, &reference)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, reason = event.reason, "recording an event failed")
+                }
+                Err(_) => tracing::warn!(reason = event.reason, "recording an event took too long"),
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(state: PortState) -> PortReport {
+        PortReport {
+            interface_name: "tun".into(),
+            ofport: None,
+            state,
+        }
+    }
+
+    fn ports(states: &[(&str, PortState)]) -> BTreeMap<String, PortReport> {
+        states
+            .iter()
+            .map(|(n, s)| (n.to_string(), port(s.clone())))
+            .collect()
+    }
+
+    fn tp(name: &str) -> Subject {
+        Subject::TunnelPort(name.into())
+    }
+
+    #[test]
+    fn failures_and_repairs_are_recorded_at_most_once_per_interval() {
+        let err = || PortState::OvsError("File exists".into());
+        let foreign = || PortState::ForeignConflict("port a exists".into());
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // One agent's rounds: (seconds, ports, repairs) → the events' (subject, reason).
+        type Round = (
+            u64,
+            Vec<(&'static str, PortState)>,
+            u64,
+            Vec<(Subject, &'static str)>,
+        );
+        let rounds: Vec<Round> = vec![
+            (0, vec![("a", PortState::Ready)], 0, vec![]),
+            (1, vec![("a", err())], 0, vec![(tp("a"), "OvsError")]),
+            // Still failing: nothing new.
+            (2, vec![("a", err())], 0, vec![]),
+            // Flaps back and forth within the interval: suppressed.
+            (3, vec![("a", PortState::Ready)], 0, vec![]),
+            (4, vec![("a", err())], 0, vec![]),
+            // Another reason is another event; a second port its own.
+            (
+                5,
+                vec![("a", foreign()), ("b", err())],
+                0,
+                vec![(tp("a"), "ForeignPortConflict"), (tp("b"), "OvsError")],
+            ),
+            // Pending and Invalid are not events.
+            (
+                6,
+                vec![
+                    ("a", PortState::Pending),
+                    ("b", PortState::Invalid("x".into())),
+                ],
+                0,
+                vec![],
+            ),
+            // Repairs grew: one event on the node; again within the interval: suppressed.
+            (7, vec![], 2, vec![(Subject::Node, FLOWS_REPAIRED)]),
+            (8, vec![], 3, vec![]),
+            (9, vec![], 3, vec![]),
+            // After the interval the same failure is recorded again.
+            (302, vec![("a", err())], 3, vec![(tp("a"), "OvsError")]),
+            (400, vec![], 4, vec![(Subject::Node, FLOWS_REPAIRED)]),
+        ];
+        let mut memory = EventMemory::default();
+        for (at, states, repairs, want) in rounds {
+            let got = decide_events(&mut memory, &ports(&states), repairs, t0 + s(at));
+            let got: Vec<(Subject, &str)> =
+                got.into_iter().map(|e| (e.subject, e.reason)).collect();
+            assert_eq!(got, want, "round at {at}s");
+        }
+    }
+
+    #[test]
+    fn an_event_says_what_ovs_said() {
+        let mut memory = EventMemory::default();
+        let got = decide_events(
+            &mut memory,
+            &ports(&[("a", PortState::OvsError("File exists".into()))]),
+            0,
+            Instant::now(),
+        );
+        assert_eq!(
+            got,
+            vec![AgentEvent {
+                subject: tp("a"),
+                reason: "OvsError",
+                note: "File exists".into(),
+                warning: true,
+            }]
+        );
+    }
+}
