@@ -228,17 +228,19 @@ pub async fn apply(
 }
 
 /// This node's TunnelPorts by state, from the status just decided (or the one stored).
-fn state_counts(
+/// The state of each of this node's TunnelPorts, from the status about to be written or
+/// else the one it shows.
+fn tunnel_states(
     node: &str,
     objects: &[TunnelPort],
     decisions: &AgentWrites,
-) -> Vec<(TunnelPortState, i64)> {
+) -> Vec<(String, TunnelPortState)> {
     let decided: BTreeMap<&str, &TunnelPortStatus> = decisions
         .status
         .iter()
         .map(|(n, s)| (n.as_str(), s))
         .collect();
-    let mut counts = Vec::new();
+    let mut states = Vec::new();
     for tp in objects.iter().filter(|tp| tp.spec.node_name == node) {
         let name = tp.metadata.name.as_deref().unwrap_or_default();
         let status = decided.get(name).copied().or(tp.status.as_ref());
@@ -253,9 +255,9 @@ fn state_counts(
             }
             _ => TunnelPortState::Pending,
         };
-        counts.push((state, 1));
+        states.push((name.to_string(), state));
     }
-    counts
+    states
 }
 
 /// Shows the flow monitor's state in the metrics and on `/readyz` (a monitor that is down
@@ -344,7 +346,8 @@ pub async fn run(
         let decisions = decide_writes(&node, objects.as_deref(), &current, Timestamp::now());
         report(&current, ready, &mut reconnects, metrics, health);
         if let Some(objects) = &objects {
-            metrics.set_tunnel_ports(&state_counts(&node, objects, &decisions));
+            let states = tunnel_states(&node, objects, &decisions);
+            metrics.set_tunnel_states(&states);
             let now = std::time::Instant::now();
             let due = decide_events(
                 &mut event_memory,

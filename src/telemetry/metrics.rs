@@ -85,6 +85,12 @@ struct BuildLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TunnelLabel {
+    tunnel_port: String,
+    state: TunnelPortState,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: TunnelPortState,
 }
@@ -98,6 +104,7 @@ pub struct Metrics {
     duration: Histogram,
     writes: Family<WriteLabel, Counter>,
     tunnel_ports: Family<StateLabel, Gauge>,
+    tunnel_state: Family<TunnelLabel, Gauge>,
     ovsdb_reconnects: Counter,
     flow_monitor_up: Gauge,
     flow_monitor_failures: Counter,
@@ -185,6 +192,13 @@ impl Metrics {
                 "TunnelPorts by state of their Ready condition",
                 Family::default(),
             ),
+            // Per TunnelPort only where they are few: the agent (its node's tunnels).
+            tunnel_state: registered(
+                r,
+                "tunnel_state",
+                "1 for the state of each of this node's TunnelPorts (agent only)",
+                Family::default(),
+            ),
             ovsdb_reconnects: registered(
                 r,
                 "ovsdb_reconnects",
@@ -237,6 +251,22 @@ impl Metrics {
         }
     }
 
+    /// Sets the state of each TunnelPort (and the totals per state); TunnelPorts not given
+    /// disappear from the per-tunnel gauge.
+    pub fn set_tunnel_states(&self, states: &[(String, TunnelPortState)]) {
+        let counts: Vec<(TunnelPortState, i64)> = states.iter().map(|(_, s)| (*s, 1)).collect();
+        self.set_tunnel_ports(&counts);
+        self.tunnel_state.clear();
+        for (name, state) in states {
+            self.tunnel_state
+                .get_or_create(&TunnelLabel {
+                    tunnel_port: name.clone(),
+                    state: *state,
+                })
+                .set(1);
+        }
+    }
+
     /// Counts one reconnection to ovsdb-server.
     pub fn ovsdb_reconnected(&self) {
         self.ovsdb_reconnects.inc();
@@ -286,6 +316,8 @@ mod tests {
         m.reconciled(Duration::from_millis(3));
         m.error(ErrorKind::Conflict);
         m.write(WriteKind::Apply);
+        m.set_tunnel_states(&[("gone".into(), TunnelPortState::Ready)]);
+        m.set_tunnel_states(&[("n1.vxlan.192-0-2-10".into(), TunnelPortState::Failed)]);
         m.set_tunnel_ports(&[(TunnelPortState::Ready, 2), (TunnelPortState::Failed, 1)]);
         m.ovsdb_reconnected();
         m.set_flow_monitor(false, 2);
@@ -303,6 +335,7 @@ mod tests {
             "remote_device_operator_tunnelports{component=\"test\",state=\"failed\"} 1".into(),
             "remote_device_operator_ovsdb_reconnects_total{component=\"test\"} 1".into(),
             "remote_device_operator_flow_monitor_up{component=\"test\"} 0".into(),
+            "remote_device_operator_tunnel_state{component=\"test\",tunnel_port=\"n1.vxlan.192-0-2-10\",state=\"failed\"} 1".into(),
             "remote_device_operator_flow_monitor_failures_total{component=\"test\"} 2".into(),
             format!(
                 "remote_device_operator_build_info{{component=\"test\",version=\"{version}\"}} 1"
@@ -313,6 +346,7 @@ mod tests {
                 "{line:?} missing in:\n{text}"
             );
         }
+        assert!(!text.contains("tunnel_port=\"gone\""), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 }
