@@ -13,6 +13,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod envvars;
+pub mod events;
 pub mod failure;
 pub mod flows;
 pub mod manifests;

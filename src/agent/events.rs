@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 
 use crate::api::TunnelPort;
 use crate::api::conditions::tunnel_reason;
@@ -157,17 +157,7 @@ pub fn publish(
         };
         let recorder = recorder.clone();
         tokio::spawn(async move {
-            let ev = Event {
-                type_: if event.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: event.reason.to_string(),
-                note: Some(event.note.chars().take(1000).collect()),
-                action: "Reconcile".to_string(),
-                secondary: None,
-            };
+            let ev = crate::events::event(event.warning, event.reason, &event.note);
             match tokio::time::timeout(timeout, recorder.publish(&ev, &reference)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -77,21 +77,6 @@ fn gone<T>(result: Result<T, WriteError>) -> Result<bool, WriteError> {
         Err(WriteError::Api { source, .. }) if is_not_found(&source) => Ok(true),
         Err(e) => Err(e),
     }
-}
-
-/// The API server refuses event notes over 1 kB.
-const MAX_NOTE_BYTES: usize = 1024;
-
-/// The longest prefix of `s` within `max` bytes that ends on a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Carries out decisions; only the leader has one running.
@@ -316,17 +301,7 @@ impl Writer {
     /// Publishes an event; failures are logged and counted, never retried, because an
     /// event is a courtesy and must not hold up reconciliation.
     async fn publish(&self, event: &EventSpec, reference: &ObjectReference) {
-        let ev = Event {
-            type_: if event.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: event.reason.to_string(),
-            note: Some(truncate(&event.note, MAX_NOTE_BYTES).to_string()),
-            action: "Reconcile".to_string(),
-            secondary: None,
-        };
+        let ev = crate::events::event(event.warning, event.reason, &event.note);
         let done = self
             .timed(
                 || format!("publishing event {}", event.reason),
@@ -348,14 +323,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn notes_are_cut_on_character_boundaries_and_errors_classified() {
-        assert_eq!(truncate("abc", 10), "abc");
-        assert_eq!(truncate("abcdef", 3), "abc");
-        // "é" is two bytes: cutting inside it would make invalid UTF-8.
-        assert_eq!(truncate("aé", 2), "a");
-        let long = "é".repeat(600);
-        assert!(truncate(&long, MAX_NOTE_BYTES).len() <= MAX_NOTE_BYTES);
-
+    fn errors_are_classified() {
         let api = |code: u16| {
             kube::Error::Api(Box::new(kube::core::Status {
                 code,

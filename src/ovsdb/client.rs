@@ -315,24 +315,23 @@ impl Client {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, otx);
-        // The session may have closed before the insert; then nobody will answer.
-        if shared.closed.is_cancelled() {
+        // Nobody will answer a request the closed session never sent.
+        let abandon = || {
             shared
                 .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
-            return Err(OvsdbError::Disconnected(shared.reason()));
+            OvsdbError::Disconnected(shared.reason())
+        };
+        // The session may have closed before the insert.
+        if shared.closed.is_cancelled() {
+            return Err(abandon());
         }
         let msg = json!({"id": id, "method": method, "params": params});
         let bytes = serde_json::to_vec(&msg).map_err(|e| OvsdbError::Protocol(e.to_string()))?;
         if self.inner.tx.send(bytes).is_err() {
-            shared
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-            return Err(OvsdbError::Disconnected(shared.reason()));
+            return Err(abandon());
         }
         Ok(orx.await.ok())
     }
