@@ -9,8 +9,8 @@ mod support;
 
 use remote_device_operator::api::TunnelDevice;
 use remote_device_operator::flows::{
-    COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, MonitorState,
-    TunnelFlowsInput, WorkloadPort, desired_flows,
+    Actions, COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, Match,
+    MonitorState, TunnelFlowsInput, WorkloadPort, desired_flows,
 };
 use remote_device_operator::sandbox::{Datapath, Sandbox};
 use support::ovs::wait_ofport;
@@ -176,12 +176,18 @@ fn written_flows_read_back_identically_and_foreign_flows_stay() {
             (first.observed, first.added, first.deleted),
             (0, p.len(), 0)
         );
-        // Every flow as written is what OVS prints: the next round finds nothing to do.
+        // Every flow as written reads back as the same typed flow (OVS 3.1 even prints it
+        // as written): the next round finds nothing to do.
         let second = sync.sync_once(&p).await.unwrap();
         assert_eq!(
             (second.observed, second.added, second.deleted),
             (p.len(), 0, 0)
         );
+        // And the typed parser understands all of OVS's spelling (no text fallback).
+        for flow in sync.dump_owned().await.unwrap() {
+            assert!(Match::parse(&flow.matches).is_typed(), "{flow:?}");
+            assert!(Actions::parse(&flow.actions).is_typed(), "{flow:?}");
+        }
     });
     assert_eq!(br.owned().len(), p.len());
     assert_eq!(br.foreign(), foreign_before, "foreign flows untouched");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::typed::Match;
 use super::*;
 use crate::api::validate::{format_mac, parse_device_ip, parse_mac};
 use crate::api::{DeviceKey, TunnelDevice};
@@ -113,16 +114,17 @@ impl Owner {
     }
 }
 
-/// Identity of a flow in OpenFlow: table, priority and match. The match is kept as its
-/// sorted fields so that OVS printing them in another order does not matter.
+/// Identity of a flow in OpenFlow: table, priority and match. The match is kept typed
+/// and normalised ([`Match`]), so that OVS printing it in another order or spelling does
+/// not matter.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowKey {
     /// Table id.
     pub table: u8,
     /// Priority.
     pub priority: u16,
-    /// Match fields, sorted, comma-joined.
-    pub matches: String,
+    /// Match fields, parsed and normalised.
+    pub matches: Match,
 }
 
 impl FlowKey {
@@ -131,20 +133,9 @@ impl FlowKey {
         FlowKey {
             table,
             priority,
-            matches: normalize_match(matches),
+            matches: Match::parse(matches),
         }
     }
-}
-
-/// Match fields sorted, so two spellings of the same match compare equal.
-pub(crate) fn normalize_match(matches: &str) -> String {
-    let mut fields: Vec<&str> = matches
-        .split(',')
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-        .collect();
-    fields.sort_unstable();
-    fields.join(",")
 }
 
 /// One desired flow, written the way `ovs-ofctl -O OpenFlow14 dump-flows` prints it.
@@ -214,10 +205,7 @@ impl FlowPlan {
     /// The cookie of a device's flows, when it has flows.
     pub fn device_cookie(&self, namespace: &str, name: &str) -> Option<u64> {
         self.cookies
-            .get(&Owner::Device(DeviceKey {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            }))
+            .get(&Owner::Device(device_key(namespace, name)))
             .copied()
     }
 
@@ -253,6 +241,13 @@ impl FlowPlan {
     }
 }
 
+fn device_key(namespace: &str, name: &str) -> DeviceKey {
+    DeviceKey {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
 /// A device accepted for flows, with its parsed data.
 struct UsableDevice {
     key: DeviceKey,
@@ -262,6 +257,12 @@ struct UsableDevice {
     ofport: i64,
     ipv4: Vec<IpAddr>,
     ipv6: Vec<IpAddr>,
+}
+
+impl UsableDevice {
+    fn ips(&self) -> impl Iterator<Item = &IpAddr> {
+        self.ipv4.iter().chain(&self.ipv6)
+    }
 }
 
 /// A flow before cookies are assigned.
@@ -280,68 +281,99 @@ struct Draft {
 /// the other is [`DeviceState::Rejected`].
 pub fn desired_flows(input: &FlowInput) -> FlowPlan {
     let mut out = FlowPlan::default();
-
-    // Tunnels by name; a valid ofport can belong to one tunnel only.
-    let mut tunnels: Vec<&TunnelFlowsInput> = input.tunnels.iter().collect();
-    tunnels.sort_by(|a, b| (&a.interface_name, a.ofport).cmp(&(&b.interface_name, b.ofport)));
-    let mut tunnel_by_ofport: BTreeMap<i64, &str> = BTreeMap::new();
-    let mut valid_tunnels: BTreeMap<&str, i64> = BTreeMap::new();
-    // Why a tunnel cannot carry flows, by name.
-    let mut tunnel_problem: BTreeMap<&str, String> = BTreeMap::new();
-    for t in &tunnels {
+    let tunnels = Tunnels::of(input);
+    for t in &tunnels.sorted {
         out.installed_per_tunnel.insert(t.interface_name.clone(), 0);
-        if !valid_ofport(t.ofport) {
-            tunnel_problem.insert(
-                &t.interface_name,
+    }
+    let ports = local_ports(input, &tunnels);
+    let accepted = admit_devices(&tunnels, &mut out);
+    let (owners, drafts) = draft_flows(&accepted, &tunnels.valid, &ports);
+    out.fill(owners, drafts);
+    out
+}
+
+/// The input's tunnels: which may carry flows, and why the others may not.
+struct Tunnels<'a> {
+    /// Every tunnel, by name then ofport.
+    sorted: Vec<&'a TunnelFlowsInput>,
+    /// Tunnels that carry flows: name → ofport (a valid ofport belongs to one tunnel only).
+    valid: BTreeMap<&'a str, i64>,
+    /// Why a tunnel cannot carry flows, by name.
+    problem: BTreeMap<&'a str, String>,
+}
+
+impl<'a> Tunnels<'a> {
+    fn of(input: &'a FlowInput) -> Self {
+        let mut sorted: Vec<&TunnelFlowsInput> = input.tunnels.iter().collect();
+        sorted.sort_by(|a, b| (&a.interface_name, a.ofport).cmp(&(&b.interface_name, b.ofport)));
+        let mut out = Tunnels {
+            sorted,
+            valid: BTreeMap::new(),
+            problem: BTreeMap::new(),
+        };
+        let mut by_ofport: BTreeMap<i64, &str> = BTreeMap::new();
+        for t in out.sorted.clone() {
+            let name = t.interface_name.as_str();
+            let problem = if !valid_ofport(t.ofport) {
+                format!("tunnel port {name} has no valid ofport yet ({})", t.ofport)
+            } else if let Some(other) = by_ofport.get(&t.ofport) {
                 format!(
-                    "tunnel port {} has no valid ofport yet ({})",
-                    t.interface_name, t.ofport
-                ),
-            );
-            continue;
+                    "tunnel port {name} reports ofport {} which tunnel {other} already has",
+                    t.ofport
+                )
+            } else {
+                // The same name twice: keep the first.
+                if !out.valid.contains_key(name) {
+                    by_ofport.insert(t.ofport, name);
+                    out.valid.insert(name, t.ofport);
+                }
+                continue;
+            };
+            out.problem.insert(name, problem);
         }
-        if let Some(other) = tunnel_by_ofport.get(&t.ofport) {
-            tunnel_problem.insert(
-                &t.interface_name,
-                format!(
-                    "tunnel port {} reports ofport {} which tunnel {other} already has",
-                    t.interface_name, t.ofport
-                ),
-            );
-            continue;
-        }
-        if valid_tunnels.contains_key(t.interface_name.as_str()) {
-            // The same name twice: keep the first.
-            continue;
-        }
-        tunnel_by_ofport.insert(t.ofport, &t.interface_name);
-        valid_tunnels.insert(&t.interface_name, t.ofport);
+        out
     }
 
-    // Local ports per segment; an ofport any tunnel reports is never a workload port
-    // (even a tunnel that gets no flows: delivering to it could loop between tunnels).
-    let tunnel_ofports: BTreeSet<i64> = tunnels.iter().map(|t| t.ofport).collect();
+    /// The ofport a device behind `tunnel` is sent to, or why it has to wait.
+    fn ofport(&self, tunnel: &TunnelFlowsInput) -> Result<i64, DeviceState> {
+        let name = tunnel.interface_name.as_str();
+        let reason = match (self.problem.get(name), self.valid.get(name)) {
+            (Some(problem), _) => problem.clone(),
+            (None, Some(&ofport)) => return Ok(ofport),
+            (None, None) => format!("tunnel port {name} has no valid ofport yet"),
+        };
+        Err(DeviceState::Pending { reason })
+    }
+}
+
+/// Local ports per segment. An ofport any tunnel reports is never a workload port (even a
+/// tunnel that gets no flows: delivering to it could loop between tunnels).
+fn local_ports(input: &FlowInput, tunnels: &Tunnels) -> BTreeMap<Segment, BTreeSet<i64>> {
+    let tunnel_ofports: BTreeSet<i64> = tunnels.sorted.iter().map(|t| t.ofport).collect();
     let mut ports: BTreeMap<Segment, BTreeSet<i64>> = BTreeMap::new();
     for p in &input.workload_ports {
-        if !valid_ofport(p.ofport) || tunnel_ofports.contains(&p.ofport) {
-            continue;
+        let usable = valid_ofport(p.ofport)
+            && !tunnel_ofports.contains(&p.ofport)
+            && p.vlan.is_none_or(|v| v <= MAX_VLAN);
+        if usable {
+            ports
+                .entry(Segment::of(p.vlan))
+                .or_default()
+                .insert(p.ofport);
         }
-        if p.vlan.is_some_and(|v| v > MAX_VLAN) {
-            continue;
-        }
-        ports
-            .entry(Segment::of(p.vlan))
-            .or_default()
-            .insert(p.ofport);
     }
+    ports
+}
 
-    // All (device, tunnel) pairs in device order.
+/// All (device, tunnel) pairs in a total order (down to the device data), so duplicates
+/// resolve the same way whatever the input order.
+fn device_pairs<'a>(
+    tunnels: &[&'a TunnelFlowsInput],
+) -> Vec<(&'a TunnelDevice, &'a TunnelFlowsInput)> {
     let mut pairs: Vec<(&TunnelDevice, &TunnelFlowsInput)> = tunnels
         .iter()
         .flat_map(|t| t.devices.iter().map(move |d| (d, *t)))
         .collect();
-    // A total order (down to the device data), so duplicates resolve the same way
-    // whatever the input order.
     pairs.sort_by(|(da, ta), (db, tb)| {
         (&da.namespace, &da.name, &ta.interface_name, ta.ofport, *da).cmp(&(
             &db.namespace,
@@ -351,68 +383,110 @@ pub fn desired_flows(input: &FlowInput) -> FlowPlan {
             *db,
         ))
     });
+    pairs
+}
 
+/// Who took a (segment, MAC), (segment, IP), (ofport, VNI, MAC).
+#[derive(Default)]
+struct Claims {
+    mac: BTreeMap<(Segment, String), DeviceKey>,
+    ip: BTreeMap<(Segment, IpAddr), DeviceKey>,
+    ingress: BTreeMap<(i64, u32, String), DeviceKey>,
+}
+
+impl Claims {
+    /// Why `a` (behind `tunnel`) collides with a device accepted before, if it does.
+    fn conflict(&self, a: &UsableDevice, tunnel: &str) -> Option<String> {
+        if let Some(o) = self.mac.get(&(a.segment, a.mac.clone())) {
+            return Some(format!(
+                "MAC {} in {} is already used by {o}",
+                a.mac, a.segment
+            ));
+        }
+        if let Some((ip, o)) = a
+            .ips()
+            .find_map(|ip| self.ip.get(&(a.segment, *ip)).map(|o| (ip, o)))
+        {
+            return Some(format!("IP {ip} in {} is already used by {o}", a.segment));
+        }
+        self.ingress
+            .get(&(a.ofport, a.vni, a.mac.clone()))
+            .map(|o| {
+                format!(
+                    "MAC {} with VNI {} behind tunnel {tunnel} is already used by {o}",
+                    a.mac, a.vni
+                )
+            })
+    }
+
+    fn claim(&mut self, a: &UsableDevice) {
+        self.mac.insert((a.segment, a.mac.clone()), a.key.clone());
+        for ip in a.ips() {
+            self.ip.insert((a.segment, *ip), a.key.clone());
+        }
+        self.ingress
+            .insert((a.ofport, a.vni, a.mac.clone()), a.key.clone());
+    }
+}
+
+/// Decides every device's state (cookies are filled in later) and returns the accepted
+/// ones in device order.
+fn admit_devices(tunnels: &Tunnels, out: &mut FlowPlan) -> Vec<UsableDevice> {
     let mut accepted: Vec<UsableDevice> = Vec::new();
-    // Claims: who took a (segment, MAC), (segment, IP), (ofport, VNI, MAC).
-    let mut mac_claims: BTreeMap<(Segment, String), DeviceKey> = BTreeMap::new();
-    let mut ip_claims: BTreeMap<(Segment, IpAddr), DeviceKey> = BTreeMap::new();
-    let mut ingress_claims: BTreeMap<(i64, u32, String), DeviceKey> = BTreeMap::new();
-    for (device, tunnel) in pairs {
-        let key = DeviceKey {
-            namespace: device.namespace.clone(),
-            name: device.name.clone(),
-        };
+    let mut claims = Claims::default();
+    for (device, tunnel) in device_pairs(&tunnels.sorted) {
+        let key = device_key(&device.namespace, &device.name);
         if out.devices.contains_key(&key) {
             // Listed behind two tunnels (or twice): the first keeps its state.
             continue;
         }
-        let state = match check_device(device, tunnel, &valid_tunnels, &tunnel_problem) {
+        let state = match check_device(device, tunnel, tunnels) {
             Err(state) => state,
-            Ok(a) => {
-                let conflict = mac_claims
-                    .get(&(a.segment, a.mac.clone()))
-                    .map(|o| format!("MAC {} in {} is already used by {o}", a.mac, a.segment))
-                    .or_else(|| {
-                        a.ipv4.iter().chain(&a.ipv6).find_map(|ip| {
-                            ip_claims
-                                .get(&(a.segment, *ip))
-                                .map(|o| format!("IP {ip} in {} is already used by {o}", a.segment))
-                        })
-                    })
-                    .or_else(|| {
-                        ingress_claims
-                            .get(&(a.ofport, a.vni, a.mac.clone()))
-                            .map(|o| {
-                                format!(
-                                    "MAC {} with VNI {} behind tunnel {} is already used by {o}",
-                                    a.mac, a.vni, tunnel.interface_name
-                                )
-                            })
-                    });
-                match conflict {
-                    Some(reason) => DeviceState::Rejected { reason },
-                    None => {
-                        mac_claims.insert((a.segment, a.mac.clone()), key.clone());
-                        for ip in a.ipv4.iter().chain(&a.ipv6) {
-                            ip_claims.insert((a.segment, *ip), key.clone());
-                        }
-                        ingress_claims.insert((a.ofport, a.vni, a.mac.clone()), key.clone());
-                        *out.installed_per_tunnel
-                            .entry(tunnel.interface_name.clone())
-                            .or_default() += 1;
-                        accepted.push(a);
-                        // The cookie is filled in below.
-                        DeviceState::Installed { cookie: 0 }
-                    }
+            Ok(a) => match claims.conflict(&a, &tunnel.interface_name) {
+                Some(reason) => DeviceState::Rejected { reason },
+                None => {
+                    claims.claim(&a);
+                    *out.installed_per_tunnel
+                        .entry(tunnel.interface_name.clone())
+                        .or_default() += 1;
+                    accepted.push(a);
+                    DeviceState::Installed { cookie: 0 }
                 }
-            }
+            },
         };
         out.devices.insert(key, state);
     }
+    accepted
+}
 
-    let (owners, drafts) = draft_flows(&accepted, &valid_tunnels, &ports);
+impl FlowPlan {
+    /// Assigns the owners' cookies and fills in the flows, cookies and installed states.
+    fn fill(&mut self, owners: Vec<Owner>, drafts: Vec<Draft>) {
+        let cookies = assign_cookies(&owners);
+        self.flows = drafts
+            .into_iter()
+            .map(|d| {
+                let flow = Flow {
+                    cookie: cookies[d.owner],
+                    table: d.table,
+                    priority: d.priority,
+                    matches: d.matches,
+                    actions: d.actions,
+                };
+                (flow.key(), flow)
+            })
+            .collect();
+        self.cookies = owners.into_iter().zip(cookies).collect();
+        for (key, state) in self.devices.iter_mut() {
+            if let DeviceState::Installed { cookie } = state {
+                *cookie = self.cookies[&Owner::Device(key.clone())];
+            }
+        }
+    }
+}
 
-    // Cookies: owner hash, collisions resolved in owner order (deterministic).
+/// Cookies by owner index: owner hash, collisions resolved in owner order (deterministic).
+fn assign_cookies(owners: &[Owner]) -> Vec<u64> {
     let mut order: Vec<usize> = (0..owners.len()).collect();
     order.sort_unstable_by(|a, b| owners[*a].cmp(&owners[*b]));
     let mut used: HashSet<u32> = HashSet::with_capacity(owners.len());
@@ -425,26 +499,7 @@ pub fn desired_flows(input: &FlowInput) -> FlowPlan {
         used.insert(id);
         cookies[i] = COOKIE_TAG | u64::from(id);
     }
-    out.flows = drafts
-        .into_iter()
-        .map(|d| {
-            let flow = Flow {
-                cookie: cookies[d.owner],
-                table: d.table,
-                priority: d.priority,
-                matches: d.matches,
-                actions: d.actions,
-            };
-            (flow.key(), flow)
-        })
-        .collect();
-    out.cookies = owners.into_iter().zip(cookies).collect();
-    for (key, state) in out.devices.iter_mut() {
-        if let DeviceState::Installed { cookie } = state {
-            *cookie = out.cookies[&Owner::Device(key.clone())];
-        }
-    }
-    out
+    cookies
 }
 
 fn valid_ofport(ofport: i64) -> bool {
@@ -460,8 +515,7 @@ fn owner_hash(owner: &Owner) -> u32 {
 fn check_device(
     device: &TunnelDevice,
     tunnel: &TunnelFlowsInput,
-    valid_tunnels: &BTreeMap<&str, i64>,
-    tunnel_problem: &BTreeMap<&str, String>,
+    tunnels: &Tunnels,
 ) -> Result<UsableDevice, DeviceState> {
     let rejected = |reason: String| DeviceState::Rejected { reason };
     let mac = parse_mac(&device.mac_address)
@@ -490,24 +544,9 @@ fn check_device(
             ipv6.insert(ip);
         }
     }
-    if let Some(problem) = tunnel_problem.get(tunnel.interface_name.as_str()) {
-        return Err(DeviceState::Pending {
-            reason: problem.clone(),
-        });
-    }
-    let Some(&ofport) = valid_tunnels.get(tunnel.interface_name.as_str()) else {
-        return Err(DeviceState::Pending {
-            reason: format!(
-                "tunnel port {} has no valid ofport yet",
-                tunnel.interface_name
-            ),
-        });
-    };
+    let ofport = tunnels.ofport(tunnel)?;
     Ok(UsableDevice {
-        key: DeviceKey {
-            namespace: device.namespace.clone(),
-            name: device.name.clone(),
-        },
+        key: device_key(&device.namespace, &device.name),
         mac,
         vni: device.vni,
         segment: Segment::of(device.local_vlan),
@@ -541,155 +580,177 @@ fn nd_responder(mac: &str, ip: IpAddr) -> String {
     )
 }
 
+/// The match of packets carrying a segment in the register.
+fn in_segment(segment: Segment) -> String {
+    format!("{SEGMENT_REGISTER}={:#x}", segment.register())
+}
+
+/// Actions writing the segment into the register and continuing in `table`.
+fn enter_segment(segment: Segment, table: u8) -> String {
+    format!(
+        "load:{:#x}->{SEGMENT_REGISTER_NXM},resubmit(,{table})",
+        segment.register()
+    )
+}
+
+/// Working state of [`draft_flows`].
+#[derive(Default)]
+struct Drafter {
+    owners: Vec<Owner>,
+    drafts: Vec<Draft>,
+    /// Second-dimension clauses, merged by match: conj ids and contributing device owners.
+    clauses: BTreeMap<String, (BTreeSet<u32>, BTreeSet<usize>)>,
+    segments: BTreeSet<Segment>,
+    segments_with_ipv6: BTreeSet<Segment>,
+}
+
 /// The owners (each once) and every flow, pointing at its owner by index.
 fn draft_flows(
     accepted: &[UsableDevice],
     valid_tunnels: &BTreeMap<&str, i64>,
     ports: &BTreeMap<Segment, BTreeSet<i64>>,
 ) -> (Vec<Owner>, Vec<Draft>) {
-    let mut drafts = Vec::new();
-    let mut owners: Vec<Owner> = Vec::with_capacity(accepted.len() + 8);
-    // Second-dimension clauses, merged by match: conj ids and contributing device owners.
-    let mut clauses: BTreeMap<String, (BTreeSet<u32>, BTreeSet<usize>)> = BTreeMap::new();
-    let mut segments: BTreeSet<Segment> = BTreeSet::new();
-    let mut segments_with_ipv6: BTreeSet<Segment> = BTreeSet::new();
-
+    let mut d = Drafter::default();
     for a in accepted {
-        owners.push(Owner::Device(a.key.clone()));
-        let owner = owners.len() - 1;
-        let reg = a.segment.register();
-        segments.insert(a.segment);
-        if !a.ipv6.is_empty() {
-            segments_with_ipv6.insert(a.segment);
-        }
-        let mut clause = |m: String| {
-            let entry = clauses.entry(m).or_default();
-            entry.0.insert(a.segment.conj_id());
-            entry.1.insert(owner);
-        };
-        clause(format!("dl_dst={}", a.mac));
-        for ip in &a.ipv4 {
-            clause(format!("arp,arp_tpa={ip},arp_op=1"));
-        }
-        for ip in &a.ipv6 {
-            clause(format!("icmp6,icmp_type=135,nd_target={ip}"));
-        }
-        drafts.push(Draft {
+        d.device(a);
+    }
+    d.clause_flows();
+    for segment in std::mem::take(&mut d.segments) {
+        let no_ports = BTreeSet::new();
+        d.segment(segment, ports.get(&segment).unwrap_or(&no_ports));
+    }
+    for (name, ofport) in valid_tunnels {
+        let owner = d.owner(Owner::Tunnel(name.to_string()));
+        let matches = format!("in_port={ofport}");
+        d.push(
             owner,
-            table: TABLE_FROM_LOCAL,
-            priority: PRIORITY_EGRESS,
-            matches: format!("{SEGMENT_REGISTER}={reg:#x},dl_dst={}", a.mac),
-            actions: format!("set_field:{:#x}->tun_id,output:{}", a.vni, a.ofport),
-        });
-        for ip in &a.ipv4 {
-            drafts.push(Draft {
-                owner,
-                table: TABLE_FROM_LOCAL,
-                priority: PRIORITY_RESPONDER,
-                matches: format!("arp,{SEGMENT_REGISTER}={reg:#x},arp_tpa={ip},arp_op=1"),
-                actions: arp_responder(&a.mac, *ip),
-            });
-        }
-        for ip in &a.ipv6 {
-            drafts.push(Draft {
-                owner,
-                table: TABLE_FROM_LOCAL,
-                priority: PRIORITY_RESPONDER,
-                matches: format!(
-                    "icmp6,{SEGMENT_REGISTER}={reg:#x},icmp_type=135,icmp_code=0,nd_target={ip}"
-                ),
-                actions: nd_responder(&a.mac, *ip),
-            });
-        }
-        drafts.push(Draft {
-            owner,
-            table: TABLE_CLASSIFY,
-            priority: PRIORITY_INGRESS,
-            matches: format!("tun_id={:#x},in_port={},dl_src={}", a.vni, a.ofport, a.mac),
-            actions: format!("load:{reg:#x}->{SEGMENT_REGISTER_NXM},resubmit(,{TABLE_TO_LOCAL})"),
-        });
+            TABLE_CLASSIFY,
+            PRIORITY_TUNNEL_DROP,
+            matches,
+            "drop".into(),
+        );
+    }
+    (d.owners, d.drafts)
+}
+
+impl Drafter {
+    fn owner(&mut self, owner: Owner) -> usize {
+        self.owners.push(owner);
+        self.owners.len() - 1
     }
 
-    for (matches, (conj_ids, devices)) in clauses {
-        let owner = if devices.len() == 1 {
-            *devices.first().expect("one device")
-        } else {
-            owners.push(Owner::Shared(matches.clone()));
-            owners.len() - 1
-        };
-        let actions = conj_ids
-            .iter()
-            .map(|id| format!("conjunction({id},2/2)"))
-            .collect::<Vec<_>>()
-            .join(",");
-        drafts.push(Draft {
+    fn push(&mut self, owner: usize, table: u8, priority: u16, matches: String, actions: String) {
+        self.drafts.push(Draft {
             owner,
-            table: TABLE_CLASSIFY,
-            priority: PRIORITY_CLASSIFY,
+            table,
+            priority,
             matches,
             actions,
         });
     }
 
-    for segment in segments {
-        owners.push(Owner::Segment(segment));
-        let owner = owners.len() - 1;
-        let reg = segment.register();
-        let local = ports.get(&segment).cloned().unwrap_or_default();
-        for ofport in &local {
-            drafts.push(Draft {
-                owner,
-                table: TABLE_CLASSIFY,
-                priority: PRIORITY_CLASSIFY,
-                matches: format!("in_port={ofport}"),
-                actions: format!("conjunction({},1/2)", segment.conj_id()),
-            });
+    /// A device's own flows (egress, responders, ingress) and its match clauses.
+    fn device(&mut self, a: &UsableDevice) {
+        let owner = self.owner(Owner::Device(a.key.clone()));
+        self.segments.insert(a.segment);
+        if !a.ipv6.is_empty() {
+            self.segments_with_ipv6.insert(a.segment);
         }
-        drafts.push(Draft {
-            owner,
-            table: TABLE_CLASSIFY,
-            priority: PRIORITY_CLASSIFY,
-            matches: format!("conj_id={}", segment.conj_id()),
-            actions: format!("load:{reg:#x}->{SEGMENT_REGISTER_NXM},resubmit(,{TABLE_FROM_LOCAL})"),
+        self.device_clauses(owner, a);
+        let reg = in_segment(a.segment);
+        let matches = format!("{reg},dl_dst={}", a.mac);
+        let actions = format!("set_field:{:#x}->tun_id,output:{}", a.vni, a.ofport);
+        self.push(owner, TABLE_FROM_LOCAL, PRIORITY_EGRESS, matches, actions);
+        let arp = a.ipv4.iter().map(|ip| {
+            let matches = format!("arp,{reg},arp_tpa={ip},arp_op=1");
+            (matches, arp_responder(&a.mac, *ip))
         });
-        if segments_with_ipv6.contains(&segment) {
-            drafts.push(Draft {
+        let nd = a.ipv6.iter().map(|ip| {
+            let matches = format!("icmp6,{reg},icmp_type=135,icmp_code=0,nd_target={ip}");
+            (matches, nd_responder(&a.mac, *ip))
+        });
+        for (matches, actions) in arp.chain(nd) {
+            self.push(
                 owner,
-                table: TABLE_ND_REPLY,
-                priority: PRIORITY_DELIVER,
-                matches: format!("icmp6,{SEGMENT_REGISTER}={reg:#x},icmp_type=136"),
-                actions: "move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT".to_string(),
-            });
+                TABLE_FROM_LOCAL,
+                PRIORITY_RESPONDER,
+                matches,
+                actions,
+            );
+        }
+        let matches = format!("tun_id={:#x},in_port={},dl_src={}", a.vni, a.ofport, a.mac);
+        let actions = enter_segment(a.segment, TABLE_TO_LOCAL);
+        self.push(owner, TABLE_CLASSIFY, PRIORITY_INGRESS, matches, actions);
+    }
+
+    /// Registers a device's second-dimension clauses (its MAC, ARP and neighbour
+    /// questions), merged by match with other devices' (see [`Drafter::clause_flows`]).
+    fn device_clauses(&mut self, owner: usize, a: &UsableDevice) {
+        let mac = std::iter::once(format!("dl_dst={}", a.mac));
+        let arp = a.ipv4.iter().map(|ip| format!("arp,arp_tpa={ip},arp_op=1"));
+        let nd = a
+            .ipv6
+            .iter()
+            .map(|ip| format!("icmp6,icmp_type=135,nd_target={ip}"));
+        for clause in mac.chain(arp).chain(nd) {
+            let (conj_ids, devices) = self.clauses.entry(clause).or_default();
+            conj_ids.insert(a.segment.conj_id());
+            devices.insert(owner);
+        }
+    }
+
+    /// The second-dimension clauses; one needed by several devices gets a shared owner.
+    fn clause_flows(&mut self) {
+        for (matches, (conj_ids, devices)) in std::mem::take(&mut self.clauses) {
+            let owner = match devices.first() {
+                Some(&only) if devices.len() == 1 => only,
+                _ => self.owner(Owner::Shared(matches.clone())),
+            };
+            let actions = conj_ids
+                .iter()
+                .map(|id| format!("conjunction({id},2/2)"))
+                .collect::<Vec<_>>()
+                .join(",");
+            self.push(owner, TABLE_CLASSIFY, PRIORITY_CLASSIFY, matches, actions);
+        }
+    }
+
+    /// A segment's port clauses, its conjunction, the ND finisher and local delivery.
+    fn segment(&mut self, segment: Segment, local: &BTreeSet<i64>) {
+        let owner = self.owner(Owner::Segment(segment));
+        let conj = segment.conj_id();
+        for ofport in local {
+            let (matches, actions) = (
+                format!("in_port={ofport}"),
+                format!("conjunction({conj},1/2)"),
+            );
+            self.push(owner, TABLE_CLASSIFY, PRIORITY_CLASSIFY, matches, actions);
+        }
+        let actions = enter_segment(segment, TABLE_FROM_LOCAL);
+        self.push(
+            owner,
+            TABLE_CLASSIFY,
+            PRIORITY_CLASSIFY,
+            format!("conj_id={conj}"),
+            actions,
+        );
+        if self.segments_with_ipv6.contains(&segment) {
+            let matches = format!("icmp6,{},icmp_type=136", in_segment(segment));
+            let actions = "move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT".to_string();
+            self.push(owner, TABLE_ND_REPLY, PRIORITY_DELIVER, matches, actions);
         }
         let deliver = if local.is_empty() {
             "drop".to_string()
         } else {
-            local
-                .iter()
-                .map(|p| format!("output:{p}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            let outputs: Vec<String> = local.iter().map(|p| format!("output:{p}")).collect();
+            outputs.join(",")
         };
-        drafts.push(Draft {
+        self.push(
             owner,
-            table: TABLE_TO_LOCAL,
-            priority: PRIORITY_DELIVER,
-            matches: format!("{SEGMENT_REGISTER}={reg:#x}"),
-            actions: deliver,
-        });
+            TABLE_TO_LOCAL,
+            PRIORITY_DELIVER,
+            in_segment(segment),
+            deliver,
+        );
     }
-
-    for (name, ofport) in valid_tunnels {
-        drafts.push(Draft {
-            owner: {
-                owners.push(Owner::Tunnel(name.to_string()));
-                owners.len() - 1
-            },
-            table: TABLE_CLASSIFY,
-            priority: PRIORITY_TUNNEL_DROP,
-            matches: format!("in_port={ofport}"),
-            actions: "drop".to_string(),
-        });
-    }
-    (owners, drafts)
 }

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::desired::{Flow, FlowKey, FlowPlan, normalize_match};
+use super::desired::{Flow, FlowKey, FlowPlan};
+use super::typed::same_actions;
 use super::{COOKIE_MASK, COOKIE_TAG};
 
 /// Fields `dump-flows` prints before the match that are not match fields. Any of them on
@@ -158,8 +159,9 @@ impl FlowDiff {
 }
 
 /// Compares the plan with the observed flows. Observed flows without our cookie tag are
-/// ignored (never touched); an observed owned flow is kept only when cookie, actions and
-/// attributes are exactly what the plan says.
+/// ignored (never touched); an observed owned flow is kept only when its cookie is the
+/// plan's, it has no attributes, and its match and actions mean what the plan's do
+/// (compared as [typed](super::typed) values, whatever the spelling).
 pub fn diff(plan: &FlowPlan, observed: &[ObservedFlow]) -> FlowDiff {
     let mut out = FlowDiff::default();
     let mut seen: BTreeMap<FlowKey, &ObservedFlow> = BTreeMap::new();
@@ -178,9 +180,8 @@ pub fn diff(plan: &FlowPlan, observed: &[ObservedFlow]) -> FlowDiff {
     for (key, want) in &plan.flows {
         let same = seen.get(key).is_some_and(|have| {
             have.cookie == want.cookie
-                && have.actions == want.actions
                 && have.attributes.is_empty()
-                && normalize_match(&have.matches) == key.matches
+                && same_actions(&have.actions, &want.actions)
         });
         if !same {
             out.add.push(want.clone());

@@ -4,7 +4,9 @@
 //! - [`desired_flows`] (pure): devices, tunnel ofports and local workload ports → the
 //!   complete set of owned flows ([`FlowPlan`]).
 //! - [`diff`] (pure): desired flows vs the owned flows `ovs-ofctl dump-flows` shows →
-//!   the lines of one atomic `ovs-ofctl --bundle` transaction.
+//!   the lines of one atomic `ovs-ofctl --bundle` transaction. Both sides are compared as
+//!   [`typed`] values (parsed, normalised matches and actions), so another spelling of
+//!   the same flow by another OVS version is the same flow.
 //! - [`sync`] (effectful): a loop that dumps, diffs and applies, on every change of the
 //!   desired plan and whenever the flow monitor reports a change on the bridge (every
 //!   second while the monitor is down), so drift is repaired quickly.
@@ -17,6 +19,7 @@ pub mod diff;
 pub mod sync;
 #[cfg(test)]
 mod tests;
+pub mod typed;
 
 pub use desired::{
     DeviceState, Flow, FlowInput, FlowKey, FlowPlan, Owner, Segment, TunnelFlowsInput,
@@ -24,6 +27,7 @@ pub use desired::{
 };
 pub use diff::{FlowDiff, ObservedFlow, diff, diff_plans, parse_dump};
 pub use sync::{FlowSync, FlowSyncConfig, FlowSyncError, MonitorState, SyncOutcome, SyncStatus};
+pub use typed::{Action, Actions, Match};
 
 /// High 32 bits of the cookie of every flow this agent owns ("RDOF").
 pub const COOKIE_TAG: u64 = 0x5244_4f46_0000_0000;

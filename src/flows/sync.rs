@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::desired::FlowPlan;
-use super::diff::{ParseError, diff, diff_plans, parse_dump};
+use super::diff::{FlowDiff, ParseError, diff, diff_plans, parse_dump};
 use super::{COOKIE_MASK, COOKIE_TAG, OPENFLOW_VERSION};
 use crate::backoff::Backoff;
 
@@ -230,6 +230,46 @@ impl MonitorRetry {
     }
 }
 
+/// Why [`FlowSync::run`] woke up.
+enum Wake {
+    Cancelled,
+    /// A new desired plan (or its sender went away).
+    PlanChanged,
+    /// Time to check the bridge (dump and diff).
+    Check,
+    /// Nothing to do this time.
+    Nothing,
+}
+
+/// Working state of [`FlowSync::run`].
+struct LoopState {
+    ticker: tokio::time::Interval,
+    sender_alive: bool,
+    /// The plan OVS is known to hold (None after an error: then only a dump tells).
+    held: Option<Arc<FlowPlan>>,
+    monitor: Option<Monitor>,
+    /// Something may have changed on the bridge since the last check.
+    dirty: bool,
+    last_check: Instant,
+    monitor_retry: MonitorRetry,
+}
+
+impl LoopState {
+    fn new(check_interval: Duration) -> Self {
+        let mut ticker = tokio::time::interval(check_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        LoopState {
+            ticker,
+            sender_alive: true,
+            held: None,
+            monitor: None,
+            dirty: true,
+            last_check: Instant::now(),
+            monitor_retry: MonitorRetry::default(),
+        }
+    }
+}
+
 /// The flow sync of one bridge.
 #[derive(Debug)]
 pub struct FlowSync {
@@ -260,127 +300,157 @@ impl FlowSync {
         mut desired: watch::Receiver<Option<Arc<FlowPlan>>>,
         cancel: CancellationToken,
     ) {
-        let mut ticker = tokio::time::interval(self.config.check_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut sender_alive = true;
-        // The plan OVS is known to hold (None after an error: then only a dump tells).
-        let mut held: Option<Arc<FlowPlan>> = None;
-        let mut monitor: Option<Monitor> = None;
-        // Something may have changed on the bridge since the last check.
-        let mut dirty = true;
-        let mut last_check = Instant::now();
-        let mut monitor_retry = MonitorRetry::default();
+        let mut state = LoopState::new(self.config.check_interval);
         loop {
-            let full_check = tokio::select! {
-                _ = cancel.cancelled() => return,
-                changed = desired.changed(), if sender_alive => {
-                    if changed.is_err() {
-                        // Keep repairing with the last plan until cancelled.
-                        sender_alive = false;
-                    }
-                    false
-                }
-                event = next_event(&mut monitor) => {
-                    match event {
-                        // Any flow event may concern us (a modify can even clear our
-                        // cookie), so it only marks the table for the next tick.
-                        MonitorEvent::Flow => dirty = true,
-                        MonitorEvent::Ended(reason) => {
-                            monitor = None;
-                            dirty = true;
-                            self.monitor_down(reason, &mut monitor_retry);
-                        }
-                    }
-                    continue;
-                }
-                _ = ticker.tick() => {
-                    if self.config.monitor && monitor.is_none() && monitor_retry.due() {
-                        // Changes before it started went unseen.
-                        dirty = true;
-                        match self.start_monitor() {
-                            Ok(m) => {
-                                monitor = Some(m);
-                                self.set_monitor(MonitorState::Running);
-                            }
-                            Err(reason) => self.monitor_down(reason, &mut monitor_retry),
-                        }
-                    }
-                    let quiet_too_long = last_check.elapsed() >= self.config.quiet_check_interval;
-                    if monitor.is_some() && !dirty && !quiet_too_long && held.is_some() {
-                        continue;
-                    }
-                    true
-                }
+            let full_check = match self.wait(&mut state, &mut desired, &cancel).await {
+                Wake::Cancelled => return,
+                Wake::Nothing => continue,
+                Wake::PlanChanged => false,
+                Wake::Check => true,
             };
             let Some(plan) = desired.borrow_and_update().clone() else {
                 continue;
             };
-            let same_plan = held.as_ref().is_some_and(|p| Arc::ptr_eq(p, &plan));
+            let same_plan = state.held.as_ref().is_some_and(|p| Arc::ptr_eq(p, &plan));
             if same_plan && !full_check {
                 continue;
             }
             if full_check {
-                dirty = false;
-                last_check = Instant::now();
+                state.dirty = false;
+                state.last_check = Instant::now();
             }
             // A new plan is applied as the difference to the held one (no dump: cheap
             // and incremental); the periodic check dumps and repairs drift.
-            let from = if full_check { None } else { held.clone() };
-            let round = async {
-                match &from {
-                    Some(from) => self.apply_change(from, &plan).await,
-                    None => self.sync_once(&plan).await,
-                }
-            };
+            let from = if full_check { None } else { state.held.clone() };
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = round => r,
+                r = self.round(from.as_deref(), &plan) => r,
             };
             match result {
                 Ok(outcome) => {
-                    let changed = outcome.added + outcome.deleted > 0;
-                    if changed {
-                        tracing::info!(
-                            added = outcome.added,
-                            deleted = outcome.deleted,
-                            flows = plan.len(),
-                            drift = same_plan,
-                            "applied flow bundle"
-                        );
-                    }
-                    // Receivers (the agent recomputes on every notification) are woken
-                    // only when something they act on changed, not for the counters of a
-                    // quiet check.
-                    self.status.send_if_modified(|s| {
-                        let news = !s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &plan))
-                            || s.error.is_some()
-                            || (same_plan && changed);
-                        s.applied = Some(plan.clone());
-                        s.error = None;
-                        s.rounds += 1;
-                        if full_check {
-                            s.checks += 1;
-                        }
-                        if same_plan && changed {
-                            s.repairs += 1;
-                        }
-                        news
-                    });
-                    held = Some(plan);
+                    self.succeeded(&plan, &outcome, same_plan, full_check);
+                    state.held = Some(plan);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "flow sync failed; retrying");
-                    held = None;
-                    dirty = true;
-                    let message = e.to_string();
-                    self.status.send_if_modified(|s| {
-                        let news = s.error.as_deref() != Some(message.as_str());
-                        s.error = Some(message);
-                        news
-                    });
+                    self.failed(&e);
+                    state.held = None;
+                    state.dirty = true;
                 }
             }
         }
+    }
+
+    /// Waits for the next reason to act: a new plan, a tick (monitor restart and maybe a
+    /// check), a monitor event (only marks the table), or cancellation.
+    async fn wait(
+        &self,
+        state: &mut LoopState,
+        desired: &mut watch::Receiver<Option<Arc<FlowPlan>>>,
+        cancel: &CancellationToken,
+    ) -> Wake {
+        tokio::select! {
+            _ = cancel.cancelled() => Wake::Cancelled,
+            changed = desired.changed(), if state.sender_alive => {
+                if changed.is_err() {
+                    // Keep repairing with the last plan until cancelled.
+                    state.sender_alive = false;
+                }
+                Wake::PlanChanged
+            }
+            event = next_event(&mut state.monitor) => {
+                match event {
+                    // Any flow event may concern us (a modify can even clear our
+                    // cookie), so it only marks the table for the next tick.
+                    MonitorEvent::Flow => state.dirty = true,
+                    MonitorEvent::Ended(reason) => {
+                        state.monitor = None;
+                        state.dirty = true;
+                        self.monitor_down(reason, &mut state.monitor_retry);
+                    }
+                }
+                Wake::Nothing
+            }
+            _ = state.ticker.tick() => self.on_tick(state),
+        }
+    }
+
+    /// A tick: (re)starts the monitor when due, and says whether to check the bridge (not
+    /// when the running monitor saw nothing and the last check is recent enough).
+    fn on_tick(&self, state: &mut LoopState) -> Wake {
+        if self.config.monitor && state.monitor.is_none() && state.monitor_retry.due() {
+            // Changes before it started went unseen.
+            state.dirty = true;
+            match self.start_monitor() {
+                Ok(m) => {
+                    state.monitor = Some(m);
+                    self.set_monitor(MonitorState::Running);
+                }
+                Err(reason) => self.monitor_down(reason, &mut state.monitor_retry),
+            }
+        }
+        let quiet_too_long = state.last_check.elapsed() >= self.config.quiet_check_interval;
+        if state.monitor.is_some() && !state.dirty && !quiet_too_long && state.held.is_some() {
+            Wake::Nothing
+        } else {
+            Wake::Check
+        }
+    }
+
+    /// One round: the change from the held plan `from`, or (without one) a full check.
+    async fn round(
+        &self,
+        from: Option<&FlowPlan>,
+        plan: &FlowPlan,
+    ) -> Result<SyncOutcome, FlowSyncError> {
+        match from {
+            Some(from) => self.apply_change(from, plan).await,
+            None => self.sync_once(plan).await,
+        }
+    }
+
+    /// Publishes a successful round. Receivers (the agent recomputes on every
+    /// notification) are woken only when something they act on changed, not for the
+    /// counters of a quiet check.
+    fn succeeded(
+        &self,
+        plan: &Arc<FlowPlan>,
+        outcome: &SyncOutcome,
+        same_plan: bool,
+        full_check: bool,
+    ) {
+        let changed = outcome.added + outcome.deleted > 0;
+        if changed {
+            tracing::info!(
+                added = outcome.added,
+                deleted = outcome.deleted,
+                flows = plan.len(),
+                drift = same_plan,
+                "applied flow bundle"
+            );
+        }
+        let repaired = same_plan && changed;
+        self.status.send_if_modified(|s| {
+            let news = !s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, plan))
+                || s.error.is_some()
+                || repaired;
+            s.applied = Some(plan.clone());
+            s.error = None;
+            s.rounds += 1;
+            s.checks += u64::from(full_check);
+            s.repairs += u64::from(repaired);
+            news
+        });
+    }
+
+    /// Publishes a failed round (woken only when the error is a new one).
+    fn failed(&self, error: &FlowSyncError) {
+        tracing::warn!(%error, "flow sync failed; retrying");
+        let message = error.to_string();
+        self.status.send_if_modified(|s| {
+            let news = s.error.as_deref() != Some(message.as_str());
+            s.error = Some(message);
+            news
+        });
     }
 
     /// Starts `ovs-ofctl monitor <target> watch:!initial` (flow table changes made by
@@ -449,30 +519,30 @@ impl FlowSync {
         from: &FlowPlan,
         to: &FlowPlan,
     ) -> Result<SyncOutcome, FlowSyncError> {
-        let delta = diff_plans(to, from);
-        if !delta.is_empty() {
-            self.apply_bundle(&delta.bundle_text()).await?;
-        }
-        Ok(SyncOutcome {
-            observed: from.len(),
-            added: delta.add.len(),
-            deleted: delta.delete.len(),
-        })
+        self.apply_diff(&diff_plans(to, from), from.len()).await
     }
 
     /// One round: dump the owned flows, diff, apply the difference in one bundle.
     pub async fn sync_once(&self, plan: &FlowPlan) -> Result<SyncOutcome, FlowSyncError> {
         let observed = self.dump_owned().await?;
-        let delta = diff(plan, &observed);
-        let outcome = SyncOutcome {
-            observed: observed.len(),
-            added: delta.add.len(),
-            deleted: delta.delete.len(),
-        };
+        self.apply_diff(&diff(plan, &observed), observed.len())
+            .await
+    }
+
+    /// Applies a difference (when there is one) in one bundle.
+    async fn apply_diff(
+        &self,
+        delta: &FlowDiff,
+        observed: usize,
+    ) -> Result<SyncOutcome, FlowSyncError> {
         if !delta.is_empty() {
             self.apply_bundle(&delta.bundle_text()).await?;
         }
-        Ok(outcome)
+        Ok(SyncOutcome {
+            observed,
+            added: delta.add.len(),
+            deleted: delta.delete.len(),
+        })
     }
 
     /// The owned flows as OVS shows them.

@@ -5,6 +5,9 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::api::{DeviceKey, TunnelDevice};
 
+#[path = "typed_tests.rs"]
+mod typed_tests;
+
 fn dev(ns: &str, name: &str, mac: &str, vni: u32, ips: &[&str], vlan: Option<u16>) -> TunnelDevice {
     TunnelDevice {
         namespace: ns.into(),
@@ -798,7 +801,7 @@ mod properties {
             })
     }
 
-    fn input_strategy() -> impl Strategy<Value = FlowInput> {
+    pub(super) fn input_strategy() -> impl Strategy<Value = FlowInput> {
         (
             proptest::collection::vec(
                 (
