@@ -19,7 +19,10 @@ use remote_device_operator::flows::{
     COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, TunnelFlowsInput,
     WorkloadPort, desired_flows, diff,
 };
-use remote_device_operator::sandbox::{Datapath, Sandbox};
+#[path = "../tests/support/sandbox.rs"]
+#[allow(dead_code)]
+mod sandbox;
+use sandbox::{Datapath, Sandbox};
 
 const BRIDGE: &str = "br-int";
 const TUNNELS: u32 = 20;

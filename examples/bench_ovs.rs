@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use remote_device_operator::api::{TunnelPort, TunnelPortSpec, TunnelType};
 use remote_device_operator::ovs::{DesiredTunnel, Observed, OvsConfig, PortState, run};
 use remote_device_operator::ovsdb::{Client, ClientOptions, Condition, Datum, Endpoint, Operation};
-use remote_device_operator::sandbox::{Datapath, Sandbox};
+#[path = "../tests/support/sandbox.rs"]
+#[allow(dead_code)]
+mod sandbox;
+use sandbox::{Datapath, Sandbox};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

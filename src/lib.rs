@@ -20,7 +20,6 @@ pub mod manifests;
 pub mod ovs;
 pub mod ovsdb;
 pub mod planner;
-pub mod sandbox;
 pub mod standalone;
 pub mod telemetry;
 pub mod vtep;

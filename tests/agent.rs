@@ -1,6 +1,10 @@
 //! The agent's Kubernetes side against kube's mock client, with a real OVS where the
 //! scenario needs one: every request is checked for method, path, query and body.
 
+#[path = "support/sandbox.rs"]
+#[allow(dead_code)]
+mod sandbox;
+
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -13,7 +17,7 @@ use remote_device_operator::api::conditions::{READY, is_true};
 use remote_device_operator::api::{
     OVS_CLEANUP_FINALIZER, TunnelDevice, TunnelPort, TunnelPortSpec, TunnelType,
 };
-use remote_device_operator::sandbox::{Datapath, Sandbox};
+use sandbox::{Datapath, Sandbox};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower_test::mock;

@@ -6,10 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use remote_device_operator::sandbox::{Datapath, Sandbox};
 use serde_json::{Value, json};
 use support::agent::spawn_agent;
 use support::fake_api::FakeApi;
+use support::sandbox::{Datapath, Sandbox};
 
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -25,10 +25,10 @@ use remote_device_operator::api::conditions::{READY, is_true};
 use remote_device_operator::api::{TunnelId, TunnelPort, TunnelType};
 use remote_device_operator::flows::{COOKIE_MASK, COOKIE_TAG};
 use remote_device_operator::manifests::Manifests;
-use remote_device_operator::sandbox::{Datapath, Sandbox};
 use remote_device_operator::standalone;
 use support::netns::{Netns, require_root_and_tools};
 use support::ovs::wait_ofport;
+use support::sandbox::{Datapath, Sandbox};
 use tokio_util::sync::CancellationToken;
 
 const NODE_VTEP: &str = "192.168.100.1";
@@ -441,7 +441,7 @@ fn diagnostics(topo: &Topology) -> String {
     let mut add = |title: &str, text: Result<String, String>| {
         out.push_str(&format!("\n--- {title}\n{}", text.unwrap_or_else(|e| e)));
     };
-    let err = |e: remote_device_operator::sandbox::SandboxError| e.to_string();
+    let err = |e: support::sandbox::SandboxError| e.to_string();
     add(
         "br-int flows",
         sb.ofctl(&["-O", "OpenFlow14", "dump-flows", &sb.mgmt("br-int")])

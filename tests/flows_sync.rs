@@ -12,8 +12,8 @@ use remote_device_operator::flows::{
     Actions, COOKIE_MASK, COOKIE_TAG, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, Match,
     MonitorState, TunnelFlowsInput, WorkloadPort, desired_flows,
 };
-use remote_device_operator::sandbox::{Datapath, Sandbox};
 use support::ovs::wait_ofport;
+use support::sandbox::{Datapath, Sandbox};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

@@ -1,12 +1,16 @@
 //! The reconcile loop against real OVS: each test starts its own ovsdb-server and
 //! ovs-vswitchd (dummy datapath) in a temp dir; the sandbox stops them by pid on drop.
 
+#[path = "support/sandbox.rs"]
+#[allow(dead_code)]
+mod sandbox;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use remote_device_operator::api::{TunnelId, TunnelPort, TunnelPortSpec, TunnelType};
 use remote_device_operator::ovs::{Observed, OvsConfig, OvsError, PortState, run};
-use remote_device_operator::sandbox::{Datapath, Options, Sandbox};
+use sandbox::{Datapath, Options, Sandbox};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -560,4 +564,39 @@ async fn bad_config_is_an_error() {
             "{endpoint} {bridge}: {r:?}"
         );
     }
+}
+
+/// The test sandbox itself: it starts a working OVS and leaves nothing behind.
+#[test]
+fn sandbox_starts_and_cleans_up() {
+    let dir;
+    {
+        let sb = Sandbox::start(Datapath::Dummy)
+            .expect("OVS is installed (scripts/test.sh installs it)");
+        dir = sb.dir().to_path_buf();
+        sb.vsctl(&["add-br", "br-test"]).unwrap();
+        sb.vsctl(&[
+            "add-port",
+            "br-test",
+            "p1",
+            "--",
+            "set",
+            "Interface",
+            "p1",
+            "type=internal",
+        ])
+        .unwrap();
+        // vswitchd assigns the ofport asynchronously.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let ofport = sb.vsctl(&["get", "Interface", "p1", "ofport"]).unwrap();
+            if ofport.trim().parse::<i64>().is_ok_and(|p| p > 0) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no ofport for p1");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(sb.ofctl(&["dump-flows", &sb.mgmt("br-test")]).is_ok());
+    }
+    assert!(!dir.exists(), "sandbox directory removed on drop");
 }

@@ -1,5 +1,9 @@
 //! The OVSDB client against a real ovsdb-server (each test starts its own sandbox).
 
+#[path = "support/sandbox.rs"]
+#[allow(dead_code)]
+mod sandbox;
+
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -8,7 +12,7 @@ use remote_device_operator::ovsdb::{
     Operation, OvsdbError, Replica, Row, Session, SessionConfig, SessionEvent, UpdateFormat, Uuid,
     WaitUntil, monitor::column_kinds,
 };
-use remote_device_operator::sandbox::{Datapath, Options, Sandbox};
+use sandbox::{Datapath, Options, Sandbox};
 use serde_json::json;
 
 const DB: &str = "Open_vSwitch";

@@ -1,12 +1,16 @@
 //! Standalone mode against a real OVS: manifests in a directory → tunnel ports and rules,
 //! following changes to the directory.
 
+#[path = "support/sandbox.rs"]
+#[allow(dead_code)]
+mod sandbox;
+
 use std::path::Path;
 use std::time::Duration;
 
 use remote_device_operator::agent::OvsArgs;
-use remote_device_operator::sandbox::{Datapath, Sandbox};
 use remote_device_operator::standalone::{self, StandaloneArgs};
+use sandbox::{Datapath, Sandbox};
 use tokio_util::sync::CancellationToken;
 
 fn args(dir: &Path, sandbox: &Sandbox, once: bool) -> StandaloneArgs {

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use remote_device_operator::agent::node::{self, Feed, NodeConfig, NodeHandle, NodeView};
 use remote_device_operator::api::TunnelPort;
 use remote_device_operator::manifests::Manifests;
-use remote_device_operator::sandbox::{Datapath, Sandbox};
 use remote_device_operator::standalone;
 use remote_device_operator::vtep::{
     Attachment, FabricState, GatewayObserved, SegmentInput, plan_fabric,
 };
 use support::netns::{Netns, require_root_and_tools};
 use support::ovs::wait_ofport;
+use support::sandbox::{Datapath, Sandbox};
 use support::vtep::{Gateway, Pki, Tor, TorOptions};
 use tokio_util::sync::CancellationToken;
 

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use super::sandbox::Sandbox;
 use kube::Api;
 use remote_device_operator::agent::apiserver;
 use remote_device_operator::agent::node::{self, Feed, NodeConfig, NodeHandle};
 use remote_device_operator::api::TunnelPort;
-use remote_device_operator::sandbox::Sandbox;
 use remote_device_operator::telemetry::Metrics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use super::sandbox::{Datapath, Sandbox};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use remote_device_operator::api::{RemoteDevice, TunnelPort};
-use remote_device_operator::sandbox::{Datapath, Sandbox};
 use serde_json::{Value, json};
 
 use super::envtest::{

@@ -7,4 +7,5 @@ pub mod envtest;
 pub mod fake_api;
 pub mod netns;
 pub mod ovs;
+pub mod sandbox;
 pub mod vtep;

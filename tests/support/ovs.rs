@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use remote_device_operator::sandbox::Sandbox;
+use super::sandbox::Sandbox;
 
 /// Waits until vswitchd has numbered `iface` and returns its ofport.
 pub fn wait_ofport(sb: &Sandbox, iface: &str) -> i64 {

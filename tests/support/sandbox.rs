@@ -1,6 +1,7 @@
 //! A throw-away Open vSwitch: `ovsdb-server` + `ovs-vswitchd` (userspace) in a temp dir.
 //!
-//! Used by tests, benchmarks and the demo so that none of them touches a system OVS. The
+//! Used by tests and benchmarks (which include this file by path) so that none of them
+//! touches a system OVS. Not part of the library: production code never starts OVS. The
 //! daemons are stopped by the pids in their pidfiles (never by name) when the sandbox is
 //! dropped, also when a test fails.
 
@@ -285,44 +286,5 @@ impl Drop for Sandbox {
         stop_pidfile(&self.dir.join("ovs-vswitchd.pid"));
         stop_pidfile(&self.dir.join("ovsdb-server.pid"));
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sandbox_starts_and_cleans_up() {
-        let dir;
-        {
-            let sb = Sandbox::start(Datapath::Dummy)
-                .expect("OVS is installed (scripts/test.sh installs it)");
-            dir = sb.dir().to_path_buf();
-            sb.vsctl(&["add-br", "br-test"]).unwrap();
-            sb.vsctl(&[
-                "add-port",
-                "br-test",
-                "p1",
-                "--",
-                "set",
-                "Interface",
-                "p1",
-                "type=internal",
-            ])
-            .unwrap();
-            // vswitchd assigns the ofport asynchronously.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let ofport = sb.vsctl(&["get", "Interface", "p1", "ofport"]).unwrap();
-                if ofport.trim().parse::<i64>().is_ok_and(|p| p > 0) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "no ofport for p1");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert!(sb.ofctl(&["dump-flows", &sb.mgmt("br-test")]).is_ok());
-        }
-        assert!(!dir.exists(), "sandbox directory removed on drop");
     }
 }
