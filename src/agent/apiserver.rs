@@ -311,12 +311,7 @@ pub async fn run(
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut ready = false;
     let mut reconnects = 0;
-    let reporter = Reporter {
-        controller: AGENT_MANAGER.to_string(),
-        instance: Some(node.clone()),
-    };
-    let recorder = Recorder::new(api.clone().into_client(), reporter);
-    let mut event_memory = EventMemory::default();
+    let mut agent_events = AgentEvents::new(&api, &node, api_timeout);
     let ready_wait = store.wait_until_ready();
     tokio::pin!(ready_wait);
 
@@ -337,25 +332,15 @@ pub async fn run(
             _ = sleep_until(retry_at) => { retry_at = None; }
         }
         health.pending(API_LOOP);
-        let objects: Option<Vec<TunnelPort>> = ready.then(|| {
-            let stored = store.state().iter().map(|tp| (**tp).clone()).collect();
-            own.overlay(stored)
-        });
+        let objects =
+            ready.then(|| own.overlay(store.state().iter().map(|tp| (**tp).clone()).collect()));
         let current = view.borrow_and_update().clone();
         let started = std::time::Instant::now();
         let decisions = decide_writes(&node, objects.as_deref(), &current, Timestamp::now());
         report(&current, ready, &mut reconnects, metrics, health);
         if let Some(objects) = &objects {
-            let states = tunnel_states(&node, objects, &decisions);
-            metrics.set_tunnel_states(&states);
-            let now = std::time::Instant::now();
-            let due = decide_events(
-                &mut event_memory,
-                &current.ovs.ports,
-                current.flows.repairs,
-                now,
-            );
-            events::publish(&recorder, due, &node, objects, api_timeout);
+            metrics.set_tunnel_states(&tunnel_states(&node, objects, &decisions));
+            agent_events.round(&node, objects, &current);
         }
         feed_desired(handle, &decisions);
         if retry_at.is_some() {
@@ -374,6 +359,34 @@ pub async fn run(
         } else {
             retry_at = Some(tokio::time::Instant::now() + retry.next_delay());
         }
+    }
+}
+
+/// The agent's Events: what the view shows, rate-limited, published in the background.
+struct AgentEvents {
+    recorder: Recorder,
+    memory: EventMemory,
+    timeout: Duration,
+}
+
+impl AgentEvents {
+    fn new(api: &Api<TunnelPort>, node: &str, timeout: Duration) -> Self {
+        let reporter = Reporter {
+            controller: AGENT_MANAGER.to_string(),
+            instance: Some(node.to_string()),
+        };
+        AgentEvents {
+            recorder: Recorder::new(api.clone().into_client(), reporter),
+            memory: EventMemory::default(),
+            timeout,
+        }
+    }
+
+    /// Publishes the events this round's view calls for.
+    fn round(&mut self, node: &str, objects: &[TunnelPort], view: &NodeView) {
+        let now = std::time::Instant::now();
+        let due = decide_events(&mut self.memory, &view.ovs.ports, view.flows.repairs, now);
+        events::publish(&self.recorder, due, node, objects, self.timeout);
     }
 }
 

@@ -127,6 +127,21 @@ fn registered<M: prometheus_client::registry::Metric + Clone>(
     metric
 }
 
+/// `build_info{version}`: always 1, so dashboards can show which build runs.
+fn register_build_info(registry: &mut Registry) {
+    let build_info: Family<BuildLabel, Gauge> = registered(
+        registry,
+        "build_info",
+        "Always 1; the labels say which build runs",
+        Family::default(),
+    );
+    build_info
+        .get_or_create(&BuildLabel {
+            version: env!("CARGO_PKG_VERSION"),
+        })
+        .set(1);
+}
+
 /// Prefix of every metric name.
 pub const METRIC_PREFIX: &str = "remote_device_operator";
 
@@ -148,17 +163,7 @@ impl Metrics {
             )]
             .into_iter(),
         );
-        let build_info: Family<BuildLabel, Gauge> = registered(
-            &mut registry,
-            "build_info",
-            "Always 1; the labels say which build runs",
-            Family::default(),
-        );
-        build_info
-            .get_or_create(&BuildLabel {
-                version: env!("CARGO_PKG_VERSION"),
-            })
-            .set(1);
+        register_build_info(&mut registry);
         let r = &mut registry;
         Metrics {
             reconciles: registered(
