@@ -19,17 +19,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
-use remote_device_operator::agent::node::{self, Feed, NodeConfig, NodeHandle, NodeView};
+use remote_device_operator::agent::node::NodeView;
 use remote_device_operator::agent::status::tunnel_port_status;
 use remote_device_operator::api::conditions::{READY, is_true};
-use remote_device_operator::api::{TunnelId, TunnelPort, TunnelType};
+use remote_device_operator::api::{TunnelId, TunnelType};
 use remote_device_operator::flows::{COOKIE_MASK, COOKIE_TAG};
 use remote_device_operator::manifests::Manifests;
 use remote_device_operator::standalone;
 use support::netns::{Netns, require_root_and_tools};
+use support::node_loop::NodeLoop;
 use support::ovs::wait_ofport;
 use support::sandbox::{Datapath, Sandbox};
-use tokio_util::sync::CancellationToken;
 
 const NODE_VTEP: &str = "192.168.100.1";
 const REMOTE_VTEP: &str = "192.168.100.2";
@@ -232,43 +232,12 @@ impl Topology {
 
 impl Topology {
     /// The sandbox starts vswitchd with `--disable-system-route` (right for a vswitchd in
-    /// the host's namespace). Ours runs in ns H, whose routes are ours: restart it reading
-    /// them, because OVS accepts a tunnel's `local_ip` only when its route table knows the
-    /// address as local, and only kernel routes are marked local.
+    /// the host's namespace). Ours runs in ns H, whose routes are ours: restart it there
+    /// reading them (see `Sandbox::restart_vswitchd_with_system_routes`).
     fn vswitchd_with_system_routes(&self) {
-        let dir = self.sb().dir().to_path_buf();
-        let d = dir.display().to_string();
-        let pidfile = dir.join("ovs-vswitchd.pid");
-        let pid: u32 = std::fs::read_to_string(&pidfile)
-            .expect("vswitchd pidfile")
-            .trim()
-            .parse()
-            .expect("vswitchd pid");
-        support::netns::must("kill", &[&pid.to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(Instant::now() < deadline, "vswitchd {pid} did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let status = self.host.enter(|| {
-            std::process::Command::new("ovs-vswitchd")
-                .args([
-                    &format!("unix:{d}/db.sock"),
-                    "--enable-dummy",
-                    "--disable-system",
-                    &format!("--pidfile={d}/ovs-vswitchd.pid"),
-                    &format!("--unixctl={d}/ovs-vswitchd.ctl"),
-                    &format!("--log-file={d}/ovs-vswitchd.log"),
-                    "--detach",
-                    "--no-chdir",
-                ])
-                .env("OVS_RUNDIR", &dir)
-                .env("OVS_LOGDIR", &dir)
-                .env("OVS_DBDIR", &dir)
-                .env("OVS_SYSCONFDIR", &dir)
-                .status()
-        });
-        assert!(status.expect("ovs-vswitchd").success(), "restart vswitchd");
+        self.host
+            .enter(|| self.sb().restart_vswitchd_with_system_routes())
+            .expect("restart vswitchd");
     }
 }
 
@@ -315,76 +284,9 @@ fn tunnel_name() -> String {
     .interface_name()
 }
 
-/// The node side, exactly as the agent and standalone mode run it: the planner for this
-/// node, then the node loop (OVSDB reconcile of the tunnel port + flow sync).
-struct Node {
-    runtime: tokio::runtime::Runtime,
-    handle: Option<NodeHandle>,
-    cancel: CancellationToken,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        if let Some(handle) = self.handle.take() {
-            self.runtime.block_on(handle.join());
-        }
-    }
-}
-
-impl Node {
-    fn start(topo: &Topology) -> Node {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let cancel = CancellationToken::new();
-        let config = NodeConfig {
-            ovsdb: topo.sb().endpoint(),
-            bridge: "br-int".into(),
-            ovs_rundir: topo.sb().dir().to_path_buf(),
-            feed: Feed::Standalone,
-        };
-        let handle = runtime.block_on(async { node::spawn(config, cancel.clone()) });
-        Node {
-            runtime,
-            handle: Some(handle),
-            cancel,
-        }
-    }
-
-    fn handle(&self) -> &NodeHandle {
-        self.handle.as_ref().unwrap()
-    }
-
-    /// Hands the node loop a desired set and waits until `done` holds for what it sees.
-    fn converge(
-        &self,
-        desired: Vec<TunnelPort>,
-        what: &str,
-        done: impl Fn(&NodeView) -> bool,
-    ) -> NodeView {
-        self.handle().desired.send_replace(Some(desired));
-        let mut view = self.handle().view.clone();
-        let reached = self.runtime.block_on(async {
-            let waited =
-                tokio::time::timeout(Duration::from_secs(15), view.wait_for(|v| done(v))).await;
-            waited.ok().and_then(|r| r.ok()).map(|v| v.clone())
-        });
-        match reached {
-            Some(view) => view,
-            None => panic!(
-                "{what}: not reached; node view: {:?}",
-                self.handle().view.borrow()
-            ),
-        }
-    }
-}
-
 /// "Apply the RemoteDevice": plan for this node, hand the TunnelPort to the node loop, wait
 /// until it is Ready (port numbered by OVS, the device's rules confirmed in OVS).
-fn apply_device(node: &Node) -> NodeView {
+fn apply_device(node: &NodeLoop) -> NodeView {
     let mut manifests = Manifests::default();
     manifests.add_text(Path::new("dataplane.yaml"), MANIFESTS);
     assert!(manifests.rejected.is_empty(), "{:?}", manifests.rejected);
@@ -400,7 +302,7 @@ fn apply_device(node: &Node) -> NodeView {
 
 /// "Delete the RemoteDevice": the node's desired set becomes empty; wait until the port
 /// and the rules are gone from OVS (what the agent waits for before its finalizer goes).
-fn delete_device(node: &Node) {
+fn delete_device(node: &NodeLoop) {
     node.converge(vec![], "port and rules gone", |v| {
         v.ovs.connected
             && v.ovs.ports.is_empty()
@@ -509,7 +411,7 @@ fn workload_reaches_remote_device_until_it_is_deleted() {
         return;
     }
     let topo = Topology::build();
-    let node = Node::start(&topo);
+    let node = NodeLoop::start(topo.sb());
 
     // Apply: IPv4 (ARP answered by OVS) and IPv6 (neighbour answered by OVS) both work.
     let view = apply_device(&node);

@@ -17,7 +17,6 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use remote_device_operator::agent::node::{self, Feed, NodeConfig, NodeHandle, NodeView};
 use remote_device_operator::api::TunnelPort;
 use remote_device_operator::manifests::Manifests;
 use remote_device_operator::standalone;
@@ -25,10 +24,10 @@ use remote_device_operator::vtep::{
     Attachment, FabricState, GatewayObserved, SegmentInput, plan_fabric,
 };
 use support::netns::{Netns, require_root_and_tools};
+use support::node_loop::NodeLoop;
 use support::ovs::wait_ofport;
 use support::sandbox::{Datapath, Sandbox};
 use support::vtep::{Gateway, Pki, Tor, TorOptions};
-use tokio_util::sync::CancellationToken;
 
 const NODE_VTEP: &str = "192.168.100.1";
 const TOR_VTEP: &str = "192.168.100.2";
@@ -149,33 +148,8 @@ impl Topology {
             .host
             .enter(|| Sandbox::start(Datapath::Netdev))
             .expect("OVS sandbox");
-        let dir = sb.dir().to_path_buf();
-        let d = dir.display().to_string();
-        let pid = std::fs::read_to_string(dir.join("ovs-vswitchd.pid")).expect("pidfile");
-        let pid = pid.trim().to_string();
-        support::netns::must("kill", &[&pid]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(Instant::now() < deadline, "vswitchd {pid} did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
         self.host
-            .enter(|| {
-                support::vtep::ovs_run(
-                    &dir,
-                    "ovs-vswitchd",
-                    &[
-                        &format!("unix:{d}/db.sock"),
-                        "--enable-dummy",
-                        "--disable-system",
-                        &format!("--pidfile={d}/ovs-vswitchd.pid"),
-                        &format!("--unixctl={d}/ovs-vswitchd.ctl"),
-                        &format!("--log-file={d}/ovs-vswitchd.log"),
-                        "--detach",
-                        "--no-chdir",
-                    ],
-                )
-            })
+            .enter(|| sb.restart_vswitchd_with_system_routes())
             .expect("restart vswitchd");
         sb
     }
@@ -233,60 +207,6 @@ impl Topology {
     }
 }
 
-struct Node {
-    runtime: tokio::runtime::Runtime,
-    handle: Option<NodeHandle>,
-    cancel: CancellationToken,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        if let Some(handle) = self.handle.take() {
-            self.runtime.block_on(handle.join());
-        }
-    }
-}
-
-impl Node {
-    fn start(topo: &Topology) -> Node {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let cancel = CancellationToken::new();
-        let config = NodeConfig {
-            ovsdb: topo.sb().endpoint(),
-            bridge: "br-int".into(),
-            ovs_rundir: topo.sb().dir().to_path_buf(),
-            feed: Feed::Standalone,
-        };
-        let handle = runtime.block_on(async { node::spawn(config, cancel.clone()) });
-        Node {
-            runtime,
-            handle: Some(handle),
-            cancel,
-        }
-    }
-
-    fn converge(&self, desired: Vec<TunnelPort>, what: &str, done: impl Fn(&NodeView) -> bool) {
-        let handle = self.handle.as_ref().unwrap();
-        handle.desired.send_replace(Some(desired));
-        let mut view = handle.view.clone();
-        let reached = self.runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(15), view.wait_for(|v| done(v)))
-                .await
-                .is_ok_and(|r| r.is_ok())
-        });
-        assert!(
-            reached,
-            "{what}: not reached; node view: {:?}",
-            handle.view.borrow()
-        );
-    }
-}
-
 /// The node's TunnelPort for the device, through the planner as standalone mode does.
 fn tunnel_ports() -> Vec<TunnelPort> {
     let mut manifests = Manifests::default();
@@ -321,7 +241,7 @@ fn ping(from: &Netns, target: &str, tries: u32) -> bool {
     (0..tries).any(|_| from.exec("ping", &["-c", "1", "-W", "1", target]).is_ok())
 }
 
-fn apply(topo: &Topology, node: &Node, gw: &mut Gateway, when: &str) {
+fn apply(topo: &Topology, node: &NodeLoop, gw: &mut Gateway, when: &str) {
     let started = Instant::now();
     gw.converge(
         Some(fabric()),
@@ -357,7 +277,7 @@ fn pod_reaches_a_device_on_a_hardware_vtep_programmed_by_the_writer() {
     let scratch = tempfile::tempdir().unwrap();
     let pki = Pki::make(scratch.path());
     let topo = Topology::build(&pki);
-    let node = Node::start(&topo);
+    let node = NodeLoop::start(topo.sb());
     let mut gw = Gateway::spawn(
         topo.tor(),
         topo.tor().ssl_endpoint(),

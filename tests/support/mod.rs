@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod envtest;
 pub mod fake_api;
 pub mod netns;
+pub mod node_loop;
 pub mod ovs;
 pub mod sandbox;
 pub mod vtep;

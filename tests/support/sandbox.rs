@@ -54,7 +54,8 @@ pub enum SandboxError {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn run(program: &str, args: &[&str], dir: &Path) -> Result<String, SandboxError> {
+/// Runs an OVS program with every OVS directory pointed at `dir`.
+pub fn run(program: &str, args: &[&str], dir: &Path) -> Result<String, SandboxError> {
     let command = format!("{program} {}", args.join(" "));
     let output = Command::new(program)
         .args(args)
@@ -110,26 +111,42 @@ impl Sandbox {
             &[&format!("--db=unix:{d}/db.sock"), "--no-wait", "init"],
             &sandbox.dir,
         )?;
+        sandbox.start_vswitchd(datapath, false)?;
+        Ok(sandbox)
+    }
+
+    /// Starts ovs-vswitchd; `system_routes`: read the routes of the network namespace it
+    /// runs in (right only in a namespace of the test's own).
+    fn start_vswitchd(&self, datapath: Datapath, system_routes: bool) -> Result<(), SandboxError> {
+        let d = self.dir.display().to_string();
         let dummy = match datapath {
             Datapath::Dummy => "--enable-dummy=override",
             Datapath::Netdev => "--enable-dummy",
         };
-        run(
-            "ovs-vswitchd",
-            &[
-                &format!("unix:{d}/db.sock"),
-                dummy,
-                "--disable-system",
-                "--disable-system-route",
-                &format!("--pidfile={d}/ovs-vswitchd.pid"),
-                &format!("--unixctl={d}/ovs-vswitchd.ctl"),
-                &format!("--log-file={d}/ovs-vswitchd.log"),
-                "--detach",
-                "--no-chdir",
-            ],
-            &sandbox.dir,
-        )?;
-        Ok(sandbox)
+        let mut args = vec![
+            format!("unix:{d}/db.sock"),
+            dummy.to_string(),
+            "--disable-system".to_string(),
+            format!("--pidfile={d}/ovs-vswitchd.pid"),
+            format!("--unixctl={d}/ovs-vswitchd.ctl"),
+            format!("--log-file={d}/ovs-vswitchd.log"),
+            "--detach".to_string(),
+            "--no-chdir".to_string(),
+        ];
+        if !system_routes {
+            args.insert(3, "--disable-system-route".to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("ovs-vswitchd", &args, &self.dir).map(drop)
+    }
+
+    /// Restarts ovs-vswitchd (netdev) reading the routes of the network namespace this
+    /// thread is in: OVS accepts a tunnel's `local_ip` only when its route table knows the
+    /// address as local, and only kernel routes are marked local. Call it inside a
+    /// namespace of the test's own.
+    pub fn restart_vswitchd_with_system_routes(&self) -> Result<(), SandboxError> {
+        stop_pidfile(&self.dir.join("ovs-vswitchd.pid"));
+        self.start_vswitchd(Datapath::Netdev, true)
     }
 
     /// The sandbox directory (OVS_RUNDIR: sockets, pidfiles, logs, `<bridge>.mgmt`).

@@ -35,23 +35,9 @@ pub const TCP_PORT: u16 = 6640;
 pub const SSL_PORT: u16 = 6641;
 
 /// Runs a program with OVS_* pointing into `dir`; stdout or the error with stderr.
+/// Runs an OVS program with every OVS directory pointed at `dir`.
 pub fn ovs_run(dir: &Path, program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .env("OVS_RUNDIR", dir)
-        .env("OVS_LOGDIR", dir)
-        .env("OVS_DBDIR", dir)
-        .env("OVS_SYSCONFDIR", dir)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    super::sandbox::run(program, args, dir).map_err(|e| e.to_string())
 }
 
 fn must(dir: &Path, program: &str, args: &[&str]) -> String {
