@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use remote_device_operator::api::TunnelPort;
 use serde_json::json;
@@ -68,6 +69,32 @@ async fn full_flow_under_the_charts_service_accounts() {
     })
     .await;
     assert!(cluster.owned_flows("n3") > 0);
+
+    // Someone deletes n2's tunnel port behind the agent's back: it comes back, and the
+    // agent says so in an Event on the TunnelPort.
+    let lost = cluster.ovs_ports("n2").into_iter().next().expect("n2's port");
+    cluster.nodes["n2"]
+        .sandbox
+        .vsctl(&["del-port", "br-int", &lost])
+        .unwrap();
+    cluster
+        .wait_converged(&[("n2", VTEP), ("n3", VTEP)], LIMIT)
+        .await;
+    let events: Api<Event> = Api::namespaced(cluster.admin.clone(), "default");
+    wait_for(LIMIT, "a PortRepaired event on n2's TunnelPort", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("PortRepaired")
+                    && e.regarding
+                        .as_ref()
+                        .and_then(|r| r.name.as_deref())
+                        .is_some_and(|n| n.starts_with("n2."))
+            })
+            .then_some(())
+    })
+    .await;
 
     cluster.delete_device("d1").await;
     cluster.wait_converged(&[], LIMIT).await;

@@ -5,8 +5,9 @@
 //! [`decide_events`] (pure, time passed in) says which to record; [`publish`] records
 //! them. Flow repairs are counted for the whole bridge (the flow sync does not say whose
 //! flows drifted), so they are recorded on the Node rather than on every TunnelPort. A
-//! port re-created after someone deleted it is not observable: the OVS loop reports each
-//! port's state, not why it created one, and a re-created port looks like a new one.
+//! port repair is seen from outside the OVS loop: an active TunnelPort whose port was
+//! Ready, then gone or without an ofport while its spec (generation) stayed the same, and
+//! Ready again — someone deleted it, or vswitchd lost it, and the agent put it back.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -26,6 +27,8 @@ pub const EVENT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Reason of the event for flows repaired on the node's bridge.
 pub const FLOWS_REPAIRED: &str = "FlowsRepaired";
+/// Reason of the event for a TunnelPort's OVS port put back after it was lost.
+pub const PORT_REPAIRED: &str = "PortRepaired";
 
 /// Which object an event is about.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,6 +59,10 @@ pub struct EventMemory {
     failing: BTreeMap<String, &'static str>,
     /// The flow sync's repair count in the last round.
     repairs: u64,
+    /// Active TunnelPorts whose port was Ready, with the generation it was Ready for.
+    ready: BTreeMap<String, Option<i64>>,
+    /// Active TunnelPorts whose Ready port went away at an unchanged generation.
+    lost: BTreeMap<String, Option<i64>>,
     /// When each (object, reason) was last recorded.
     sent: BTreeMap<(Subject, &'static str), Instant>,
 }
@@ -70,15 +77,17 @@ fn failure_reason(state: &PortState) -> Option<&'static str> {
 }
 
 /// The events of this round: a TunnelPort newly failing (or failing for another reason),
-/// a repair count that grew; each dropped when the same object and reason had one less
-/// than [`EVENT_INTERVAL`] ago. `ports` is what OVS shows per TunnelPort.
+/// a port put back after it was lost, a repair count that grew; each dropped when the same
+/// object and reason had one less than [`EVENT_INTERVAL`] ago. `ports` is what OVS shows
+/// per TunnelPort, `active` the generation of every active TunnelPort.
 pub fn decide_events(
     memory: &mut EventMemory,
     ports: &BTreeMap<String, PortReport>,
+    active: &BTreeMap<String, Option<i64>>,
     repairs: u64,
     now: Instant,
 ) -> Vec<AgentEvent> {
-    let mut candidates = Vec::new();
+    let mut candidates = port_repairs(memory, ports, active);
     let mut failing = BTreeMap::new();
     for (name, report) in ports {
         let Some(reason) = failure_reason(&report.state) else {
@@ -123,6 +132,46 @@ pub fn decide_events(
             due
         })
         .collect()
+}
+
+/// Ports put back: Ready, lost at the same generation, Ready again (see the module doc).
+fn port_repairs(
+    memory: &mut EventMemory,
+    ports: &BTreeMap<String, PortReport>,
+    active: &BTreeMap<String, Option<i64>>,
+) -> Vec<AgentEvent> {
+    memory.ready.retain(|name, _| active.contains_key(name));
+    memory.lost.retain(|name, _| active.contains_key(name));
+    let mut events = Vec::new();
+    for (name, generation) in active {
+        let report = ports.get(name);
+        match report.map(|r| &r.state) {
+            Some(PortState::Ready) => {
+                if memory.lost.remove(name) == Some(*generation) {
+                    let ofport = report.and_then(|r| r.ofport).unwrap_or(-1);
+                    events.push(AgentEvent {
+                        subject: Subject::TunnelPort(name.clone()),
+                        reason: PORT_REPAIRED,
+                        note: format!(
+                            "the OVS port was removed or lost its ofport; put it back (ofport {ofport})"
+                        ),
+                        warning: false,
+                    });
+                }
+                memory.ready.insert(name.clone(), *generation);
+            }
+            None | Some(PortState::Pending) => {
+                if memory.ready.remove(name) == Some(*generation) {
+                    memory.lost.insert(name.clone(), *generation);
+                }
+            }
+            Some(_) => {
+                memory.ready.remove(name);
+                memory.lost.remove(name);
+            }
+        }
+    }
+    events
 }
 
 /// The object reference of an event's subject (TunnelPorts and Nodes are cluster-scoped:
@@ -240,7 +289,11 @@ mod tests {
         ];
         let mut memory = EventMemory::default();
         for (at, states, repairs, want) in rounds {
-            let got = decide_events(&mut memory, &ports(&states), repairs, t0 + s(at));
+            let active = states
+                .iter()
+                .map(|(n, _)| (n.to_string(), Some(1)))
+                .collect();
+            let got = decide_events(&mut memory, &ports(&states), &active, repairs, t0 + s(at));
             let got: Vec<(Subject, &str)> =
                 got.into_iter().map(|e| (e.subject, e.reason)).collect();
             assert_eq!(got, want, "round at {at}s");
@@ -253,6 +306,7 @@ mod tests {
         let got = decide_events(
             &mut memory,
             &ports(&[("a", PortState::OvsError("File exists".into()))]),
+            &BTreeMap::from([("a".to_string(), Some(1))]),
             0,
             Instant::now(),
         );
@@ -265,5 +319,76 @@ mod tests {
                 warning: true,
             }]
         );
+    }
+
+    #[test]
+    fn a_port_put_back_after_it_was_lost_is_a_repair() {
+        let t0 = Instant::now();
+        let generation = |g: i64| Some(g);
+        // (ports, active generations) → whether a PortRepaired event is due.
+        type Round = (
+            Vec<(&'static str, PortState)>,
+            Vec<(&'static str, Option<i64>)>,
+            bool,
+        );
+        let rounds: Vec<Round> = vec![
+            (
+                vec![("a", PortState::Pending)],
+                vec![("a", generation(1))],
+                false,
+            ),
+            (
+                vec![("a", PortState::Ready)],
+                vec![("a", generation(1))],
+                false,
+            ),
+            // Someone deletes it: gone, then back.
+            (vec![], vec![("a", generation(1))], false),
+            (
+                vec![("a", PortState::Pending)],
+                vec![("a", generation(1))],
+                false,
+            ),
+            (
+                vec![("a", PortState::Ready)],
+                vec![("a", generation(1))],
+                true,
+            ),
+            // A spec change re-creates it on purpose: no repair.
+            (
+                vec![("a", PortState::Pending)],
+                vec![("a", generation(2))],
+                false,
+            ),
+            (
+                vec![("a", PortState::Ready)],
+                vec![("a", generation(2))],
+                false,
+            ),
+            // Leaving the active set is no loss either.
+            (vec![], vec![], false),
+            (
+                vec![("a", PortState::Ready)],
+                vec![("a", generation(2))],
+                false,
+            ),
+        ];
+        let mut memory = EventMemory::default();
+        for (i, (states, active, repaired)) in rounds.into_iter().enumerate() {
+            let active = active
+                .into_iter()
+                .map(|(n, g)| (n.to_string(), g))
+                .collect();
+            // Far apart, so the rate limit plays no part here.
+            let at = t0 + EVENT_INTERVAL * (i as u32 + 1);
+            let got = decide_events(&mut memory, &ports(&states), &active, 0, at);
+            let got: Vec<&str> = got.iter().map(|e| e.reason).collect();
+            let want: Vec<&str> = if repaired {
+                vec![PORT_REPAIRED]
+            } else {
+                vec![]
+            };
+            assert_eq!(got, want, "round {i}");
+        }
     }
 }
