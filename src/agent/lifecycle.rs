@@ -98,7 +98,9 @@ pub struct NodeState {
     /// Active TunnelPorts of the previous step.
     previous: BTreeMap<String, TunnelPort>,
     /// TunnelPorts that left the active set while OVS may still hold their rules.
-    leaving: BTreeMap<String, TunnelPort>,
+    /// With the flow sync's round count when they left: only a round completed after that
+    /// can confirm their rules gone.
+    leaving: BTreeMap<String, (TunnelPort, u64)>,
 }
 
 impl NodeState {
@@ -132,15 +134,23 @@ impl NodeState {
         step.flow_plan = self
             .seen_ovs
             .then(|| crate::flows::desired_flows(&flow_input(&active, input.observed)));
-        self.track_leaving(&mine, input.flows);
+        let rules = Rules::new(input.flows, &active);
+        self.track_leaving(&mine, &rules);
+        // Every deleted one is in `leaving` until its rules are confirmed gone; then its
+        // port goes, and then the finalizer.
+        let observed = input.observed;
         step.release_finalizer = mine
             .deleting_with_finalizer
             .iter()
-            .filter(|tp| gone_from_ovs(tp, input.observed, input.flows, step.flow_plan.as_ref()))
             .filter_map(|tp| tp.metadata.name.clone())
+            .filter(|name| {
+                !self.leaving.contains_key(name)
+                    && observed.connected
+                    && !observed.ports.contains_key(name)
+            })
             .collect();
         let mut ports = active;
-        ports.extend(self.leaving.values().cloned());
+        ports.extend(self.leaving.values().map(|(tp, _)| tp.clone()));
         step.ovs_ports = Some(ports);
         step.active = mine.active.keys().cloned().collect();
         self.previous = mine.active;
@@ -195,7 +205,7 @@ impl NodeState {
     /// holding the finalizer, even if this process never saw it active — in `leaving`
     /// until the flow sync confirmed a plan without its rules; one that comes back is
     /// simply active again.
-    fn track_leaving(&mut self, mine: &Mine, flows: &SyncStatus) {
+    fn track_leaving(&mut self, mine: &Mine, rules: &Rules<'_>) {
         let gone_from_active = self
             .previous
             .iter()
@@ -206,10 +216,13 @@ impl NodeState {
             .iter()
             .filter_map(|tp| Some((tp.metadata.name.clone()?, tp)));
         for (name, tp) in gone_from_active.chain(deleting) {
-            self.leaving.entry(name).or_insert_with(|| tp.clone());
+            self.leaving
+                .entry(name)
+                .or_insert_with(|| (tp.clone(), rules.rounds));
         }
-        self.leaving
-            .retain(|name, tp| !mine.active.contains_key(name) && rules_left(tp, flows));
+        self.leaving.retain(|name, (tp, since)| {
+            !mine.active.contains_key(name) && rules.may_hold(tp, *since)
+        });
     }
 }
 
@@ -220,38 +233,48 @@ struct Mine {
     deleting_with_finalizer: Vec<TunnelPort>,
 }
 
-/// Whether OVS may still hold rules of `tp`'s tunnel: yes until the flow sync confirmed a
-/// plan, then only if that plan has rules for it. A tunnel without a valid identity could
-/// never have had rules.
-fn rules_left(tp: &TunnelPort, flows: &SyncStatus) -> bool {
-    let Ok(id) = TunnelId::of(&tp.spec) else {
-        return false;
-    };
-    match &flows.applied {
-        Some(applied) => applied
-            .installed_per_tunnel
-            .contains_key(&id.interface_name()),
-        None => true,
-    }
+/// What OVS may still hold of a tunnel's rules.
+struct Rules<'a> {
+    /// The plan the flow sync last confirmed OVS holds.
+    applied: Option<&'a FlowPlan>,
+    /// Its successful rounds so far.
+    rounds: u64,
+    /// Interfaces of the active TunnelPorts (a duplicate's interface is another's).
+    active: BTreeSet<String>,
 }
 
-/// Whether nothing of `tp` is left in OVS: no port (as seen by a connected monitor), no
-/// rule of its tunnel in the plan OVS confirmed, and none in the current plan (so it is
-/// not on its way back).
-fn gone_from_ovs(
-    tp: &TunnelPort,
-    observed: &Observed,
-    flows: &SyncStatus,
-    plan: Option<&FlowPlan>,
-) -> bool {
-    let name = tp.metadata.name.as_deref().unwrap_or_default();
-    let port_gone = observed.connected && !observed.ports.contains_key(name);
-    let Ok(id) = TunnelId::of(&tp.spec) else {
-        return port_gone;
-    };
-    let interface = id.interface_name();
-    let without = |p: &FlowPlan| !p.installed_per_tunnel.contains_key(&interface);
-    port_gone && flows.applied.as_deref().is_some_and(without) && plan.is_some_and(without)
+impl<'a> Rules<'a> {
+    fn new(flows: &'a SyncStatus, active: &[TunnelPort]) -> Self {
+        Rules {
+            applied: flows.applied.as_deref(),
+            rounds: flows.rounds,
+            active: active
+                .iter()
+                .filter_map(|tp| TunnelId::of(&tp.spec).ok())
+                .map(|id| id.interface_name())
+                .collect(),
+        }
+    }
+
+    /// Whether OVS may still hold rules of `tp`'s tunnel that belong to `tp`, which left
+    /// when the flow sync had done `since` rounds: yes until a round completed after that
+    /// (an older confirmed plan may predate rules a later one is still installing), then
+    /// only if the plan it confirmed has rules for the tunnel. A tunnel without a valid
+    /// identity could never have had rules, and rules of an interface an active
+    /// TunnelPort claims are that one's.
+    fn may_hold(&self, tp: &TunnelPort, since: u64) -> bool {
+        let Ok(id) = TunnelId::of(&tp.spec) else {
+            return false;
+        };
+        let interface = id.interface_name();
+        if self.active.contains(&interface) {
+            return false;
+        }
+        match self.applied {
+            Some(plan) if self.rounds > since => plan.installed_per_tunnel.contains_key(&interface),
+            _ => true,
+        }
+    }
 }
 
 #[cfg(test)]

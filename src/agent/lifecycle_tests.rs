@@ -73,12 +73,17 @@ fn observed(with_port: &[&TunnelPort], state: PortState) -> Observed {
 }
 
 /// The flow sync having confirmed the plan of `active` tunnels (all Ready).
+/// The flow sync having confirmed, in a round later than every earlier call's, the plan
+/// of `active` tunnels (all Ready).
 fn applied(active: &[&TunnelPort]) -> SyncStatus {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static ROUNDS: AtomicU64 = AtomicU64::new(1);
     let ports: Vec<TunnelPort> = active.iter().map(|t| (*t).clone()).collect();
     let plan =
         crate::flows::desired_flows(&flow_input(&ports, &observed(active, PortState::Ready)));
     SyncStatus {
         applied: Some(Arc::new(plan)),
+        rounds: ROUNDS.fetch_add(1, Ordering::Relaxed),
         ..SyncStatus::default()
     }
 }
@@ -221,14 +226,10 @@ fn a_tunnel_that_comes_back_while_leaving_is_active_again() {
         Some(&1),
         "its rules are planned again"
     );
-    // It does not linger as leaving once its rules are gone later.
-    let s = step(
-        &mut state,
-        Some(std::slice::from_ref(&a)),
-        &ovs,
-        &applied(&[&a]),
-        t0,
-    );
+    // It does not linger as leaving once a round after it left confirmed its rules gone.
+    let only_a = std::slice::from_ref(&a);
+    step(&mut state, Some(only_a), &ovs, &applied(&[&a]), t0);
+    let s = step(&mut state, Some(only_a), &ovs, &applied(&[&a]), t0);
     assert_eq!(names(&s.ovs_ports), ["a"]);
 }
 
@@ -267,6 +268,14 @@ fn the_finalizer_is_released_only_after_port_and_rules_are_gone() {
     ];
     for (name, ovs, flows, release) in cases {
         let mut state = agent();
+        // Seen first before the flow sync's round of this case.
+        step(
+            &mut state,
+            Some(&objects),
+            &with_port,
+            &SyncStatus::default(),
+            t0,
+        );
         let s = step(&mut state, Some(&objects), ovs, &flows, t0);
         assert_eq!(s.release_finalizer == ["c"], release, "{name}: {s:?}");
         assert!(
@@ -284,14 +293,100 @@ fn the_finalizer_is_released_only_after_port_and_rules_are_gone() {
         t0,
     );
     assert_eq!(names(&s.ovs_ports), ["a", "c"]);
-    let s = step(
-        &mut agent(),
+    // Once a flow round after it was first seen confirms its rules gone, the port goes.
+    let mut state = agent();
+    step(
+        &mut state,
         Some(&objects),
         &with_port,
-        &applied(&[&a]),
+        &SyncStatus::default(),
         t0,
     );
+    let s = step(&mut state, Some(&objects), &with_port, &applied(&[&a]), t0);
     assert_eq!(names(&s.ovs_ports), ["a"]);
+}
+
+/// A confirmed plan older than the tunnel's departure proves nothing: a later plan with
+/// its rules may still be on its way to OVS. Only a round completed after it left counts.
+#[test]
+fn only_a_flow_round_after_a_tunnel_left_confirms_its_rules_gone() {
+    let t0 = Instant::now();
+    let (a, x) = (tp("a", true, false), tp("x", true, false));
+    let ovs = observed(&[&a, &x], PortState::Ready);
+    let old = applied(&[&a]); // confirmed before x's rules were even planned
+    let mut state = agent();
+    step(&mut state, Some(&[a.clone(), x.clone()]), &ovs, &old, t0);
+    // x leaves while the plan with its rules is still being applied: the old confirmed
+    // plan (without x) must not let its port go.
+    let only_a = std::slice::from_ref(&a);
+    let s = step(&mut state, Some(only_a), &ovs, &old, t0);
+    assert_eq!(
+        names(&s.ovs_ports),
+        ["a", "x"],
+        "not confirmed after x left"
+    );
+    // The round that applied the plan with x's rules completes after it left: still there.
+    let s = step(&mut state, Some(only_a), &ovs, &applied(&[&a, &x]), t0);
+    assert_eq!(names(&s.ovs_ports), ["a", "x"]);
+    // The next round confirms the plan without x: now the port goes.
+    let s = step(&mut state, Some(only_a), &ovs, &applied(&[&a]), t0);
+    assert_eq!(names(&s.ovs_ports), ["a"]);
+}
+
+/// Two TunnelPorts naming one tunnel (a hand-made duplicate): the loser has no port and no
+/// rules of its own, so deleting either one finishes.
+#[test]
+fn deleting_a_duplicate_or_its_winner_finishes() {
+    let t0 = Instant::now();
+    let winner = tp("a", true, false);
+    let mut loser = tp("b", true, false);
+    loser.spec = winner.spec.clone();
+    let interface = iface(&winner);
+    let mut ovs = observed(&[&winner], PortState::Ready);
+    ovs.ports.insert(
+        "b".into(),
+        PortReport {
+            interface_name: interface.clone(),
+            ofport: None,
+            state: PortState::Invalid("same OVS port as TunnelPort a".into()),
+        },
+    );
+    let rules = applied(&[&winner]);
+    let plan = step(
+        &mut agent(),
+        Some(&[winner.clone(), loser.clone()]),
+        &ovs,
+        &rules,
+        t0,
+    )
+    .flow_plan
+    .unwrap();
+    assert_eq!(
+        plan.installed_per_tunnel.get(&interface),
+        Some(&1),
+        "the winner's rules only"
+    );
+    // The duplicate deleted: released although its interface's rules stay (the winner's).
+    let mut deleted = loser.clone();
+    deleted.metadata.deletion_timestamp = tp("z", true, true).metadata.deletion_timestamp;
+    let mut without_b = ovs.clone();
+    without_b.ports.remove("b");
+    let mut state = agent();
+    step(
+        &mut state,
+        Some(&[winner.clone(), deleted.clone()]),
+        &without_b,
+        &SyncStatus::default(),
+        t0,
+    );
+    let s = step(
+        &mut state,
+        Some(&[winner.clone(), deleted]),
+        &without_b,
+        &applied(&[&winner]),
+        t0,
+    );
+    assert_eq!(s.release_finalizer, ["b"]);
 }
 
 #[test]

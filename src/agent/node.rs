@@ -169,6 +169,11 @@ pub fn flow_input(desired: &[TunnelPort], observed: &Observed) -> FlowInput {
         .iter()
         .filter_map(|tp| {
             let report = observed.ports.get(tp.metadata.name.as_deref()?)?;
+            // An Invalid TunnelPort has no port of its own (a duplicate's report names the
+            // other one's interface): it must not keep that interface in the plans.
+            if matches!(report.state, PortState::Invalid(_)) {
+                return None;
+            }
             let ofport = match report.state {
                 PortState::Ready => report.ofport.unwrap_or(-1),
                 _ => -1,

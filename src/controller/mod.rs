@@ -399,6 +399,9 @@ async fn pause_after_failure(
     cancel: &CancellationToken,
 ) -> bool {
     let interruptible = error.pause_ends_on_event();
+    // A wake-up stored during the failed pass (its own writes echoed by the watch, say) is
+    // no news: drop it, so only an event after the failure ends the pause.
+    let _ = futures::FutureExt::now_or_never(trigger.notified());
     tokio::select! {
         _ = cancel.cancelled() => return false,
         _ = tokio::time::sleep(delay) => return true,
@@ -443,7 +446,8 @@ pub async fn run(
             Ok(()) => {
                 health.set_ready(true);
                 tracing::info!("caches synced");
-                let writer = Writer::new(client, identity, metrics.clone(), settings.write_timeout);
+                let writer = Writer::new(client, identity, metrics.clone(), settings.write_timeout)
+                    .with_progress(health.clone(), PASS_LOOP);
                 let snapshot = || caches.snapshot();
                 let telemetry = (&metrics, &health);
                 drive_reporting(snapshot, &writer, &trigger, leader.clone(), &settings, telemetry, &cancel).await;

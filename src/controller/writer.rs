@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::api::{DeviceKey, MANAGER, RemoteDevice, RemoteDeviceStatus, TunnelPort};
 use crate::failure::ErrorKind;
-use crate::telemetry::{Metrics, WriteKind};
+use crate::telemetry::{Health, Metrics, WriteKind};
 
 use super::reconcile::{Action, EventSpec, PassDecisions, event_reason, tunnel_summary};
 
@@ -86,6 +86,9 @@ pub struct Writer {
     recorder: Recorder,
     metrics: Metrics,
     timeout: Duration,
+    /// Where each write of a pass is reported as progress, so a long first pass on a
+    /// large cluster does not look stuck to the liveness probe.
+    progress: Option<(Health, &'static str)>,
 }
 
 /// The reference of a TunnelPort, for events (cluster-scoped: they land in `default`).
@@ -111,7 +114,14 @@ impl Writer {
             client,
             metrics,
             timeout,
+            progress: None,
         }
+    }
+
+    /// Reports every successful write as progress of loop `what` on `health`.
+    pub fn with_progress(mut self, health: Health, what: &'static str) -> Self {
+        self.progress = Some((health, what));
+        self
     }
 
     async fn timed<T>(
@@ -141,7 +151,12 @@ impl Writer {
         let mut writes = 0;
         for action in &decisions.actions {
             match self.execute_one(action).await {
-                Ok(()) => writes += 1,
+                Ok(()) => {
+                    writes += 1;
+                    if let Some((health, what)) = &self.progress {
+                        health.advanced(what);
+                    }
+                }
                 Err(e) => {
                     self.metrics.error(e.kind());
                     tracing::warn!(error = %e, kind = ?e.kind(), "write failed");

@@ -88,6 +88,15 @@ impl Health {
             .get_or_insert_with(Instant::now);
     }
 
+    /// Loop `what` is still working but moved forward (one write of a long pass): its stall
+    /// clock starts again.
+    pub fn advanced(&self, what: &'static str) {
+        let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pending) = loops.get_mut(what).filter(|p| p.is_some()) {
+            *pending = Some(Instant::now());
+        }
+    }
+
     /// Loop `what` finished a pass (or found nothing to do): it is not stuck.
     pub fn progress(&self, what: &'static str) {
         let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
@@ -308,6 +317,22 @@ mod tests {
         for (addr, error, want) in cases {
             assert_eq!(ipv4_fallback(addr, &error), want, "{addr} {error}");
         }
+    }
+
+    #[test]
+    fn a_loop_that_advances_is_not_stalled() {
+        let ms = Duration::from_millis;
+        let health = Health::with_liveness_stall(ms(400));
+        health.pending("pass");
+        std::thread::sleep(ms(300));
+        health.advanced("pass");
+        std::thread::sleep(ms(150));
+        assert!(health.live().is_ok(), "advanced 150 ms ago, pending 450 ms");
+        std::thread::sleep(ms(300));
+        assert!(health.live().is_err(), "no progress for 450 ms");
+        health.progress("pass");
+        health.advanced("pass");
+        assert!(health.live().is_ok(), "advancing an idle loop does not make it pending");
     }
 
     #[test]
