@@ -332,7 +332,10 @@ mod tests {
         assert!(health.live().is_err(), "no progress for 450 ms");
         health.progress("pass");
         health.advanced("pass");
-        assert!(health.live().is_ok(), "advancing an idle loop does not make it pending");
+        assert!(
+            health.live().is_ok(),
+            "advancing an idle loop does not make it pending"
+        );
     }
 
     #[test]
