@@ -72,7 +72,11 @@ async fn full_flow_under_the_charts_service_accounts() {
 
     // Someone deletes n2's tunnel port behind the agent's back: it comes back, and the
     // agent says so in an Event on the TunnelPort.
-    let lost = cluster.ovs_ports("n2").into_iter().next().expect("n2's port");
+    let lost = cluster
+        .ovs_ports("n2")
+        .into_iter()
+        .next()
+        .expect("n2's port");
     cluster.nodes["n2"]
         .sandbox
         .vsctl(&["del-port", "br-int", &lost])

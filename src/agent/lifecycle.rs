@@ -101,6 +101,8 @@ pub struct NodeState {
     /// With the flow sync's round count when they left: only a round completed after that
     /// can confirm their rules gone.
     leaving: BTreeMap<String, (TunnelPort, u64)>,
+    /// Deleted TunnelPorts whose rules were confirmed gone (their port may go).
+    cleared: BTreeSet<String>,
 }
 
 impl NodeState {
@@ -114,6 +116,7 @@ impl NodeState {
             disconnected_since: None,
             previous: BTreeMap::new(),
             leaving: BTreeMap::new(),
+            cleared: BTreeSet::new(),
         }
     }
 
@@ -211,18 +214,34 @@ impl NodeState {
             .iter()
             .filter(|(name, _)| !mine.active.contains_key(*name))
             .map(|(name, tp)| (name.clone(), tp));
-        let deleting = mine
+        // A deleted one whose rules were already confirmed gone is not taken in again.
+        let deleting: Vec<(String, &TunnelPort)> = mine
             .deleting_with_finalizer
             .iter()
-            .filter_map(|tp| Some((tp.metadata.name.clone()?, tp)));
+            .filter_map(|tp| Some((tp.metadata.name.clone()?, tp)))
+            .filter(|(name, _)| !self.cleared.contains(name))
+            .collect();
         for (name, tp) in gone_from_active.chain(deleting) {
             self.leaving
                 .entry(name)
                 .or_insert_with(|| (tp.clone(), rules.rounds));
         }
+        let mut cleared = Vec::new();
         self.leaving.retain(|name, (tp, since)| {
-            !mine.active.contains_key(name) && rules.may_hold(tp, *since)
+            let keep = !mine.active.contains_key(name) && rules.may_hold(tp, *since);
+            if !keep && !mine.active.contains_key(name) {
+                cleared.push(name.clone());
+            }
+            keep
         });
+        // Remember confirmations only while the object is still being deleted.
+        let still_deleting: BTreeSet<&String> = mine
+            .deleting_with_finalizer
+            .iter()
+            .filter_map(|tp| tp.metadata.name.as_ref())
+            .collect();
+        self.cleared.retain(|name| still_deleting.contains(name));
+        self.cleared.extend(cleared);
     }
 }
 

@@ -389,6 +389,46 @@ fn deleting_a_duplicate_or_its_winner_finishes() {
     assert_eq!(s.release_finalizer, ["b"]);
 }
 
+/// Once a deleted TunnelPort's rules are confirmed gone, later steps with no new flow round
+/// (a quiet bridge) neither take its port back nor hold its finalizer.
+#[test]
+fn a_confirmed_deletion_stays_confirmed_on_a_quiet_bridge() {
+    let t0 = Instant::now();
+    let a = tp("a", true, false);
+    let mut x = tp("x", true, false);
+    let mut state = agent();
+    let with_x = observed(&[&a, &x], PortState::Ready);
+    let before = applied(&[&a, &x]);
+    step(
+        &mut state,
+        Some(&[a.clone(), x.clone()]),
+        &with_x,
+        &before,
+        t0,
+    );
+    x.metadata.deletion_timestamp = tp("z", true, true).metadata.deletion_timestamp;
+    let objects = [a.clone(), x.clone()];
+    let s = step(&mut state, Some(&objects), &with_x, &before, t0);
+    assert_eq!(
+        names(&s.ovs_ports),
+        ["a", "x"],
+        "its rules may still be there"
+    );
+    let quiet = applied(&[&a]);
+    let s = step(&mut state, Some(&objects), &with_x, &quiet, t0);
+    assert_eq!(
+        names(&s.ovs_ports),
+        ["a"],
+        "rules confirmed gone: the port may go"
+    );
+    let without_x = observed(&[&a], PortState::Ready);
+    for round in 0..3 {
+        let s = step(&mut state, Some(&objects), &without_x, &quiet, t0);
+        assert_eq!(names(&s.ovs_ports), ["a"], "step {round}");
+        assert_eq!(s.release_finalizer, ["x"], "step {round}");
+    }
+}
+
 #[test]
 fn a_delete_before_ovsdb_was_ever_seen_touches_nothing() {
     let t0 = Instant::now();
