@@ -16,7 +16,6 @@ mod support;
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use remote_device_operator::agent::node::NodeView;
@@ -28,7 +27,7 @@ use remote_device_operator::manifests::Manifests;
 use remote_device_operator::standalone;
 use support::netns::{Netns, require_root_and_tools};
 use support::node_loop::NodeLoop;
-use support::ovs::wait_ofport;
+use support::ovs::node_bridges;
 use support::sandbox::{Datapath, Sandbox};
 
 const NODE_VTEP: &str = "192.168.100.1";
@@ -184,40 +183,7 @@ impl Topology {
         topo.vswitchd_with_system_routes();
         let (h, t) = (&topo.host, &topo.vtep);
         let sb = topo.sb();
-        sb.vsctl(&[
-            "add-br",
-            "br-int",
-            "--",
-            "set",
-            "Bridge",
-            "br-int",
-            "datapath_type=netdev",
-            "fail-mode=secure",
-            "--",
-            "add-port",
-            "br-int",
-            "pod0",
-            "--",
-            "add-br",
-            "br-phy",
-            "--",
-            "set",
-            "Bridge",
-            "br-phy",
-            "datapath_type=netdev",
-            "--",
-            "add-port",
-            "br-phy",
-            "phy0",
-        ])
-        .expect("bridges");
-        wait_ofport(sb, "pod0");
-        wait_ofport(sb, "br-phy");
-        h.ip(&["addr", "add", &format!("{NODE_VTEP}/24"), "dev", "br-phy"]);
-        h.ip(&["link", "set", "br-phy", "up"]);
-        // vswitchd learns the route to the VTEP (and that the node VTEP IP is local,
-        // which a tunnel with local_ip needs) from ns H's kernel.
-        wait_for_route(sb);
+        node_bridges(sb, h, NODE_VTEP);
         // Pre-seed the VTEP's MAC, else the first packets are lost while OVS resolves it.
         let vtep_mac = t
             .exec("cat", &["/sys/class/net/eth0/address"])
@@ -238,21 +204,6 @@ impl Topology {
         self.host
             .enter(|| self.sb().restart_vswitchd_with_system_routes())
             .expect("restart vswitchd");
-    }
-}
-
-fn wait_for_route(sb: &Sandbox) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let routes = sb.appctl(&["ovs/route/show"]).unwrap_or_default();
-        if routes.contains("192.168.100.0/24 dev br-phy") && routes.contains(NODE_VTEP) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "OVS never learned the underlay route: {routes}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -25,7 +25,7 @@ use remote_device_operator::vtep::{
 };
 use support::netns::{Netns, require_root_and_tools};
 use support::node_loop::NodeLoop;
-use support::ovs::wait_ofport;
+use support::ovs::node_bridges;
 use support::sandbox::{Datapath, Sandbox};
 use support::vtep::{Gateway, Pki, Tor, TorOptions};
 
@@ -156,49 +156,7 @@ impl Topology {
 
     fn underlay(&self) {
         let (sb, h) = (self.sb(), &self.host);
-        sb.vsctl(&[
-            "add-br",
-            "br-int",
-            "--",
-            "set",
-            "Bridge",
-            "br-int",
-            "datapath_type=netdev",
-            "fail-mode=secure",
-            "--",
-            "add-port",
-            "br-int",
-            "pod0",
-            "--",
-            "add-br",
-            "br-phy",
-            "--",
-            "set",
-            "Bridge",
-            "br-phy",
-            "datapath_type=netdev",
-            "--",
-            "add-port",
-            "br-phy",
-            "phy0",
-        ])
-        .expect("bridges");
-        wait_ofport(sb, "pod0");
-        wait_ofport(sb, "br-phy");
-        h.ip(&["addr", "add", &format!("{NODE_VTEP}/24"), "dev", "br-phy"]);
-        h.ip(&["link", "set", "br-phy", "up"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sb
-            .appctl(&["ovs/route/show"])
-            .unwrap_or_default()
-            .contains(NODE_VTEP)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "node OVS never learned its underlay route"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        node_bridges(sb, h, NODE_VTEP);
         // Both ends know each other's VTEP MAC: no first packets lost to ARP.
         let tor_mac = mac_of(&self.tor().ns, "br-phy");
         sb.appctl(&["tnl/neigh/set", "br-phy", TOR_VTEP, &tor_mac])
