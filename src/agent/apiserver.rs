@@ -385,13 +385,8 @@ impl AgentEvents {
     /// Publishes the events this round's view calls for.
     fn round(&mut self, node: &str, objects: &[TunnelPort], view: &NodeView) {
         let now = std::time::Instant::now();
-        let active = objects
-            .iter()
-            .filter_map(|tp| Some((tp.metadata.name.clone()?, tp.metadata.generation)))
-            .filter(|(name, _)| view.active.contains(name))
-            .collect();
-        let ports = &view.ovs.ports;
-        let due = decide_events(&mut self.memory, ports, &active, view.flows.repairs, now);
+        let (ports, put_back) = (&view.ovs.ports, &view.ovs.port_repairs);
+        let due = decide_events(&mut self.memory, ports, put_back, view.flows.repairs, now);
         events::publish(&self.recorder, due, node, objects, self.timeout);
     }
 }

@@ -5,9 +5,9 @@
 //! [`decide_events`] (pure, time passed in) says which to record; [`publish`] records
 //! them. Flow repairs are counted for the whole bridge (the flow sync does not say whose
 //! flows drifted), so they are recorded on the Node rather than on every TunnelPort. A
-//! port repair is seen from outside the OVS loop: an active TunnelPort whose port was
-//! Ready, then gone or without an ofport while its spec (generation) stayed the same, and
-//! Ready again — someone deleted it, or vswitchd lost it, and the agent put it back.
+//! port repair is counted by the OVS loop itself (`Observed::port_repairs`: a port that
+//! was Ready and had to be created again — someone deleted it, or vswitchd lost it), so no
+//! short-lived state between two rounds can be missed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -59,10 +59,8 @@ pub struct EventMemory {
     failing: BTreeMap<String, &'static str>,
     /// The flow sync's repair count in the last round.
     repairs: u64,
-    /// Active TunnelPorts whose port was Ready, with the generation it was Ready for.
-    ready: BTreeMap<String, Option<i64>>,
-    /// Active TunnelPorts whose Ready port went away at an unchanged generation.
-    lost: BTreeMap<String, Option<i64>>,
+    /// The OVS loop's repair count per TunnelPort in the last round.
+    port_repairs: BTreeMap<String, u64>,
     /// When each (object, reason) was last recorded.
     sent: BTreeMap<(Subject, &'static str), Instant>,
 }
@@ -77,17 +75,17 @@ fn failure_reason(state: &PortState) -> Option<&'static str> {
 }
 
 /// The events of this round: a TunnelPort newly failing (or failing for another reason),
-/// a port put back after it was lost, a repair count that grew; each dropped when the same
-/// object and reason had one less than [`EVENT_INTERVAL`] ago. `ports` is what OVS shows
-/// per TunnelPort, `active` the generation of every active TunnelPort.
+/// its port put back (`port_repairs` grew), the flow repair count grew; each dropped when
+/// the same object and reason had one less than [`EVENT_INTERVAL`] ago. `ports` is what
+/// OVS shows per TunnelPort.
 pub fn decide_events(
     memory: &mut EventMemory,
     ports: &BTreeMap<String, PortReport>,
-    active: &BTreeMap<String, Option<i64>>,
+    port_repairs: &BTreeMap<String, u64>,
     repairs: u64,
     now: Instant,
 ) -> Vec<AgentEvent> {
-    let mut candidates = port_repairs(memory, ports, active);
+    let mut candidates = put_back(memory, ports, port_repairs);
     let mut failing = BTreeMap::new();
     for (name, report) in ports {
         let Some(reason) = failure_reason(&report.state) else {
@@ -134,43 +132,28 @@ pub fn decide_events(
         .collect()
 }
 
-/// Ports put back: Ready, lost at the same generation, Ready again (see the module doc).
-fn port_repairs(
+/// TunnelPorts whose port the OVS loop created again since the last round.
+fn put_back(
     memory: &mut EventMemory,
     ports: &BTreeMap<String, PortReport>,
-    active: &BTreeMap<String, Option<i64>>,
+    port_repairs: &BTreeMap<String, u64>,
 ) -> Vec<AgentEvent> {
-    memory.ready.retain(|name, _| active.contains_key(name));
-    memory.lost.retain(|name, _| active.contains_key(name));
-    let mut events = Vec::new();
-    for (name, generation) in active {
-        let report = ports.get(name);
-        match report.map(|r| &r.state) {
-            Some(PortState::Ready) => {
-                if memory.lost.remove(name) == Some(*generation) {
-                    let ofport = report.and_then(|r| r.ofport).unwrap_or(-1);
-                    events.push(AgentEvent {
-                        subject: Subject::TunnelPort(name.clone()),
-                        reason: PORT_REPAIRED,
-                        note: format!(
-                            "the OVS port was removed or lost its ofport; put it back (ofport {ofport})"
-                        ),
-                        warning: false,
-                    });
+    let events = port_repairs
+        .iter()
+        .filter(|(name, n)| **n > memory.port_repairs.get(*name).copied().unwrap_or(0))
+        .map(|(name, _)| AgentEvent {
+            subject: Subject::TunnelPort(name.clone()),
+            reason: PORT_REPAIRED,
+            note: match ports.get(name).and_then(|r| r.ofport) {
+                Some(ofport) => {
+                    format!("the OVS port was removed or lost; put it back (ofport {ofport})")
                 }
-                memory.ready.insert(name.clone(), *generation);
-            }
-            None | Some(PortState::Pending) => {
-                if memory.ready.remove(name) == Some(*generation) {
-                    memory.lost.insert(name.clone(), *generation);
-                }
-            }
-            Some(_) => {
-                memory.ready.remove(name);
-                memory.lost.remove(name);
-            }
-        }
-    }
+                None => "the OVS port was removed or lost; putting it back".to_string(),
+            },
+            warning: false,
+        })
+        .collect();
+    memory.port_repairs = port_repairs.clone();
     events
 }
 
@@ -289,11 +272,8 @@ mod tests {
         ];
         let mut memory = EventMemory::default();
         for (at, states, repairs, want) in rounds {
-            let active = states
-                .iter()
-                .map(|(n, _)| (n.to_string(), Some(1)))
-                .collect();
-            let got = decide_events(&mut memory, &ports(&states), &active, repairs, t0 + s(at));
+            let none = BTreeMap::new();
+            let got = decide_events(&mut memory, &ports(&states), &none, repairs, t0 + s(at));
             let got: Vec<(Subject, &str)> =
                 got.into_iter().map(|e| (e.subject, e.reason)).collect();
             assert_eq!(got, want, "round at {at}s");
@@ -306,7 +286,7 @@ mod tests {
         let got = decide_events(
             &mut memory,
             &ports(&[("a", PortState::OvsError("File exists".into()))]),
-            &BTreeMap::from([("a".to_string(), Some(1))]),
+            &BTreeMap::new(),
             0,
             Instant::now(),
         );
@@ -322,72 +302,27 @@ mod tests {
     }
 
     #[test]
-    fn a_port_put_back_after_it_was_lost_is_a_repair() {
+    fn a_port_the_ovs_loop_put_back_is_a_repair() {
         let t0 = Instant::now();
-        let generation = |g: i64| Some(g);
-        // (ports, active generations) → whether a PortRepaired event is due.
-        type Round = (
-            Vec<(&'static str, PortState)>,
-            Vec<(&'static str, Option<i64>)>,
-            bool,
-        );
+        // (repair counts) → TunnelPorts with a PortRepaired event.
+        type Round = (Vec<(&'static str, u64)>, Vec<&'static str>);
         let rounds: Vec<Round> = vec![
-            (
-                vec![("a", PortState::Pending)],
-                vec![("a", generation(1))],
-                false,
-            ),
-            (
-                vec![("a", PortState::Ready)],
-                vec![("a", generation(1))],
-                false,
-            ),
-            // Someone deletes it: gone, then back.
-            (vec![], vec![("a", generation(1))], false),
-            (
-                vec![("a", PortState::Pending)],
-                vec![("a", generation(1))],
-                false,
-            ),
-            (
-                vec![("a", PortState::Ready)],
-                vec![("a", generation(1))],
-                true,
-            ),
-            // A spec change re-creates it on purpose: no repair.
-            (
-                vec![("a", PortState::Pending)],
-                vec![("a", generation(2))],
-                false,
-            ),
-            (
-                vec![("a", PortState::Ready)],
-                vec![("a", generation(2))],
-                false,
-            ),
-            // Leaving the active set is no loss either.
-            (vec![], vec![], false),
-            (
-                vec![("a", PortState::Ready)],
-                vec![("a", generation(2))],
-                false,
-            ),
+            (vec![], vec![]),
+            (vec![("a", 1)], vec!["a"]),
+            (vec![("a", 1)], vec![]),
+            (vec![("a", 2), ("b", 1)], vec!["a", "b"]),
         ];
         let mut memory = EventMemory::default();
-        for (i, (states, active, repaired)) in rounds.into_iter().enumerate() {
-            let active = active
+        for (i, (counts, want)) in rounds.into_iter().enumerate() {
+            let counts = counts
                 .into_iter()
-                .map(|(n, g)| (n.to_string(), g))
+                .map(|(n, c)| (n.to_string(), c))
                 .collect();
             // Far apart, so the rate limit plays no part here.
             let at = t0 + EVENT_INTERVAL * (i as u32 + 1);
-            let got = decide_events(&mut memory, &ports(&states), &active, 0, at);
-            let got: Vec<&str> = got.iter().map(|e| e.reason).collect();
-            let want: Vec<&str> = if repaired {
-                vec![PORT_REPAIRED]
-            } else {
-                vec![]
-            };
+            let got = decide_events(&mut memory, &BTreeMap::new(), &counts, 0, at);
+            let got: Vec<Subject> = got.into_iter().map(|e| e.subject).collect();
+            let want: Vec<Subject> = want.into_iter().map(tp).collect();
             assert_eq!(got, want, "round {i}");
         }
     }

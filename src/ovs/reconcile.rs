@@ -42,7 +42,7 @@ use crate::api::TunnelPort;
 use crate::backoff::Backoff;
 use crate::ovsdb::{Endpoint, OpResult, OvsdbError, Session, SessionConfig, SessionEvent};
 
-use super::diff::{DesiredSet, LocalPort, PortReport, diff_port_set};
+use super::diff::{DesiredSet, LocalPort, PortReport, PortState, diff_port_set};
 use super::model::{OvsView, monitor_requests};
 
 /// Where OVS is and which bridge the tunnels go on.
@@ -84,6 +84,9 @@ pub struct Observed {
     pub in_sync: bool,
     /// The last refused transaction or connection failure, if the latest attempt failed.
     pub last_error: Option<String>,
+    /// Per TunnelPort: times its port, Ready before, had to be created again (someone
+    /// deleted it, or vswitchd lost it). Only grows.
+    pub port_repairs: BTreeMap<String, u64>,
 }
 
 /// Errors that stop the loop (everything else is retried).
@@ -165,6 +168,20 @@ fn read_desired(desired: &mut watch::Receiver<Option<Vec<TunnelPort>>>) -> Desir
 }
 
 /// The loop's state between events.
+/// Counts a repair for every TunnelPort whose port was Ready in the last published state
+/// and is about to be created again.
+fn count_repairs(
+    state: &mut Observed,
+    previous: &BTreeMap<String, PortReport>,
+    created: &[String],
+) {
+    for (name, report) in previous {
+        if report.state == PortState::Ready && created.contains(&report.interface_name) {
+            *state.port_repairs.entry(name.clone()).or_default() += 1;
+        }
+    }
+}
+
 struct Reconciler {
     session: Session,
     bridge: String,
@@ -234,13 +251,14 @@ impl Reconciler {
                 ops = p.ops.len(),
                 "planned"
             );
-            state.ports = p.ports;
+            let previous = std::mem::replace(&mut state.ports, p.ports);
             state.local_ports = p.local_ports;
             state.in_sync = p.ops.is_empty();
             if free
                 && !p.ops.is_empty()
                 && let Some(client) = self.session.client().cloned()
             {
+                count_repairs(state, &previous, &p.changes.create);
                 tracing::info!(
                     create = p.changes.create.len(),
                     update = p.changes.update.len(),
