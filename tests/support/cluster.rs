@@ -358,17 +358,7 @@ impl Cluster {
 
     /// The OpenFlow rules the agent owns on node `name`'s bridge.
     pub fn owned_flows(&self, name: &str) -> usize {
-        let sandbox = &self.nodes[name].sandbox;
-        sandbox
-            .ofctl(&[
-                "dump-flows",
-                &sandbox.mgmt("br-int"),
-                "cookie=0x52444f4600000000/0xffffffff00000000",
-            ])
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("cookie="))
-            .count()
+        self.owned_flows_with(name, "")
     }
 
     /// Waits until the TunnelPorts are exactly one per (node, remote VTEP) in `want`, each
