@@ -70,6 +70,7 @@ fn main() {
                     dst_port: None,
                     local_vlan: None,
                     node_selector: None,
+                    attachment: None,
                 },
             );
             d.metadata.namespace = Some("bench".into());

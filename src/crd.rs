@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{RemoteDevice, TunnelPort};
+use crate::api::{RemoteDevice, TunnelPort, VtepGateway};
 
 /// Every CRD of the project with the file name it is kept under in `crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
@@ -15,6 +15,10 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
         (
             "tunnelports.remotedevice.io.yaml",
             for_api_server(TunnelPort::crd()),
+        ),
+        (
+            "vtepgateways.remotedevice.io.yaml",
+            for_api_server(VtepGateway::crd()),
         ),
     ]
 }

@@ -1,7 +1,9 @@
-//! Reading RemoteDevice and Node manifests from files, as `kubectl apply -f` would.
+//! Reading RemoteDevice, VtepGateway and Node manifests from files, as `kubectl apply -f`
+//! would.
 //!
-//! Used by `plan` and by `standalone`. Every document that is not a usable RemoteDevice or
-//! Node is reported with its file, field and reason; the good ones are still returned.
+//! Used by `plan` and by `standalone`. Every document that is not a usable RemoteDevice,
+//! VtepGateway or Node is reported with its file, field and reason; the good ones are still
+//! returned.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -11,7 +13,7 @@ use k8s_openapi::api::core::v1::Node;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{DeviceKey, RemoteDevice, validate};
+use crate::api::{DeviceKey, RemoteDevice, VtepGateway, validate};
 
 /// Where a document came from: file and 1-based position in a multi-document stream.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,7 +35,8 @@ impl fmt::Display for Source {
 pub struct Rejected {
     /// Where it came from.
     pub source: Source,
-    /// `namespace/name` of the object, when it could be read.
+    /// `namespace/name` of the object (`name` of a cluster-scoped one), when it could be
+    /// read.
     pub object: Option<String>,
     /// The offending field, when one can be named.
     pub field: Option<String>,
@@ -59,6 +62,9 @@ impl fmt::Display for Rejected {
 pub struct Manifests {
     /// RemoteDevices that parsed and passed validation, with where they came from.
     pub devices: Vec<(Source, RemoteDevice)>,
+    /// VtepGateways that parsed and passed validation, with where they came from (without
+    /// a namespace: they are cluster-scoped).
+    pub gateways: Vec<(Source, VtepGateway)>,
     /// Nodes.
     pub nodes: Vec<Node>,
     /// Documents that were rejected.
@@ -148,7 +154,11 @@ impl Manifests {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let object = object_name(&value);
+        let object = if kind == "VtepGateway" {
+            cluster_object_name(&value)
+        } else {
+            object_name(&value)
+        };
         let reject = |field: Option<String>, reason: String| Rejected {
             source: source.clone(),
             object: object.clone(),
@@ -167,32 +177,48 @@ impl Manifests {
                 }
                 Err((field, reason)) => self.rejected.push(reject(field, reason)),
             },
+            ("remotedevice.io/v1alpha1", "VtepGateway") => match strict::<VtepGateway>(value) {
+                Ok(mut gateway) => {
+                    // Cluster-scoped: the API server clears a namespace given in the object.
+                    gateway.metadata.namespace = None;
+                    let errors = validate::validate_gateway(&gateway);
+                    if errors.is_empty() {
+                        self.gateways.push((source, gateway));
+                    } else {
+                        self.rejected.extend(errors.into_iter().map(|e| reject(Some(e.field), e.message)));
+                    }
+                }
+                Err((field, reason)) => self.rejected.push(reject(field, reason)),
+            },
             ("v1", "Node") => match typed::<Node>(value) {
                 Ok(node) => self.nodes.push(node),
                 Err((field, reason)) => self.rejected.push(reject(field, reason)),
             },
             // Namespaces travel with the devices so that `kubectl apply -f` works; nothing to plan.
             ("v1", "Namespace") => {}
-            (_, "List") | ("remotedevice.io/v1alpha1", "RemoteDeviceList") | ("v1", "NodeList") => {
+            (_, "List")
+            | ("remotedevice.io/v1alpha1", "RemoteDeviceList" | "VtepGatewayList")
+            | ("v1", "NodeList") => {
                 match value.get("items").and_then(Value::as_array) {
                     Some(items) => items.iter().cloned().for_each(|item| self.add_value(source.clone(), item)),
                     None => self.rejected.push(reject(Some("items".into()), "a List needs an items array".into())),
                 }
             }
-            (_, "") => self.rejected.push(reject(Some("kind".into()), "missing kind; expected RemoteDevice or Node".into())),
+            (_, "") => self.rejected.push(reject(Some("kind".into()), "missing kind; expected RemoteDevice, VtepGateway or Node".into())),
             ("remotedevice.io/v1alpha1", other) | ("v1", other) => self.rejected.push(reject(
                 Some("kind".into()),
-                format!("{other} is not a RemoteDevice or Node"),
+                format!("{other} is not a RemoteDevice, VtepGateway or Node"),
             )),
             (other_version, other_kind) => self.rejected.push(reject(
                 Some("apiVersion".into()),
-                format!("{other_kind} of {other_version:?} is not a RemoteDevice (remotedevice.io/v1alpha1) or Node (v1)"),
+                format!("{other_kind} of {other_version:?} is not a RemoteDevice or VtepGateway (remotedevice.io/v1alpha1) or Node (v1)"),
             )),
         }
     }
 
-    /// A RemoteDevice defined twice (same namespace and name): the later file loses, as a
-    /// second `kubectl apply` would silently overwrite the first.
+    /// A RemoteDevice defined twice (same namespace and name), or a VtepGateway (same
+    /// name): the later file loses, as a second `kubectl apply` would silently overwrite the
+    /// first.
     fn reject_duplicates(&mut self) {
         let mut seen = BTreeSet::new();
         let mut kept = Vec::new();
@@ -210,6 +236,22 @@ impl Manifests {
             }
         }
         self.devices = kept;
+        let mut seen = BTreeSet::new();
+        let mut kept = Vec::new();
+        for (source, gateway) in std::mem::take(&mut self.gateways) {
+            let name = gateway.metadata.name.clone().unwrap_or_default();
+            if seen.insert(name.clone()) {
+                kept.push((source, gateway));
+            } else {
+                self.rejected.push(Rejected {
+                    source,
+                    object: Some(name),
+                    field: Some("metadata.name".into()),
+                    reason: "defined more than once; the first definition is used".into(),
+                });
+            }
+        }
+        self.gateways = kept;
     }
 }
 
@@ -221,6 +263,11 @@ fn object_name(value: &Value) -> Option<String> {
         Some(ns) => format!("{ns}/{name}"),
         None => name.to_string(),
     })
+}
+
+/// `name` of a raw cluster-scoped object, when present (a namespace given is ignored).
+fn cluster_object_name(value: &Value) -> Option<String> {
+    Some(value.get("metadata")?.get("name")?.as_str()?.to_string())
 }
 
 /// Like [`typed`], and also refuses fields the type does not know, as `kubectl apply`
@@ -238,9 +285,27 @@ fn strict<T: DeserializeOwned>(value: Value) -> Result<T, (Option<String>, Strin
         None => Ok(object),
         Some(path) => {
             let name = path.rsplit('.').next().unwrap_or(&path).to_string();
-            Err((Some(path), format!("unknown field `{name}`")))
+            Err((Some(field_path(&path)), format!("unknown field `{name}`")))
         }
     }
+}
+
+/// A path of `serde_ignored` (`spec.attachment.?.vlans`, `spec.ips.0.x`: `?` for an
+/// `Option`, a number for a list index) spelled as a field path (`spec.attachment.vlans`,
+/// `spec.ips[0].x`).
+fn field_path(path: &str) -> String {
+    let mut out = String::new();
+    for segment in path.split('.').filter(|s| *s != "?") {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
 }
 
 /// Deserializes a typed object, naming the field that failed.
@@ -277,6 +342,104 @@ mod tests {
         let files = manifest_files(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(files.unwrap(), vec![dir.join("a.yaml")]);
+    }
+
+    const GATEWAYS: &str = r#"
+apiVersion: remotedevice.io/v1alpha1
+kind: VtepGateway
+metadata:
+  name: tor-1
+  namespace: ignored
+spec:
+  endpoint: ssl:tor1.example.com:6640
+  tlsSecretName: tor1-client-tls
+  tunnelIPs: [192.0.2.10]
+---
+apiVersion: remotedevice.io/v1alpha1
+kind: VtepGatewayList
+items:
+- apiVersion: remotedevice.io/v1alpha1
+  kind: VtepGateway
+  metadata: {name: tor-2}
+  spec: {endpoint: "tcp:[2001:db8::2]:6640", tunnelIPs: [192.0.2.11], physicalSwitch: TOR-2}
+- apiVersion: remotedevice.io/v1alpha1
+  kind: VtepGateway
+  metadata: {name: tor-3}
+  spec: {endpoint: "tcp:192.0.2.12:6640", tunnelIPs: [192.0.2.12, 192.0.2.12]}
+---
+apiVersion: remotedevice.io/v1alpha1
+kind: VtepGateway
+metadata: {name: tor-4}
+spec: {endpoint: "tcp:192.0.2.13:6640", tunnelIPs: [192.0.2.13], vlan: 5}
+---
+apiVersion: remotedevice.io/v1alpha1
+kind: VtepGateway
+metadata: {name: tor-1}
+spec: {endpoint: "tcp:192.0.2.14:6640", tunnelIPs: [192.0.2.14]}
+"#;
+
+    #[test]
+    fn gateways_are_read_validated_and_deduplicated() {
+        let dir = std::env::temp_dir().join(format!("rdo-gateways-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("gateways.yaml"), GATEWAYS).unwrap();
+        let read = read_paths(std::slice::from_ref(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let m = read.unwrap();
+        let names: Vec<String> = m
+            .gateways
+            .iter()
+            .map(|(_, g)| g.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["tor-1", "tor-2"]);
+        let (source, tor1) = &m.gateways[0];
+        assert_eq!(source.document, 1);
+        assert_eq!(tor1.metadata.namespace, None, "cluster-scoped");
+        assert_eq!(
+            tor1.spec.tls_secret_name.as_deref(),
+            Some("tor1-client-tls")
+        );
+        assert_eq!(m.gateways[1].1.switch_name(), "TOR-2");
+        let rejected: Vec<(Option<&str>, Option<&str>, usize)> = m
+            .rejected
+            .iter()
+            .map(|r| (r.object.as_deref(), r.field.as_deref(), r.source.document))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (Some("tor-3"), Some("spec.tunnelIPs[1]"), 2),
+                (Some("tor-4"), Some("spec.vlan"), 3),
+                (Some("tor-1"), Some("metadata.name"), 4),
+            ],
+            "{:#?}",
+            m.rejected
+        );
+        assert!(
+            m.rejected[0].reason.contains("more than once"),
+            "{}",
+            m.rejected[0]
+        );
+        assert!(
+            m.rejected[1].reason.contains("unknown field"),
+            "{}",
+            m.rejected[1]
+        );
+        assert!(m.devices.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_named_by_their_field_path() {
+        assert_eq!(
+            field_path("spec.attachment.?.vlans"),
+            "spec.attachment.vlans"
+        );
+        assert_eq!(
+            field_path("spec.nodeSelector.?.matchExpressions.?.0.extra"),
+            "spec.nodeSelector.matchExpressions[0].extra"
+        );
+        assert_eq!(field_path("spec.vtep"), "spec.vtep");
     }
 
     #[test]

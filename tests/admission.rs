@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::core::cel::{Validator, WarningKind, apply_defaults, compile_schema, estimate_rule_cost};
-use remote_device_operator::api::{RemoteDevice, TunnelPort};
+use remote_device_operator::api::{RemoteDevice, TunnelPort, VtepGateway};
 use remote_device_operator::manifests::Manifests;
 use serde_json::{Value, json};
 
@@ -108,8 +108,23 @@ fn admit(text: &str, crd: &CustomResourceDefinition) -> Result<(), Vec<String>> 
         .map_err(|errors| errors.iter().map(ToString::to_string).collect())
 }
 
+/// The CRD a document would be created as: the VtepGateway one for a VtepGateway, else the
+/// RemoteDevice one (which refuses any other kind).
+fn crd_for(text: &str) -> CustomResourceDefinition {
+    let value: Value = serde_yaml_ng::from_str(text).unwrap_or(Value::Null);
+    if value.get("kind") == Some(&json!("VtepGateway")) {
+        VtepGateway::crd()
+    } else {
+        RemoteDevice::crd()
+    }
+}
+
 fn bad_manifests() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bad");
+    manifests_in("tests/manifests/bad")
+}
+
+fn manifests_in(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -120,7 +135,6 @@ fn bad_manifests() -> Vec<PathBuf> {
 
 #[test]
 fn at_least_forty_adversarial_manifests_are_refused_at_admission() {
-    let crd = RemoteDevice::crd();
     let files = bad_manifests();
     assert!(
         files.len() >= 40,
@@ -130,7 +144,12 @@ fn at_least_forty_adversarial_manifests_are_refused_at_admission() {
     let mut admitted = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        match admit(&text, &crd) {
+        assert!(
+            text.starts_with("# Rejected: "),
+            "{}: say why it is refused in a first line `# Rejected: ...`",
+            file.display()
+        );
+        match admit(&text, &crd_for(&text)) {
             Ok(()) => admitted.push(file.display().to_string()),
             Err(errors) => assert!(
                 errors.iter().all(|e| !e.trim().is_empty()),
@@ -150,7 +169,11 @@ fn adversarial_manifests_are_refused_by_the_rust_validation_with_field_and_reaso
     for file in bad_manifests() {
         let mut manifests = Manifests::default();
         manifests.add_text(&file, &std::fs::read_to_string(&file).unwrap());
-        assert!(manifests.devices.is_empty(), "{} accepted", file.display());
+        assert!(
+            manifests.devices.is_empty() && manifests.gateways.is_empty(),
+            "{} accepted",
+            file.display()
+        );
         assert!(
             !manifests.rejected.is_empty(),
             "{} neither accepted nor rejected",
@@ -298,5 +321,329 @@ fn every_cel_rule_fits_the_cost_budget() {
     let mut rules = 0;
     walk(&schema_of(&RemoteDevice::crd()), &mut rules, "RemoteDevice");
     walk(&schema_of(&TunnelPort::crd()), &mut rules, "TunnelPort");
-    assert!(rules >= 8, "only {rules} CEL rules found");
+    walk(&schema_of(&VtepGateway::crd()), &mut rules, "VtepGateway");
+    assert!(rules >= 16, "only {rules} CEL rules found");
+}
+
+/// Every adversarial VtepGateway and attachment manifest, with the field the Rust
+/// validation names, words of its reason, and words of the admission error (a CEL message,
+/// or the schema keyword that refuses it).
+const GATEWAY_CASES: &[(&str, &str, &str, &str)] = &[
+    (
+        "gateway-endpoint-missing.yaml",
+        "spec.endpoint",
+        "missing field `endpoint`",
+        "\"endpoint\" is a required property",
+    ),
+    (
+        "gateway-endpoint-unix.yaml",
+        "spec.endpoint",
+        "tcp: or ssl:",
+        "does not match",
+    ),
+    (
+        "gateway-endpoint-no-port.yaml",
+        "spec.endpoint",
+        "has no port",
+        "does not match",
+    ),
+    (
+        "gateway-endpoint-port-zero.yaml",
+        "spec.endpoint",
+        "out of range 1..65535",
+        "the port must be 1-65535",
+    ),
+    (
+        "gateway-endpoint-port-too-big.yaml",
+        "spec.endpoint",
+        "out of range 1..65535",
+        "the port must be 1-65535",
+    ),
+    (
+        "gateway-endpoint-ipv6-unbracketed.yaml",
+        "spec.endpoint",
+        "IPv6 address in brackets",
+        "does not match",
+    ),
+    (
+        "gateway-endpoint-ipv4-in-brackets.yaml",
+        "spec.endpoint",
+        "without brackets",
+        "must be an IPv6 address",
+    ),
+    (
+        "gateway-endpoint-ipv6-invalid.yaml",
+        "spec.endpoint",
+        "not an IPv4 or IPv6 address",
+        "must be an IPv6 address",
+    ),
+    (
+        "gateway-endpoint-leading-zero.yaml",
+        "spec.endpoint",
+        "without leading zeros",
+        "must be an IPv4 address",
+    ),
+    (
+        "gateway-endpoint-host-underscore.yaml",
+        "spec.endpoint",
+        "not a DNS name",
+        "does not match",
+    ),
+    (
+        "gateway-endpoint-too-long.yaml",
+        "spec.endpoint",
+        "at most 270",
+        "longer than 270",
+    ),
+    (
+        "gateway-ssl-without-secret.yaml",
+        "spec.tlsSecretName",
+        "needs tlsSecretName",
+        "an ssl: endpoint needs tlsSecretName",
+    ),
+    (
+        "gateway-tcp-with-secret.yaml",
+        "spec.tlsSecretName",
+        "takes none",
+        "a tcp: endpoint takes none",
+    ),
+    (
+        "gateway-secret-name-invalid.yaml",
+        "spec.tlsSecretName",
+        "not a valid Secret name",
+        "does not match",
+    ),
+    (
+        "gateway-tunnel-ips-missing.yaml",
+        "spec.tunnelIPs",
+        "missing field `tunnelIPs`",
+        "\"tunnelIPs\" is a required property",
+    ),
+    (
+        "gateway-tunnel-ips-empty.yaml",
+        "spec.tunnelIPs",
+        "at least one",
+        "less than 1 item",
+    ),
+    (
+        "gateway-tunnel-ips-nine.yaml",
+        "spec.tunnelIPs",
+        "at most 8",
+        "more than 8 items",
+    ),
+    (
+        "gateway-tunnel-ips-string.yaml",
+        "spec.tunnelIPs",
+        "invalid type",
+        "is not of type \"array\"",
+    ),
+    (
+        "gateway-tunnel-ip-duplicate.yaml",
+        "spec.tunnelIPs[1]",
+        "more than once",
+        "non-unique",
+    ),
+    (
+        "gateway-tunnel-ip-ipv6.yaml",
+        "spec.tunnelIPs[0]",
+        "IPv6",
+        "must be an IPv4 address",
+    ),
+    (
+        "gateway-tunnel-ip-leading-zero.yaml",
+        "spec.tunnelIPs[0]",
+        "not an IPv4 or IPv6 address",
+        "without leading zeros",
+    ),
+    (
+        "gateway-tunnel-ip-loopback.yaml",
+        "spec.tunnelIPs[0]",
+        "loopback",
+        "must be a unicast address",
+    ),
+    (
+        "gateway-tunnel-ip-link-local.yaml",
+        "spec.tunnelIPs[0]",
+        "link-local",
+        "must be a unicast address",
+    ),
+    (
+        "gateway-tunnel-ip-multicast.yaml",
+        "spec.tunnelIPs[0]",
+        "multicast",
+        "must be a unicast address",
+    ),
+    (
+        "gateway-tunnel-ip-host-name.yaml",
+        "spec.tunnelIPs[0]",
+        "not an IPv4 or IPv6 address",
+        "must be an IPv4 address",
+    ),
+    (
+        "gateway-physical-switch-space.yaml",
+        "spec.physicalSwitch",
+        "without spaces",
+        "does not match",
+    ),
+    (
+        "gateway-physical-switch-empty.yaml",
+        "spec.physicalSwitch",
+        "must not be empty",
+        "shorter than 1 character",
+    ),
+    (
+        "gateway-physical-switch-too-long.yaml",
+        "spec.physicalSwitch",
+        "at most 253",
+        "longer than 253",
+    ),
+    (
+        "gateway-name-invalid.yaml",
+        "metadata.name",
+        "not a valid name",
+        "invalid name",
+    ),
+    (
+        "gateway-unknown-field.yaml",
+        "spec.vtepIP",
+        "unknown field `vtepIP`",
+        "'vtepIP' was unexpected",
+    ),
+    (
+        "gateway-wrong-version.yaml",
+        "apiVersion",
+        "is not a RemoteDevice or VtepGateway",
+        "no matches",
+    ),
+    (
+        "attachment-geneve.yaml",
+        "spec.attachment",
+        "needs tunnelType vxlan",
+        "needs tunnelType vxlan",
+    ),
+    (
+        "attachment-gre.yaml",
+        "spec.attachment",
+        "needs tunnelType vxlan",
+        "needs tunnelType vxlan",
+    ),
+    (
+        "attachment-ipv6-vtep.yaml",
+        "spec.attachment",
+        "needs an IPv4 vtepIP",
+        "needs an IPv4 vtepIP",
+    ),
+    (
+        "attachment-vlan-4096.yaml",
+        "spec.attachment.vlan",
+        "out of range 0..4095",
+        "greater than the maximum of 4095",
+    ),
+    (
+        "attachment-vlan-negative.yaml",
+        "spec.attachment.vlan",
+        "out of range",
+        "less than the minimum of 0",
+    ),
+    (
+        "attachment-port-missing.yaml",
+        "spec.attachment.port",
+        "missing field `port`",
+        "\"port\" is a required property",
+    ),
+    (
+        "attachment-port-empty.yaml",
+        "spec.attachment.port",
+        "must not be empty",
+        "shorter than 1 character",
+    ),
+    (
+        "attachment-port-space.yaml",
+        "spec.attachment.port",
+        "without spaces",
+        "does not match",
+    ),
+    (
+        "attachment-port-too-long.yaml",
+        "spec.attachment.port",
+        "at most 253",
+        "longer than 253",
+    ),
+    (
+        "attachment-unknown-field.yaml",
+        "spec.attachment.vlans",
+        "unknown field `vlans`",
+        "'vlans' was unexpected",
+    ),
+    (
+        "attachment-not-an-object.yaml",
+        "spec.attachment",
+        "invalid type",
+        "is not of type \"object\"",
+    ),
+];
+
+/// Each VtepGateway and attachment manifest is refused on both sides, for its one reason:
+/// Rust names the field and says what is wrong, and admission says it too.
+#[test]
+fn gateway_and_attachment_manifests_are_refused_for_their_reason_on_both_sides() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bad");
+    let listed: Vec<&str> = GATEWAY_CASES.iter().map(|c| c.0).collect();
+    for file in bad_manifests() {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        if name.starts_with("gateway-") || name.starts_with("attachment-") {
+            assert!(listed.contains(&name), "{name} is not in GATEWAY_CASES");
+        }
+    }
+    let mut failures = Vec::new();
+    for (file, field, rust_words, admission_words) in GATEWAY_CASES {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut manifests = Manifests::default();
+        manifests.add_text(&dir.join(file), &text);
+        let found: Vec<String> = manifests.rejected.iter().map(ToString::to_string).collect();
+        let named = manifests.rejected.len() == 1
+            && manifests.rejected[0].field.as_deref() == Some(*field)
+            && manifests.rejected[0].reason.contains(rust_words);
+        if !named {
+            failures.push(format!(
+                "{file}: Rust: expected {field}: …{rust_words}…, got {found:?}"
+            ));
+        }
+        match admit(&text, &crd_for(&text)) {
+            Ok(()) => failures.push(format!("{file}: admitted")),
+            Err(errors) if !errors.iter().any(|e| e.contains(admission_words)) => failures.push(
+                format!("{file}: admission: expected …{admission_words}…, got {errors:?}"),
+            ),
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The good VtepGateways and attached RemoteDevices pass admission and the Rust validation.
+#[test]
+fn good_gateways_and_attachments_pass_admission_and_rust_validation() {
+    let mut gateways = 0;
+    let mut devices = 0;
+    for file in manifests_in("tests/manifests/good") {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value: Value = serde::Deserialize::deserialize(doc).unwrap();
+            let doc = serde_yaml_ng::to_string(&value).unwrap();
+            admit(&doc, &crd_for(&doc)).unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
+        }
+        let mut manifests = Manifests::default();
+        manifests.add_text(&file, &text);
+        assert!(manifests.rejected.is_empty(), "{:?}", manifests.rejected);
+        gateways += manifests.gateways.len();
+        devices += manifests
+            .devices
+            .iter()
+            .filter(|(_, d)| d.spec.attachment.is_some())
+            .count();
+    }
+    assert!(
+        gateways >= 3 && devices >= 2,
+        "{gateways} gateways, {devices} attached devices"
+    );
 }

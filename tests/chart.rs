@@ -148,7 +148,7 @@ fn helm_lint_strict_passes_with_default_and_all_options() {
 fn default_render_has_every_component_and_the_policy_only_where_served() {
     let r = renders();
     let expected: BTreeMap<String, usize> = [
-        ("CustomResourceDefinition", 2),
+        ("CustomResourceDefinition", 3),
         ("ServiceAccount", 2),
         ("ClusterRole", 2),
         ("ClusterRoleBinding", 2),

@@ -32,7 +32,7 @@ const NAMESPACES: &[&str] = &["tenant-a", "tenant-b"];
 /// The CRDs from `crds/` are accepted as they are (structural schema, CEL cost), with no
 /// warning (an integer format the server does not know, say); their category is no
 /// resource name (else `kubectl get remotedevice X` also looks for a TunnelPort X); and
-/// `kubectl explain` finds a real description for both kinds and every field.
+/// `kubectl explain` finds a real description for every kind and every field.
 #[tokio::test]
 async fn the_crds_are_accepted_as_they_are() {
     let Some(cp) = ControlPlane::start(Options::default()).await else {
@@ -120,13 +120,15 @@ async fn the_crds_are_accepted_as_they_are() {
             let request = http::Request::get(path).body(Vec::new()).unwrap();
             let text = admin.request_text(request).await.ok()?;
             let doc: Value = serde_json::from_str(&text).ok()?;
-            doc["components"]["schemas"]["io.remotedevice.v1alpha1.TunnelPort"]
-                .is_object()
+            let schemas = &doc["components"]["schemas"];
+            ["RemoteDevice", "TunnelPort", "VtepGateway"]
+                .iter()
+                .all(|kind| schemas[format!("io.remotedevice.v1alpha1.{kind}")].is_object())
                 .then_some(doc)
         },
     )
     .await;
-    for kind in ["RemoteDevice", "TunnelPort"] {
+    for kind in ["RemoteDevice", "TunnelPort", "VtepGateway"] {
         let schema = &openapi["components"]["schemas"][format!("io.remotedevice.v1alpha1.{kind}")];
         let description = schema["description"].as_str().unwrap_or_default();
         assert!(
@@ -208,7 +210,7 @@ fn rust_verdict(text: &str) -> (Verdict, Vec<String>) {
     let mut manifests = Manifests::default();
     manifests.add_text(Path::new("case.yaml"), text);
     let messages: Vec<String> = manifests.rejected.iter().map(ToString::to_string).collect();
-    if manifests.rejected.is_empty() && manifests.devices.len() == 1 {
+    if manifests.rejected.is_empty() && manifests.devices.len() + manifests.gateways.len() == 1 {
         return (Verdict::Accepted, messages);
     }
     assert!(
@@ -226,16 +228,21 @@ fn rust_verdict(text: &str) -> (Verdict, Vec<String>) {
     (Verdict::Refused(fields), messages)
 }
 
-/// Where a document is created: the `remotedevices` collection of the document's own
-/// apiVersion, in its namespace. A document of another apiVersion, or of another kind, is
-/// thereby asked "are you a RemoteDevice?": a version the CRD does not serve, or a group
-/// without RemoteDevices (`v1` for a ConfigMap), is 404 Not Found; a served version with
-/// another kind is 400 (the kind in the data does not match).
+/// Where a document is created: a VtepGateway in the (cluster-scoped) `vtepgateways`
+/// collection of its own apiVersion, anything else in the `remotedevices` collection of the
+/// document's own apiVersion, in its namespace. A document of another apiVersion, or of
+/// another kind, is thereby asked "are you a RemoteDevice?": a version the CRD does not
+/// serve, or a group without RemoteDevices (`v1` for a ConfigMap), is 404 Not Found; a
+/// served version with another kind is 400 (the kind in the data does not match).
 fn collection(doc: &Value) -> String {
     let api_version = doc
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or("remotedevice.io/v1alpha1");
+    if doc.get("kind") == Some(&json!("VtepGateway")) {
+        // A namespace in the object is cleared by the server, as kubectl ignores it.
+        return format!("/apis/{api_version}/vtepgateways?dryRun=All&fieldValidation=Strict");
+    }
     let namespace = doc
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -251,6 +258,16 @@ fn collection(doc: &Value) -> String {
 }
 
 async fn post(client: &Client, path: &str, body: &Value) -> (u16, Value) {
+    let (code, body, _) = post_with_warnings(client, path, body).await;
+    (code, body)
+}
+
+/// Like [`post`], also returning the `Warning` headers of the reply.
+async fn post_with_warnings(
+    client: &Client,
+    path: &str,
+    body: &Value,
+) -> (u16, Value, Vec<String>) {
     let request = http::Request::post(path)
         .header("content-type", "application/json")
         .body(kube::client::Body::from(serde_json::to_vec(body).unwrap()))
@@ -260,10 +277,16 @@ async fn post(client: &Client, path: &str, body: &Value) -> (u16, Value) {
         .await
         .unwrap_or_else(|e| panic!("POST {path}: {e}"));
     let code = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|w| w.to_str().unwrap_or_default().to_string())
+        .collect();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (code, body)
+    (code, body, warnings)
 }
 
 /// Marker of the Status cause the server adds when it skipped its CEL rules.
@@ -361,7 +384,7 @@ fn within(inner: &str, outer: &str) -> bool {
 /// | list item                  | `spec.ips[2]` (cause field)              | `spec.ips[2]`                          | `spec.ips[2]`               |
 /// | list too long              | `spec.ips` (`Too many: 17`)              | `spec.ips`                             | `spec.ips`                  |
 /// | map entry                  | `spec.nodeSelector.matchLabels.rack`     | `spec.nodeSelector.matchLabels.rack`   | same                        |
-/// | unknown field              | message: `unknown field "spec.a[0].b"`   | `spec.a.?.0.b` (serde_ignored: `?` for an `Option`, `.0` for an index) | `spec.a[0].b` |
+/// | unknown field              | message: `unknown field "spec.a[0].b"`   | `spec.a[0].b`                          | `spec.a[0].b`               |
 /// | wrong apiVersion or kind   | 404 Not Found / 400 "does not match"     | `apiVersion` or `kind`                 | `apiVersion/kind`           |
 /// | missing field              | `spec.vni` (`Required value`)            | `spec.vni` (`missing field`)           | `spec.vni`                  |
 /// | whole object (`<nil>`)     | the "not checked" marker, a type error's second wording | —                       | dropped                     |
@@ -514,7 +537,8 @@ async fn every_bad_manifest_is_refused_by_the_api_server_naming_the_field_rust_n
         };
         sent += 1;
         let server = server_verdict(&client, &doc).await;
-        if doc.get("kind") != Some(&json!("RemoteDevice"))
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if !matches!(kind, "RemoteDevice" | "VtepGateway")
             || doc.get("apiVersion") != Some(&json!("remotedevice.io/v1alpha1"))
         {
             assert_eq!(
@@ -537,7 +561,7 @@ async fn every_bad_manifest_is_refused_by_the_api_server_naming_the_field_rust_n
             disagreements.push(format!("{name}: {}", comparison.explain("")));
         }
     }
-    assert!(sent >= 60, "only {sent} manifests reached the server");
+    assert!(sent >= 100, "only {sent} manifests reached the server");
     assert!(
         disagreements.is_empty(),
         "{} of the bad manifests are judged differently:\n{}",
@@ -759,13 +783,322 @@ fn regression_cases() -> Vec<(&'static str, Value, Option<Vec<&'static str>>)> {
     ]
 }
 
+fn gateway(spec: Value) -> Value {
+    json!({
+        "apiVersion": "remotedevice.io/v1alpha1",
+        "kind": "VtepGateway",
+        "metadata": {"name": "case"},
+        "spec": spec,
+    })
+}
+
+fn gateway_with(edits: &[(&str, Value)]) -> Value {
+    let mut spec = json!({"endpoint": "tcp:192.0.2.50:6640", "tunnelIPs": ["192.0.2.50"]});
+    for (k, v) in edits {
+        spec[*k] = v.clone();
+    }
+    gateway(spec)
+}
+
+fn endpoint(e: &str) -> Value {
+    gateway_with(&[("endpoint", json!(e))])
+}
+
+fn attached(attachment: Value, edits: &[(&str, Value)]) -> Value {
+    let mut doc = with(edits);
+    doc["spec"]["attachment"] = attachment;
+    doc
+}
+
+/// VtepGateways and gateway attachments at the edges of their rules, each with the verdict
+/// both sides must give.
+fn gateway_cases() -> Vec<(&'static str, Value, Option<Vec<&'static str>>)> {
+    let mut namespaced = gateway_with(&[]);
+    namespaced["metadata"]["namespace"] = json!("tenant-a");
+    let mut bad_namespace = gateway_with(&[]);
+    bad_namespace["metadata"]["namespace"] = json!("Not_A_Namespace");
+    let label = "a".repeat(63);
+    let long_label = "a".repeat(64);
+    let port = json!({"port": "Ethernet1/1"});
+    vec![
+        // A cluster-scoped object: the namespace kubectl would send is cleared, not judged.
+        ("a namespace is ignored", namespaced, None),
+        ("even an invalid one", bad_namespace, None),
+        // null is unset (has() is false for a null nullable field).
+        (
+            "null tlsSecretName with tcp:",
+            gateway_with(&[("tlsSecretName", Value::Null)]),
+            None,
+        ),
+        (
+            "null tlsSecretName with ssl:",
+            gateway_with(&[
+                ("endpoint", json!("ssl:192.0.2.50:6640")),
+                ("tlsSecretName", Value::Null),
+            ]),
+            Some(vec!["spec.tlsSecretName"]),
+        ),
+        (
+            "null physicalSwitch",
+            gateway_with(&[("physicalSwitch", Value::Null)]),
+            None,
+        ),
+        (
+            "null endpoint",
+            gateway_with(&[("endpoint", Value::Null)]),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "null tunnelIPs",
+            gateway_with(&[("tunnelIPs", Value::Null)]),
+            Some(vec!["spec.tunnelIPs"]),
+        ),
+        // The endpoint's edges.
+        (
+            "upper-case IPv6 in brackets (ssl: without a Secret)",
+            endpoint("ssl:[FD00::1]:6640"),
+            Some(vec!["spec.tlsSecretName"]),
+        ),
+        ("IPv6 in brackets", endpoint("tcp:[fd00::1]:6640"), None),
+        (
+            "IPv4-mapped IPv6 in brackets",
+            endpoint("tcp:[::ffff:192.0.2.1]:6640"),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "IPv4-compatible IPv6 in brackets",
+            endpoint("tcp:[::192.0.2.1]:6640"),
+            None,
+        ),
+        ("a zero-padded port", endpoint("tcp:192.0.2.50:06640"), None),
+        ("port 65535", endpoint("tcp:192.0.2.50:65535"), None),
+        (
+            "port 00000",
+            endpoint("tcp:192.0.2.50:00000"),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "port 99999",
+            endpoint("tcp:192.0.2.50:99999"),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "six port digits",
+            endpoint("tcp:192.0.2.50:123456"),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "the unspecified address",
+            endpoint("tcp:0.0.0.0:6640"),
+            None,
+        ),
+        (
+            "loopback (an emulator on the node)",
+            endpoint("tcp:127.0.0.1:6640"),
+            None,
+        ),
+        (
+            "three octets",
+            endpoint("tcp:192.0.2:6640"),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "an octet above 255",
+            endpoint("tcp:192.0.2.256:6640"),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "a label starting with a digit",
+            endpoint("tcp:1e100.net:443"),
+            None,
+        ),
+        (
+            "a label of 63",
+            endpoint(&format!("tcp:{label}.example:6640")),
+            None,
+        ),
+        (
+            "a label of 64",
+            endpoint(&format!("tcp:{long_label}.example:6640")),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "a trailing dot",
+            endpoint("tcp:tor1.example.:6640"),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "a full-width digit in the port",
+            endpoint("tcp:tor1:664０"),
+            Some(vec!["spec.endpoint"]),
+        ),
+        (
+            "a 270-character endpoint",
+            endpoint(&format!("tcp:{}:6640", ["a"; 131].join("."))),
+            None,
+        ),
+        (
+            "a 271-character endpoint",
+            endpoint(&format!("tcp:{}.ab:6640", ["a"; 130].join("."))),
+            Some(vec!["spec.endpoint"]),
+        ),
+        // Tunnel IPs.
+        (
+            "eight tunnel IPs",
+            gateway_with(&[(
+                "tunnelIPs",
+                json!((1..=8).map(|i| format!("192.0.2.{i}")).collect::<Vec<_>>()),
+            )]),
+            None,
+        ),
+        (
+            "class E (global unicast to Go)",
+            gateway_with(&[("tunnelIPs", json!(["240.0.0.1"]))]),
+            None,
+        ),
+        (
+            "a CIDR",
+            gateway_with(&[("tunnelIPs", json!(["192.0.2.0/24"]))]),
+            Some(vec!["spec.tunnelIPs[0]"]),
+        ),
+        (
+            "broadcast",
+            gateway_with(&[("tunnelIPs", json!(["255.255.255.255"]))]),
+            Some(vec!["spec.tunnelIPs[0]"]),
+        ),
+        (
+            "a short IPv6",
+            gateway_with(&[("tunnelIPs", json!(["::1"]))]),
+            Some(vec!["spec.tunnelIPs[0]"]),
+        ),
+        (
+            "three times the same",
+            gateway_with(&[("tunnelIPs", json!(["192.0.2.1", "192.0.2.1", "192.0.2.1"]))]),
+            Some(vec!["spec.tunnelIPs[1]"]),
+        ),
+        (
+            "physicalSwitch of 253",
+            gateway_with(&[("physicalSwitch", json!("s".repeat(253)))]),
+            None,
+        ),
+        (
+            "physicalSwitch with a backslash",
+            gateway_with(&[("physicalSwitch", json!(r"tor\t1"))]),
+            None,
+        ),
+        (
+            "physicalSwitch with a tab",
+            gateway_with(&[("physicalSwitch", json!("tor\t1"))]),
+            Some(vec!["spec.physicalSwitch"]),
+        ),
+        (
+            "non-ASCII physicalSwitch",
+            gateway_with(&[("physicalSwitch", json!("tör"))]),
+            Some(vec!["spec.physicalSwitch"]),
+        ),
+        (
+            "several gateway errors at once",
+            gateway_with(&[
+                ("endpoint", json!("tcp:192.0.2.50:0")),
+                ("tlsSecretName", json!("Bad_Name")),
+                (
+                    "tunnelIPs",
+                    json!(["2001:db8::1", "192.0.2.1", "192.0.2.1"]),
+                ),
+                ("physicalSwitch", json!("tor 1")),
+            ]),
+            Some(vec![
+                "spec.endpoint",
+                "spec.tlsSecretName",
+                "spec.tunnelIPs[0]",
+                "spec.tunnelIPs[2]",
+                "spec.physicalSwitch",
+            ]),
+        ),
+        // Attachments.
+        ("an attachment", attached(port.clone(), &[]), None),
+        (
+            "tunnelType vxlan given",
+            attached(port.clone(), &[("tunnelType", json!("vxlan"))]),
+            None,
+        ),
+        (
+            "VLAN 0",
+            attached(json!({"port": "p1", "vlan": 0}), &[]),
+            None,
+        ),
+        (
+            "VLAN 4095",
+            attached(json!({"port": "p1", "vlan": 4095}), &[]),
+            None,
+        ),
+        (
+            "integral float VLAN",
+            attached(json!({"port": "p1", "vlan": 10.0}), &[]),
+            None,
+        ),
+        (
+            "null VLAN",
+            attached(json!({"port": "p1", "vlan": null}), &[]),
+            None,
+        ),
+        (
+            "fractional VLAN",
+            attached(json!({"port": "p1", "vlan": 10.5}), &[]),
+            Some(vec!["spec.attachment.vlan"]),
+        ),
+        (
+            "VLAN 70000",
+            attached(json!({"port": "p1", "vlan": 70000}), &[]),
+            Some(vec!["spec.attachment.vlan"]),
+        ),
+        (
+            "null attachment with gre",
+            attached(Value::Null, &[("tunnelType", json!("gre"))]),
+            None,
+        ),
+        (
+            "null port",
+            attached(json!({"port": null}), &[]),
+            Some(vec!["spec.attachment.port"]),
+        ),
+        (
+            "an attachment behind a loopback IPv6 VTEP",
+            attached(port.clone(), &[("vtepIP", json!("::1"))]),
+            Some(vec!["spec.vtepIP", "spec.attachment"]),
+        ),
+        (
+            "an attachment behind an invalid VTEP",
+            attached(port.clone(), &[("vtepIP", json!("tor1"))]),
+            Some(vec!["spec.vtepIP"]),
+        ),
+        (
+            "an attachment with gre and an IPv6 VTEP",
+            attached(
+                json!({"port": "p 1", "vlan": 4096}),
+                &[
+                    ("tunnelType", json!("gre")),
+                    ("vtepIP", json!("2001:db8::1")),
+                ],
+            ),
+            Some(vec![
+                "spec.attachment",
+                "spec.attachment.port",
+                "spec.attachment.vlan",
+            ]),
+        ),
+    ]
+}
+
+/// The fixed cases, then the good manifests of `tests/manifests/good`: accepted by both
+/// sides, with no warning from the server.
 #[tokio::test]
 async fn fixed_cases_get_the_same_verdict_on_both_sides() {
     let Some((_cp, client)) = control_plane().await else {
         return;
     };
     let mut failures = Vec::new();
-    for (what, doc, expected) in regression_cases() {
+    for (what, doc, expected) in regression_cases().into_iter().chain(gateway_cases()) {
         let c = compare(&client, &doc).await;
         let expected = match expected {
             None => Verdict::Accepted,
@@ -778,6 +1111,25 @@ async fn fixed_cases_get_the_same_verdict_on_both_sides() {
             ));
         }
     }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/good");
+    let mut good = 0;
+    for file in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
+            good += 1;
+            let (rust, messages) = rust_verdict(&serde_yaml_ng::to_string(&doc).unwrap());
+            let (code, body, warnings) = post_with_warnings(&client, &collection(&doc), &doc).await;
+            if rust != Verdict::Accepted || !(200..300).contains(&code) || !warnings.is_empty() {
+                failures.push(format!(
+                    "{}: {}: Rust {rust:?} {messages:?}; server HTTP {code}, warnings {warnings:?}: {body}",
+                    file.display(),
+                    doc["metadata"]["name"]
+                ));
+            }
+        }
+    }
+    assert!(good >= 5, "only {good} good manifests");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -1111,6 +1463,7 @@ fn typed_spec() -> impl Strategy<Value = Value> {
     );
     let selector = proptest::option::weighted(0.4, node_selector());
     let ips = proptest::option::weighted(0.5, ips());
+    let attachment = proptest::option::weighted(0.3, attachment());
     (
         ip_string(),
         vni,
@@ -1120,26 +1473,63 @@ fn typed_spec() -> impl Strategy<Value = Value> {
         vlan,
         selector,
         ips,
+        attachment,
     )
-        .prop_map(|(vtep, vni, mac, tunnel, dst_port, vlan, selector, ips)| {
-            let mut spec = json!({"vtepIP": vtep, "vni": vni, "macAddress": mac});
-            if let Some(t) = tunnel {
-                spec["tunnelType"] = json!(t);
-            }
-            if let Some(p) = dst_port {
-                spec["dstPort"] = json!(p);
-            }
-            if let Some(v) = vlan {
-                spec["localVlan"] = json!(v);
-            }
-            if let Some(s) = selector {
-                spec["nodeSelector"] = s;
-            }
-            if let Some(ips) = ips {
-                spec["ips"] = json!(ips);
-            }
-            spec
-        })
+        .prop_map(
+            |(vtep, vni, mac, tunnel, dst_port, vlan, selector, ips, attachment)| {
+                let mut spec = json!({"vtepIP": vtep, "vni": vni, "macAddress": mac});
+                if let Some(t) = tunnel {
+                    spec["tunnelType"] = json!(t);
+                }
+                if let Some(p) = dst_port {
+                    spec["dstPort"] = json!(p);
+                }
+                if let Some(v) = vlan {
+                    spec["localVlan"] = json!(v);
+                }
+                if let Some(s) = selector {
+                    spec["nodeSelector"] = s;
+                }
+                if let Some(ips) = ips {
+                    spec["ips"] = json!(ips);
+                }
+                if let Some(a) = attachment {
+                    spec["attachment"] = a;
+                }
+                spec
+            },
+        )
+}
+
+/// A Physical_Switch or Physical_Port name: valid, at the bounds, or not printable ASCII.
+fn switch_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => "[!-~]{1,12}",
+        2 => proptest::sample::select(vec![
+            String::new(),
+            "eth 1".into(),
+            r"eth\t1".into(),
+            "eth\t1".into(),
+            "ethé".into(),
+            "s".repeat(253),
+            "s".repeat(254),
+        ]),
+    ]
+}
+
+/// `spec.attachment` with the right JSON types.
+fn attachment() -> impl Strategy<Value = Value> {
+    let vlan = proptest::option::of(prop_oneof![
+        0u32..=4095,
+        proptest::sample::select(vec![0u32, 4095, 4096, 65535])
+    ]);
+    (switch_name(), vlan).prop_map(|(port, vlan)| {
+        let mut a = json!({ "port": port });
+        if let Some(v) = vlan {
+            a["vlan"] = json!(v);
+        }
+        a
+    })
 }
 
 /// Mostly valid specs: canonical unicast VTEP, unicast MAC, in-range numbers.
@@ -1244,6 +1634,17 @@ fn structural_break() -> impl Strategy<Value = (&'static str, Value)> {
             json!({"matchExpressions": [{"key": "a", "operator": "Exists", "extra": 1}]}),
         ),
         ("/spec/nodeSelector", json!({"matchLabel": {"a": "b"}})),
+        ("/spec/attachment", json!("eth1")),
+        ("/spec/attachment", json!({})),
+        ("/spec/attachment", Value::Null),
+        ("/spec/attachment", json!({"port": "eth1", "vlan": -1})),
+        ("/spec/attachment", json!({"port": "eth1", "vlan": 70000})),
+        ("/spec/attachment", json!({"port": "eth1", "vlan": 10.0})),
+        ("/spec/attachment", json!({"port": "eth1", "vlan": 10.5})),
+        ("/spec/attachment", json!({"port": "eth1", "vlan": "10"})),
+        ("/spec/attachment", json!({"port": "eth1", "vlan": null})),
+        ("/spec/attachment", json!({"port": 1})),
+        ("/spec/attachment", json!({"port": "eth1", "tag": 1})),
         ("/spec/vtep", json!("192.0.2.10")),
         ("/spec/macaddress", json!("52:54:00:00:00:01")),
         ("/spec/VNI", json!(1)),
@@ -1329,6 +1730,183 @@ fn case() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// A host for an endpoint: DNS names, IPv4 and bracketed IPv6 addresses in every
+/// spelling, and strings that are none of them.
+fn endpoint_host() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[a-z0-9]([-a-z0-9]{0,6}[a-z0-9])?(\\.[a-zA-Z0-9]([-a-z0-9]{0,6}[a-z0-9])?){0,3}",
+        3 => proptest::sample::select(ipv4_edges()).prop_flat_map(|ip| spellings(IpAddr::V4(ip))),
+        3 => proptest::sample::select(ipv6_edges())
+            .prop_flat_map(|ip| spellings(IpAddr::V6(ip)))
+            .prop_map(|s| if s.starts_with('[') { s } else { format!("[{s}]") }),
+        1 => proptest::sample::select(ipv6_edges()).prop_map(|ip| ip.to_string()),
+        2 => proptest::sample::select(vec![
+            String::new(),
+            "[]".into(),
+            "[192.0.2.1]".into(),
+            "[::ffff:192.0.2.1]".into(),
+            "[fe80::1%eth0]".into(),
+            "tor_1".into(),
+            "-tor".into(),
+            "tor-".into(),
+            "a..b".into(),
+            ".tor".into(),
+            "tor.".into(),
+            "tör".into(),
+            "1.2.3".into(),
+            "1.2.3.4.5".into(),
+            "01.2.3.4".into(),
+            "1e100.net".into(),
+            "a".repeat(63),
+            "a".repeat(64),
+            ["a"; 131].join("."),
+            ["a"; 132].join("."),
+        ]),
+    ]
+}
+
+/// `spec.endpoint`: scheme, host and port each drawn from valid and invalid values.
+fn endpoint_string() -> impl Strategy<Value = String> {
+    let scheme = prop_oneof![
+        8 => proptest::sample::select(vec!["tcp:", "ssl:"]),
+        1 => proptest::sample::select(vec!["unix:", "TCP:", "tls:", "", "tcp"]),
+    ];
+    let port = prop_oneof![
+        6 => (1u32..=65535).prop_map(|p| format!(":{p}")),
+        3 => proptest::sample::select(vec![
+            ":0", ":1", ":6640", ":65535", ":65536", ":99999", ":123456", ":00000", ":06640",
+            ":", "", ":+1", ":-1", ":6640 ", ":66４0",
+        ]).prop_map(str::to_string),
+    ];
+    (scheme, endpoint_host(), port).prop_map(|(s, h, p)| format!("{s}{h}{p}"))
+}
+
+/// A valid VtepGateway spec: a valid endpoint (with a Secret for `ssl:`), 1 to 8 distinct
+/// unicast IPv4 tunnel IPs, sometimes a physical switch.
+fn valid_gateway_spec() -> impl Strategy<Value = Value> {
+    let host = prop_oneof![
+        "[a-z0-9]([-a-z0-9]{0,6}[a-z0-9])?(\\.[a-zA-Z0-9]([-a-z0-9]{0,6}[a-z0-9])?){0,3}",
+        any::<u32>().prop_map(|n| Ipv4Addr::from((n & 0x00ff_ffff) | 0x0a00_0000).to_string()),
+        any::<[u16; 8]>().prop_map(|s| format!("[{}]", Ipv6Addr::from(s))),
+    ];
+    (
+        any::<bool>(),
+        host,
+        1u32..=65535,
+        proptest::collection::btree_set(any::<u32>(), 1..=8),
+        proptest::option::of("[!-~]{1,12}"),
+    )
+        .prop_map(|(ssl, host, port, ips, switch)| {
+            let scheme = if ssl { "ssl" } else { "tcp" };
+            let ips: Vec<String> = ips
+                .into_iter()
+                .map(|n| Ipv4Addr::from((n & 0x00ff_ffff) | 0x0a00_0000).to_string())
+                .collect();
+            let mut spec = json!({"endpoint": format!("{scheme}:{host}:{port}"), "tunnelIPs": ips});
+            if ssl {
+                spec["tlsSecretName"] = json!("tor-tls");
+            }
+            if let Some(s) = switch {
+                spec["physicalSwitch"] = json!(s);
+            }
+            spec
+        })
+}
+
+/// A VtepGateway spec whose every field has the right JSON type, each drawn from valid,
+/// boundary and invalid values independently.
+fn typed_gateway_spec() -> impl Strategy<Value = Value> {
+    let secret = proptest::option::of(prop_oneof![
+        6 => "[a-z0-9]([-a-z0-9.]{0,10}[a-z0-9])?",
+        1 => proptest::sample::select(vec![
+            String::new(), "Bad_Name".into(), "a..b".into(), "a".repeat(253), "a".repeat(254),
+        ]),
+    ]);
+    let tunnel_ips = prop_oneof![
+        6 => proptest::collection::vec(
+            prop_oneof![
+                3 => any::<u32>().prop_map(|n| Ipv4Addr::from((n & 0x00ff_ffff) | 0x0a00_0000).to_string()),
+                2 => ip_string(),
+            ],
+            1..4,
+        ),
+        1 => proptest::sample::select(vec![0usize, 7, 8, 9]).prop_map(|n| {
+            (0..n).map(|i| format!("192.0.2.{i}")).collect()
+        }),
+        1 => ip_string().prop_map(|ip| vec![ip.clone(), ip]),
+    ];
+    let switch = proptest::option::weighted(0.4, switch_name());
+    (endpoint_string(), secret, any::<bool>(), tunnel_ips, switch).prop_map(
+        |(endpoint, secret, fit, ips, switch)| {
+            let mut spec = json!({"endpoint": endpoint, "tunnelIPs": ips});
+            // A Secret that fits the scheme half of the time, so the other rules show.
+            let secret = if fit {
+                endpoint.starts_with("ssl:").then(|| "tor-tls".to_string())
+            } else {
+                secret
+            };
+            if let Some(s) = secret {
+                spec["tlsSecretName"] = json!(s);
+            }
+            if let Some(s) = switch {
+                spec["physicalSwitch"] = json!(s);
+            }
+            spec
+        },
+    )
+}
+
+/// One structural break of a valid VtepGateway (see [`structural_break`]).
+fn gateway_break() -> impl Strategy<Value = (&'static str, Value)> {
+    let edits: Vec<(&'static str, Value)> = vec![
+        ("/spec/endpoint", json!(6640)),
+        ("/spec/endpoint", Value::Null),
+        ("/spec/endpoint", json!(["tcp:192.0.2.1:6640"])),
+        ("/spec/tunnelIPs", json!("192.0.2.1")),
+        ("/spec/tunnelIPs", json!([1])),
+        ("/spec/tunnelIPs", Value::Null),
+        ("/spec/tunnelIPs", json!({"a": "192.0.2.1"})),
+        ("/spec/tlsSecretName", Value::Null),
+        ("/spec/tlsSecretName", json!(1)),
+        ("/spec/physicalSwitch", Value::Null),
+        ("/spec/physicalSwitch", json!(["tor"])),
+        ("/spec/vtepIP", json!("192.0.2.1")),
+        ("/spec/tunnelIps", json!(["192.0.2.1"])),
+        ("/spec/status", json!({})),
+        ("/spec", json!("tcp:192.0.2.1:6640")),
+        ("/metadata/labels", json!({"a": 1})),
+        ("/metadata/namespace", json!("tenant-a")),
+        ("/kind", json!("ConfigMap")),
+        ("/apiVersion", json!("remotedevice.io/v1")),
+    ];
+    proptest::sample::select(edits)
+}
+
+/// VtepGateways: valid, every field drawn from valid, boundary and invalid values, one
+/// structural break, a required field missing.
+fn gateway_case() -> impl Strategy<Value = Value> {
+    let document = |spec: Value, name: String| {
+        let mut doc = gateway(spec);
+        doc["metadata"]["name"] = json!(name);
+        doc
+    };
+    let required = proptest::sample::select(vec!["/spec/endpoint", "/spec/tunnelIPs", "/spec"]);
+    prop_oneof![
+        3 => (valid_gateway_spec(), name()).prop_map(move |(s, n)| document(s, n)),
+        6 => (typed_gateway_spec(), name()).prop_map(move |(s, n)| document(s, n)),
+        2 => (valid_gateway_spec(), gateway_break()).prop_map(move |(s, (at, value))| {
+            let mut doc = document(s, "case".into());
+            set(&mut doc, at, value);
+            doc
+        }),
+        1 => (valid_gateway_spec(), required).prop_map(move |(s, at)| {
+            let mut doc = document(s, "case".into());
+            remove(&mut doc, at);
+            doc
+        }),
+    ]
+}
+
 /// Cases the property test runs (each is one dry-run create, 5-20 ms);
 /// `RDO_ADMISSION_CASES=<n>` runs more.
 fn cases() -> u32 {
@@ -1362,7 +1940,7 @@ fn generated_manifests_get_the_same_verdict_and_fields_on_both_sides() {
     if matches!(config.rng_seed, RngSeed::Random) {
         config.rng_seed = RngSeed::Fixed(9);
     }
-    let mut runner = TestRunner::new(config);
+    let mut runner = TestRunner::new(config.clone());
     let accepted = std::cell::Cell::new(0u32);
     let refused = std::cell::Cell::new(0u32);
     let result = runner.run(&case(), |doc| {
@@ -1385,14 +1963,51 @@ fn generated_manifests_get_the_same_verdict_and_fields_on_both_sides() {
         refused.get(),
         started.elapsed()
     );
+    // Then VtepGateways, on the same server.
+    let started = Instant::now();
+    let gw_cases = cases / 2;
+    let mut runner = TestRunner::new(Config {
+        cases: gw_cases,
+        ..config
+    });
+    let gw_accepted = std::cell::Cell::new(0u32);
+    let gw_refused = std::cell::Cell::new(0u32);
+    let gw_result = runner.run(&gateway_case(), |doc| {
+        let c = runtime.block_on(compare(&client, &doc));
+        match c.rust {
+            Verdict::Accepted => gw_accepted.set(gw_accepted.get() + 1),
+            Verdict::Refused(_) => gw_refused.set(gw_refused.get() + 1),
+        }
+        if c.agrees() {
+            Ok(())
+        } else {
+            Err(TestCaseError::fail(
+                c.explain(&serde_json::to_string_pretty(&doc).unwrap()),
+            ))
+        }
+    });
+    eprintln!(
+        "{gw_cases} generated VtepGateways ({} accepted, {} refused, counting shrinking) in {:?}",
+        gw_accepted.get(),
+        gw_refused.get(),
+        started.elapsed()
+    );
     drop(client);
     drop(cp);
     if let Err(e) = result {
         panic!("{e}");
     }
+    if let Err(e) = gw_result {
+        panic!("VtepGateway: {e}");
+    }
     let (accepted, refused) = (accepted.get(), refused.get());
     assert!(
         accepted >= cases / 10 && refused >= cases / 4,
         "{accepted} accepted, {refused} refused: the generator is lopsided"
+    );
+    let (accepted, refused) = (gw_accepted.get(), gw_refused.get());
+    assert!(
+        accepted >= gw_cases / 10 && refused >= gw_cases / 4,
+        "VtepGateways: {accepted} accepted, {refused} refused: the generator is lopsided"
     );
 }

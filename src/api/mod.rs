@@ -1,4 +1,4 @@
-//! The two resource types of `remotedevice.io/v1alpha1`, their validation and their names.
+//! The three resource types of `remotedevice.io/v1alpha1`, their validation and their names.
 //!
 //! This module is the single source of truth: the CRDs in `crds/` are generated from it,
 //! and the controller, the planner and the agent all use the same validation and naming.
@@ -10,6 +10,7 @@ mod schema;
 mod tunnel_id;
 mod tunnel_port;
 pub mod validate;
+mod vtep_gateway;
 
 use std::fmt;
 
@@ -20,8 +21,13 @@ pub use remote_device::{RemoteDevice, RemoteDeviceSpec, RemoteDeviceStatus};
 pub use schema::{MAX_DEVICE_IPS, MAX_DEVICES_PER_TUNNEL};
 pub use tunnel_id::TunnelId;
 pub use tunnel_port::{TunnelDevice, TunnelPort, TunnelPortSpec, TunnelPortStatus};
+pub use vtep_gateway::{
+    ENDPOINT_PATTERN, GatewayAttachment, GatewayLogicalSwitch, GatewayPortStatus,
+    GatewayTunnelStatus, MAX_ENDPOINT_LEN, MAX_GATEWAY_TUNNEL_IPS, SWITCH_NAME_PATTERN,
+    VtepGateway, VtepGatewaySpec, VtepGatewayStatus,
+};
 
-/// API group of both kinds.
+/// API group of every kind.
 pub const GROUP: &str = "remotedevice.io";
 /// Label on every TunnelPort naming (a label-safe form of) its node, so an agent can
 /// watch only its own TunnelPorts on any Kubernetes version.

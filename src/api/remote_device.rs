@@ -30,6 +30,8 @@ use super::schema;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.tunnelType) && self.tunnelType == 'gre' && has(self.dstPort))").message("not allowed with tunnelType gre (GRE has no UDP port)").field_path(".dstPort"))]
+#[x_kube(validation = Rule::new("!has(self.attachment) || !has(self.tunnelType) || self.tunnelType == 'vxlan'").message("a gateway attachment needs tunnelType vxlan (hardware_vtep carries only VXLAN)").field_path(".attachment"))]
+#[x_kube(validation = Rule::new("!has(self.attachment) || !isIP(self.vtepIP) || ip(self.vtepIP).family() == 4").message("a gateway attachment needs an IPv4 vtepIP (hardware_vtep carries only VXLAN over IPv4)").field_path(".attachment"))]
 pub struct RemoteDeviceSpec {
     /// IP address of the VTEP in front of the device (IPv4 or IPv6). Must be a unicast
     /// address: not loopback, multicast, link-local, unspecified or IPv4-mapped.
@@ -83,6 +85,11 @@ pub struct RemoteDeviceSpec {
     )]
     #[schemars(range(max = 4094))]
     pub local_vlan: Option<u16>,
+
+    /// Where the device is plugged into the VtepGateway whose `tunnelIPs` contain `vtepIP`
+    /// (physical port and VLAN); the operator then binds it there. Needs VXLAN over IPv4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<super::GatewayAttachment>,
 
     /// Nodes that need the device; unset = every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]

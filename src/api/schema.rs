@@ -150,3 +150,29 @@ pub fn devices(generator: &mut SchemaGenerator) -> Schema {
         "items": item
     })
 }
+
+/// The tunnel IPs of a gateway: a set of 1 to 8 canonical unicast IPv4 addresses
+/// (hardware_vtep carries only VXLAN over IPv4).
+pub fn gateway_tunnel_ips(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": super::MAX_GATEWAY_TUNNEL_IPS,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "minLength": 7,
+            "maxLength": 15,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "isIP(self) && ip(self).family() == 4",
+                    "message": "must be an IPv4 address (hardware_vtep carries only VXLAN over IPv4), without leading zeros"
+                },
+                {
+                    "rule": "!isIP(self) || ip(self).isGlobalUnicast()",
+                    "message": "must be a unicast address (not loopback, multicast, broadcast, link-local or unspecified)"
+                }
+            ]
+        }
+    })
+}

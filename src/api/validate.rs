@@ -1,24 +1,28 @@
-//! The validation rules of a RemoteDevice as one Rust function.
+//! The validation rules of a RemoteDevice and of a VtepGateway, one Rust function each.
 //!
-//! The CRD enforces the same rules at admission (OpenAPI schema + CEL); the controller and
-//! `plan` run this function again, because objects can predate a rule, come from files, or
-//! reach a cluster whose CRD is older. Messages name the field and say what is wrong.
+//! The CRDs enforce the same rules at admission (OpenAPI schema + CEL); the controller and
+//! `plan` run these functions again, because objects can predate a rule, come from files,
+//! or reach a cluster whose CRD is older. Messages name the field and say what is wrong.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use super::MAX_DEVICE_IPS;
 use super::names::{is_dns_label, is_dns_subdomain};
 use super::schema::{MAX_SELECTOR_EXPRESSIONS, MAX_SELECTOR_LABELS, MAX_SELECTOR_VALUES};
-use super::{RemoteDevice, RemoteDeviceSpec};
+use super::{GatewayAttachment, MAX_DEVICE_IPS, MAX_ENDPOINT_LEN, MAX_GATEWAY_TUNNEL_IPS};
+use super::{RemoteDevice, RemoteDeviceSpec, TunnelType, VtepGateway, VtepGatewaySpec};
 
 /// Largest VNI (24 bits).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
 /// Largest VLAN tag a local port may carry.
 pub const MAX_VLAN: u16 = 4094;
+/// Largest VLAN of a gateway attachment (a `vlan_bindings` key of vtep(5)).
+pub const MAX_ATTACHMENT_VLAN: u16 = 4095;
+/// Longest Physical_Switch or Physical_Port name.
+pub const MAX_SWITCH_NAME_LEN: usize = 253;
 
 /// One thing wrong with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +158,117 @@ pub fn format_mac(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// Parses a gateway tunnel IP: a unicast, routable IPv4 address (hardware_vtep carries
+/// only VXLAN over IPv4).
+pub fn parse_gateway_ip(s: &str) -> Result<IpAddr, String> {
+    let ip = parse_ip(s)?;
+    if ip.is_ipv6() {
+        return Err(format!(
+            "{s:?} is an IPv6 address; hardware_vtep carries only VXLAN over IPv4"
+        ));
+    }
+    if let Some(why) = not_unicast(ip) {
+        return Err(format!("{s:?} {why}; a tunnel IP must be unicast"));
+    }
+    if is_link_local_unicast(ip) {
+        return Err(format!(
+            "{s:?} is a link-local address; a tunnel IP must be routable"
+        ));
+    }
+    Ok(ip)
+}
+
+/// Whether `s` is one DNS label of a host name: 1 to 63 ASCII letters, digits and inner
+/// hyphens (either case).
+fn is_host_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// Checks an OVSDB endpoint of a gateway, `tcp:HOST:PORT` or `ssl:HOST:PORT`: HOST is a DNS
+/// name, an IPv4 address or an IPv6 address in brackets, PORT is 1..65535. Returns the
+/// scheme (`"tcp"` or `"ssl"`).
+pub fn parse_endpoint(s: &str) -> Result<&str, String> {
+    let len = s.chars().count();
+    if len > MAX_ENDPOINT_LEN {
+        return Err(format!(
+            "{len} characters; at most {MAX_ENDPOINT_LEN} are allowed"
+        ));
+    }
+    let Some((scheme, rest)) = s
+        .split_once(':')
+        .filter(|(scheme, _)| matches!(*scheme, "tcp" | "ssl"))
+    else {
+        return Err(format!(
+            "{s:?} does not start with tcp: or ssl: (expected tcp:HOST:PORT or ssl:HOST:PORT)"
+        ));
+    };
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Err(format!("{s:?} has no port (expected {scheme}:HOST:PORT)"));
+    };
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?}: the port {port:?} is not a number 1-65535"));
+    }
+    let number: u32 = port.parse().expect("1 to 5 ASCII digits");
+    if !(1..=65535).contains(&number) {
+        return Err(format!("{s:?}: the port {number} is out of range 1..65535"));
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']').filter(|a| {
+            !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }) else {
+            return Err(format!(
+                "{s:?}: the host {host:?} is not an IPv6 address in brackets"
+            ));
+        };
+        return match parse_ip(inner) {
+            Ok(IpAddr::V6(_)) => Ok(scheme),
+            Ok(IpAddr::V4(_)) => Err(format!(
+                "{s:?}: {inner} in brackets is an IPv4 address; write it without brackets"
+            )),
+            Err(e) => Err(format!("{s:?}: in brackets: {e}")),
+        };
+    }
+    if !host.split('.').all(is_host_label) {
+        return Err(format!(
+            "{s:?}: the host {host:?} is not a DNS name, an IPv4 address or an IPv6 address in brackets"
+        ));
+    }
+    // A host of digits and dots is read as an IPv4 address by resolvers, with their own
+    // ideas about leading zeros (octal) and missing octets: it must be a plain one.
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') && parse_ip(host).is_err() {
+        return Err(format!(
+            "{s:?}: the host {host:?} is not an IPv4 address (four numbers 0-255 without leading zeros)"
+        ));
+    }
+    Ok(scheme)
+}
+
+/// Checks a Physical_Switch or Physical_Port name: 1 to 253 printable ASCII characters,
+/// no spaces.
+pub fn check_switch_name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let len = s.chars().count();
+    if len > MAX_SWITCH_NAME_LEN {
+        return Err(format!(
+            "{len} characters; at most {MAX_SWITCH_NAME_LEN} are allowed"
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| !matches!(c, '!'..='~')) {
+        return Err(format!(
+            "{s:?} contains {c:?}; only printable ASCII characters without spaces are allowed"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `s` is a valid label key: optional DNS-subdomain prefix and `/`, then a name
@@ -323,16 +438,57 @@ pub fn validate_spec(spec: &RemoteDeviceSpec) -> Vec<FieldError> {
             format!("{vlan} is out of range 0..{MAX_VLAN}"),
         ));
     }
+    if let Some(attachment) = &spec.attachment {
+        errors.extend(validate_attachment(attachment, spec));
+    }
     if let Some(selector) = &spec.node_selector {
         errors.extend(validate_selector(selector, "spec.nodeSelector"));
     }
     errors
 }
 
-/// Checks a whole RemoteDevice: its name and namespace, then its spec.
-pub fn validate_device(device: &RemoteDevice) -> Vec<FieldError> {
+/// Checks `spec.attachment`: a switch port name, a VLAN 0..4095, and a device the switch
+/// can carry (VXLAN over IPv4).
+fn validate_attachment(attachment: &GatewayAttachment, spec: &RemoteDeviceSpec) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    match device.metadata.name.as_deref() {
+    if let Err(e) = check_switch_name(&attachment.port) {
+        errors.push(FieldError::new("spec.attachment.port", e));
+    }
+    if let Some(vlan) = attachment.vlan
+        && vlan > MAX_ATTACHMENT_VLAN
+    {
+        errors.push(FieldError::new(
+            "spec.attachment.vlan",
+            format!("{vlan} is out of range 0..{MAX_ATTACHMENT_VLAN}"),
+        ));
+    }
+    if spec.tunnel_type != TunnelType::Vxlan {
+        errors.push(FieldError::new(
+            "spec.attachment",
+            format!(
+                "a gateway attachment needs tunnelType vxlan, not {} (hardware_vtep carries only VXLAN)",
+                spec.tunnel_type
+            ),
+        ));
+    }
+    // Only a valid vtepIP is judged here (an invalid one is reported at spec.vtepIP).
+    if let Ok(IpAddr::V6(_)) = parse_ip(&spec.vtep_ip) {
+        errors.push(FieldError::new(
+            "spec.attachment",
+            format!(
+                "a gateway attachment needs an IPv4 vtepIP, not {} (hardware_vtep carries only VXLAN over IPv4)",
+                spec.vtep_ip
+            ),
+        ));
+    }
+    errors
+}
+
+/// Checks what the API server checks in the metadata of every object: the name (a DNS
+/// subdomain), label keys and values, and annotation keys.
+fn validate_object_meta(meta: &ObjectMeta) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    match meta.name.as_deref() {
         None | Some("") => errors.push(FieldError::new("metadata.name", "is required")),
         Some(name) if !is_dns_subdomain(name) => errors.push(FieldError::new(
             "metadata.name",
@@ -342,16 +498,7 @@ pub fn validate_device(device: &RemoteDevice) -> Vec<FieldError> {
         )),
         Some(_) => {}
     }
-    if let Some(ns) = device.metadata.namespace.as_deref()
-        && !is_dns_label(ns)
-    {
-        errors.push(FieldError::new(
-            "metadata.namespace",
-            format!("{ns:?} is not a valid namespace name"),
-        ));
-    }
-    // The API server checks every object's labels and annotation keys.
-    for (key, value) in device.metadata.labels.iter().flatten() {
+    for (key, value) in meta.labels.iter().flatten() {
         if !is_label_key(key) {
             errors.push(FieldError::new(
                 "metadata.labels",
@@ -366,7 +513,7 @@ pub fn validate_device(device: &RemoteDevice) -> Vec<FieldError> {
         }
     }
     // Annotation keys are checked in lower case (`Example.COM/note` is fine).
-    for key in device.metadata.annotations.iter().flatten().map(|(k, _)| k) {
+    for key in meta.annotations.iter().flatten().map(|(k, _)| k) {
         if !is_label_key(&key.to_lowercase()) {
             errors.push(FieldError::new(
                 "metadata.annotations",
@@ -374,7 +521,96 @@ pub fn validate_device(device: &RemoteDevice) -> Vec<FieldError> {
             ));
         }
     }
+    errors
+}
+
+/// Checks a whole RemoteDevice: its name and namespace, then its spec.
+pub fn validate_device(device: &RemoteDevice) -> Vec<FieldError> {
+    let mut errors = validate_object_meta(&device.metadata);
+    if let Some(ns) = device.metadata.namespace.as_deref()
+        && !is_dns_label(ns)
+    {
+        errors.push(FieldError::new(
+            "metadata.namespace",
+            format!("{ns:?} is not a valid namespace name"),
+        ));
+    }
     errors.extend(validate_spec(&device.spec));
+    errors
+}
+
+/// Checks a VtepGateway spec against every rule the CRD enforces.
+pub fn validate_gateway_spec(spec: &VtepGatewaySpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Err(e) = parse_endpoint(&spec.endpoint) {
+        errors.push(FieldError::new("spec.endpoint", e));
+    }
+    // As the CEL rule reads it: whatever else is wrong with the endpoint, `ssl:` needs a
+    // Secret and anything else takes none.
+    match (spec.endpoint.starts_with("ssl:"), &spec.tls_secret_name) {
+        (true, None) => errors.push(FieldError::new(
+            "spec.tlsSecretName",
+            "an ssl: endpoint needs tlsSecretName (a Secret with tls.key, tls.crt and ca.crt)",
+        )),
+        (false, Some(_)) => errors.push(FieldError::new(
+            "spec.tlsSecretName",
+            "only an ssl: endpoint takes tlsSecretName; a tcp: endpoint takes none",
+        )),
+        _ => {}
+    }
+    if let Some(secret) = &spec.tls_secret_name
+        && !is_dns_subdomain(secret)
+    {
+        errors.push(FieldError::new(
+            "spec.tlsSecretName",
+            format!(
+                "{secret:?} is not a valid Secret name (lower-case DNS subdomain, at most 253 characters)"
+            ),
+        ));
+    }
+    let count = spec.tunnel_ips.len();
+    if count == 0 {
+        errors.push(FieldError::new(
+            "spec.tunnelIPs",
+            "at least one tunnel IP is needed",
+        ));
+    } else if count > MAX_GATEWAY_TUNNEL_IPS {
+        errors.push(FieldError::new(
+            "spec.tunnelIPs",
+            format!("{count} addresses; at most {MAX_GATEWAY_TUNNEL_IPS} are allowed"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    let mut reported = BTreeSet::new();
+    for (i, ip) in spec.tunnel_ips.iter().enumerate() {
+        // A valid IPv4 address has one spelling, so the server's set of strings is a set
+        // of addresses; a duplicate is reported once, at its second occurrence.
+        match parse_gateway_ip(ip) {
+            Ok(addr) if !seen.insert(addr) => {
+                if reported.insert(addr) {
+                    errors.push(FieldError::new(
+                        format!("spec.tunnelIPs[{i}]"),
+                        format!("{ip:?} is listed more than once"),
+                    ));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(FieldError::new(format!("spec.tunnelIPs[{i}]"), e)),
+        }
+    }
+    if let Some(name) = &spec.physical_switch
+        && let Err(e) = check_switch_name(name)
+    {
+        errors.push(FieldError::new("spec.physicalSwitch", e));
+    }
+    errors
+}
+
+/// Checks a whole VtepGateway: its name, then its spec. It is cluster-scoped: a namespace
+/// in a manifest is ignored, as `kubectl` and the API server ignore it.
+pub fn validate_gateway(gateway: &VtepGateway) -> Vec<FieldError> {
+    let mut errors = validate_object_meta(&gateway.metadata);
+    errors.extend(validate_gateway_spec(&gateway.spec));
     errors
 }
 
@@ -430,6 +666,335 @@ mod tests {
         ] {
             assert!(parse_mac(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// One edit of a valid spec, in a table of cases.
+    type Edit<T> = Box<dyn FnOnce(&mut T)>;
+
+    fn gateway(edit: impl FnOnce(&mut VtepGatewaySpec)) -> Vec<FieldError> {
+        let mut spec = VtepGatewaySpec {
+            endpoint: "tcp:192.0.2.50:6640".into(),
+            tls_secret_name: None,
+            tunnel_ips: vec!["192.0.2.50".into()],
+            physical_switch: None,
+        };
+        edit(&mut spec);
+        validate_gateway_spec(&spec)
+    }
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    /// Endpoints with the verdict, checked against the CRD's pattern and CEL rules as
+    /// written (the pattern with a JSON Schema validator, the CEL rules by their meaning),
+    /// and against the OVSDB client's own parser for the accepted ones.
+    #[test]
+    fn endpoint_rules() {
+        let long_label = "a".repeat(63);
+        let too_long_label = "a".repeat(64);
+        let long_name = format!("tcp:{}:6640", [long_label.as_str(); 4].join("."));
+        let too_long = format!("tcp:{}:6640", ["a"; 134].join("."));
+        let cases: Vec<(String, bool)> = [
+            ("tcp:192.0.2.50:6640", true),
+            ("ssl:192.0.2.50:6640", true),
+            ("tcp:tor1.example.com:6640", true),
+            ("tcp:TOR-1.Example.COM:1", true),
+            ("tcp:localhost:65535", true),
+            ("tcp:127.0.0.1:6640", true),
+            ("tcp:[2001:db8::1]:6640", true),
+            ("ssl:[FD00::5]:6640", true),
+            ("tcp:0tor:6640", true),
+            ("tcp:1e100.net:443", true),
+            ("", false),
+            ("tcp:", false),
+            ("unix:/run/openvswitch/db.sock", false),
+            ("TCP:192.0.2.50:6640", false),
+            ("http:192.0.2.50:6640", false),
+            ("tcp:192.0.2.50", false),
+            ("tcp:192.0.2.50:", false),
+            ("tcp:192.0.2.50:0", false),
+            ("tcp:192.0.2.50:00000", false),
+            ("tcp:192.0.2.50:65536", false),
+            ("tcp:192.0.2.50:99999", false),
+            ("tcp:192.0.2.50:123456", false),
+            ("tcp:192.0.2.50:+1", false),
+            ("tcp:192.0.2.50:6640 ", false),
+            ("tcp: 192.0.2.50:6640", false),
+            ("tcp:192.0.2.300:6640", false),
+            ("tcp:010.0.0.1:6640", false),
+            ("tcp:10.1:6640", false),
+            ("tcp:1.2.3.4.5:6640", false),
+            ("tcp:2001:db8::1:6640", false),
+            ("tcp:[2001:db8::1:6640", false),
+            ("tcp:[]:6640", false),
+            ("tcp:[192.0.2.50]:6640", false),
+            ("tcp:[::ffff:192.0.2.50]:6640", false),
+            ("tcp:[fe80::1%eth0]:6640", false),
+            ("tcp:[:::]:6640", false),
+            ("tcp:[2001:db8::g]:6640", false),
+            ("tcp:-tor:6640", false),
+            ("tcp:tor-:6640", false),
+            ("tcp:tor..example:6640", false),
+            ("tcp:.tor:6640", false),
+            ("tcp:tor.:6640", false),
+            ("tcp:tor_1:6640", false),
+            ("tcp:tör:6640", false),
+            ("tcp:tor:６６４０", false),
+        ]
+        .into_iter()
+        .map(|(e, ok)| (e.to_string(), ok))
+        .chain([
+            (long_name.clone(), true),
+            (format!("tcp:{too_long_label}:6640"), false),
+            (too_long, false),
+        ])
+        .collect();
+        assert_eq!(long_name.len(), 264);
+        let pattern =
+            serde_json::json!({"type": "string", "pattern": crate::api::ENDPOINT_PATTERN});
+        for (endpoint, ok) in &cases {
+            let verdict = parse_endpoint(endpoint);
+            assert_eq!(verdict.is_ok(), *ok, "{endpoint:?}: {verdict:?}");
+            // Whatever the pattern alone accepts beyond these is one of the CEL rules' cases.
+            let by_pattern = jsonschema::is_valid(&pattern, &serde_json::json!(endpoint))
+                && endpoint.chars().count() <= MAX_ENDPOINT_LEN;
+            if *ok {
+                assert!(by_pattern, "{endpoint:?} is refused by the pattern");
+                let parsed: Result<crate::ovsdb::Endpoint, _> = endpoint.parse();
+                assert!(parsed.is_ok(), "{endpoint:?}: {parsed:?}");
+            } else if by_pattern {
+                let (_, port) = endpoint.rsplit_once(':').unwrap();
+                let port: u32 = port.parse().unwrap();
+                let host =
+                    &endpoint[4..endpoint.len() - endpoint.rsplit_once(':').unwrap().1.len() - 1];
+                let bracketed = host.starts_with('[');
+                let dotted = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                assert!(
+                    !(1..=65535).contains(&port) || bracketed || dotted,
+                    "{endpoint:?} is refused by no rule of the CRD"
+                );
+            }
+        }
+        assert!(
+            gateway(|s| s.endpoint = "tcp:192.0.2.50:0".into())[0]
+                .message
+                .contains("out of range")
+        );
+    }
+
+    #[test]
+    fn gateway_rules() {
+        assert_eq!(gateway(|_| {}), vec![]);
+        let table: Vec<(Vec<&str>, Edit<VtepGatewaySpec>)> = vec![
+            (
+                vec![],
+                Box::new(|s| {
+                    s.endpoint = "ssl:tor1.example.com:6640".into();
+                    s.tls_secret_name = Some("tor1-client-tls".into());
+                    s.tunnel_ips = (1..=8).map(|i| format!("192.0.2.{i}")).collect();
+                    s.physical_switch = Some("tor-1_rack/A!~".into());
+                }),
+            ),
+            (
+                vec!["spec.endpoint"],
+                Box::new(|s| s.endpoint = "tcp:tor1".into()),
+            ),
+            (
+                vec!["spec.tlsSecretName"],
+                Box::new(|s| s.endpoint = "ssl:192.0.2.50:6640".into()),
+            ),
+            (
+                vec!["spec.tlsSecretName"],
+                Box::new(|s| s.tls_secret_name = Some("tls".into())),
+            ),
+            // An endpoint of neither scheme takes no Secret either.
+            (
+                vec!["spec.endpoint", "spec.tlsSecretName"],
+                Box::new(|s| {
+                    s.endpoint = "unix:/x".into();
+                    s.tls_secret_name = Some("tls".into());
+                }),
+            ),
+            (
+                vec!["spec.tlsSecretName"],
+                Box::new(|s| {
+                    s.endpoint = "ssl:192.0.2.50:6640".into();
+                    s.tls_secret_name = Some("Client_TLS".into());
+                }),
+            ),
+            (vec!["spec.tunnelIPs"], Box::new(|s| s.tunnel_ips.clear())),
+            (
+                vec!["spec.tunnelIPs"],
+                Box::new(|s| s.tunnel_ips = (1..=9).map(|i| format!("192.0.2.{i}")).collect()),
+            ),
+            (
+                vec!["spec.tunnelIPs[1]"],
+                Box::new(|s| {
+                    s.tunnel_ips = vec!["192.0.2.1".into(), "192.0.2.1".into(), "192.0.2.1".into()]
+                }),
+            ),
+            (
+                vec![
+                    "spec.tunnelIPs[0]",
+                    "spec.tunnelIPs[1]",
+                    "spec.tunnelIPs[2]",
+                    "spec.tunnelIPs[3]",
+                ],
+                Box::new(|s| {
+                    s.tunnel_ips = vec![
+                        "2001:db8::1".into(),
+                        "192.0.2.010".into(),
+                        "169.254.0.1".into(),
+                        "224.0.0.1".into(),
+                    ]
+                }),
+            ),
+            (
+                vec![
+                    "spec.tunnelIPs[1]",
+                    "spec.tunnelIPs[2]",
+                    "spec.tunnelIPs[3]",
+                ],
+                Box::new(|s| {
+                    s.tunnel_ips = vec![
+                        "192.0.2.1".into(),
+                        "127.0.0.1".into(),
+                        "0.0.0.0".into(),
+                        "255.255.255.255".into(),
+                    ]
+                }),
+            ),
+            (
+                vec!["spec.physicalSwitch"],
+                Box::new(|s| s.physical_switch = Some(String::new())),
+            ),
+            (
+                vec!["spec.physicalSwitch"],
+                Box::new(|s| s.physical_switch = Some("tor 1".into())),
+            ),
+            (
+                vec!["spec.physicalSwitch"],
+                Box::new(|s| s.physical_switch = Some("a".repeat(254))),
+            ),
+            (
+                vec![],
+                Box::new(|s| s.physical_switch = Some("a".repeat(253))),
+            ),
+        ];
+        for (i, (expected, edit)) in table.into_iter().enumerate() {
+            let errors = gateway(edit);
+            assert_eq!(fields(&errors), expected, "case {i}: {errors:?}");
+            assert!(errors.iter().all(|e| !e.message.is_empty()));
+        }
+        for ok in [
+            "192.0.2.1",
+            "10.0.0.1",
+            "100.64.0.1",
+            "240.0.0.1",
+            "0.1.2.3",
+        ] {
+            assert!(parse_gateway_ip(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn gateway_metadata_rules() {
+        let mut gw = VtepGateway::new(
+            "tor-1",
+            VtepGatewaySpec {
+                endpoint: "tcp:192.0.2.50:6640".into(),
+                tls_secret_name: None,
+                tunnel_ips: vec!["192.0.2.50".into()],
+                physical_switch: None,
+            },
+        );
+        assert_eq!(validate_gateway(&gw), vec![]);
+        // Cluster-scoped: a namespace is ignored, as the API server clears it.
+        gw.metadata.namespace = Some("Not_A_Namespace".into());
+        assert_eq!(validate_gateway(&gw), vec![]);
+        gw.metadata.name = Some("Tor_1".into());
+        gw.metadata.labels = Some([("-x".to_string(), "y".to_string())].into());
+        assert_eq!(
+            fields(&validate_gateway(&gw)),
+            vec!["metadata.name", "metadata.labels"]
+        );
+    }
+
+    #[test]
+    fn attachment_rules() {
+        fn device(edit: impl FnOnce(&mut RemoteDeviceSpec)) -> Vec<FieldError> {
+            let mut spec: RemoteDeviceSpec = serde_json::from_value(serde_json::json!({
+                "vtepIP": "192.0.2.50", "vni": 5001, "macAddress": "52:54:00:00:00:01",
+                "attachment": {"port": "eth1", "vlan": 100},
+            }))
+            .unwrap();
+            edit(&mut spec);
+            validate_spec(&spec)
+        }
+        fn port(s: &mut RemoteDeviceSpec) -> &mut GatewayAttachment {
+            s.attachment.as_mut().unwrap()
+        }
+        assert_eq!(device(|_| {}), vec![]);
+        let table: Vec<(Vec<&str>, Edit<RemoteDeviceSpec>)> = vec![
+            (vec![], Box::new(|s| port(s).vlan = None)),
+            (vec![], Box::new(|s| port(s).vlan = Some(0))),
+            (vec![], Box::new(|s| port(s).vlan = Some(4095))),
+            (vec![], Box::new(|s| port(s).port = "Ethernet1/1".into())),
+            (
+                vec!["spec.attachment.vlan"],
+                Box::new(|s| port(s).vlan = Some(4096)),
+            ),
+            (
+                vec!["spec.attachment.port"],
+                Box::new(|s| port(s).port = String::new()),
+            ),
+            (
+                vec!["spec.attachment.port"],
+                Box::new(|s| port(s).port = "eth 1".into()),
+            ),
+            (
+                vec!["spec.attachment.port"],
+                Box::new(|s| port(s).port = "p".repeat(254)),
+            ),
+            (
+                vec!["spec.attachment"],
+                Box::new(|s| s.tunnel_type = TunnelType::Geneve),
+            ),
+            (
+                vec!["spec.attachment"],
+                Box::new(|s| s.tunnel_type = TunnelType::Gre),
+            ),
+            (
+                vec!["spec.attachment"],
+                Box::new(|s| s.vtep_ip = "2001:db8::1".into()),
+            ),
+            // An invalid vtepIP is reported there only.
+            (vec!["spec.vtepIP"], Box::new(|s| s.vtep_ip = "tor1".into())),
+            (
+                vec!["spec.vtepIP", "spec.attachment"],
+                Box::new(|s| s.vtep_ip = "::1".into()),
+            ),
+            (
+                vec![],
+                Box::new(|s| {
+                    s.attachment = None;
+                    s.tunnel_type = TunnelType::Gre;
+                    s.vtep_ip = "2001:db8::1".into();
+                }),
+            ),
+        ];
+        for (i, (expected, edit)) in table.into_iter().enumerate() {
+            let errors = device(edit);
+            assert_eq!(fields(&errors), expected, "case {i}: {errors:?}");
+        }
+        // Read as the API server reads it: an integral float VLAN is an integer.
+        let spec: RemoteDeviceSpec = serde_json::from_value(serde_json::json!({
+            "vtepIP": "192.0.2.50", "vni": 5001, "macAddress": "52:54:00:00:00:01",
+            "attachment": {"port": "eth1", "vlan": 100.0},
+        }))
+        .unwrap();
+        assert_eq!(spec.attachment.unwrap().vlan, Some(100));
     }
 
     #[test]

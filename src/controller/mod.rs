@@ -6,6 +6,7 @@
 //! pure functions ([`reconcile`], [`status`]) and carries them out ([`writer`]). Only the
 //! holder of the Lease writes; other replicas keep their caches warm.
 
+pub mod gateways;
 pub mod leader;
 pub mod reconcile;
 pub mod status;
@@ -140,6 +141,9 @@ pub struct Caches {
     pub nodes: Store<Node>,
     /// The TunnelPorts labelled as managed by this controller.
     pub tunnel_ports: Store<TunnelPort>,
+    /// Marked changed on every watch event of the three (for loops beside the pass loop,
+    /// such as the gateway loop, which must not take the pass loop's wake-ups).
+    pub changes: watch::Receiver<()>,
 }
 
 impl Caches {
@@ -239,12 +243,16 @@ pub fn start_watchers(
     );
     let mut events =
         futures::stream::select(futures::stream::select(d.boxed(), n.boxed()), t.boxed());
+    let (changed, changes) = watch::channel(());
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 event = events.next() => match event {
-                    Some(Ok(())) => trigger.notify_one(),
+                    Some(Ok(())) => {
+                        trigger.notify_one();
+                        changed.send_replace(());
+                    }
                     Some(Err(e)) => {
                         metrics.error(ErrorKind::Other);
                         tracing::warn!(error = %e, "watch failed; retrying with backoff");
@@ -259,6 +267,7 @@ pub fn start_watchers(
             devices,
             nodes,
             tunnel_ports,
+            changes,
         },
         task,
     )
@@ -446,11 +455,19 @@ pub async fn run(
             Ok(()) => {
                 health.set_ready(true);
                 tracing::info!("caches synced");
-                let writer = Writer::new(client, identity, metrics.clone(), settings.write_timeout)
+                let writer = Writer::new(client.clone(), identity, metrics.clone(), settings.write_timeout)
                     .with_progress(health.clone(), PASS_LOOP);
+                let gateway_loop = tokio::spawn(gateways::run(
+                    client.clone(),
+                    caches.clone(),
+                    lease_namespace.clone(),
+                    leader.clone(),
+                    cancel.child_token(),
+                ));
                 let snapshot = || caches.snapshot();
                 let telemetry = (&metrics, &health);
                 drive_reporting(snapshot, &writer, &trigger, leader.clone(), &settings, telemetry, &cancel).await;
+                gateway_loop.abort();
                 if cancel.is_cancelled() {
                     Ok(())
                 } else {

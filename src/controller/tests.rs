@@ -50,6 +50,7 @@ pub(crate) fn device(ns: &str, name: &str, vtep: &str, vni: u32, mac: &str) -> R
             dst_port: None,
             local_vlan: None,
             node_selector: None,
+            attachment: None,
         },
     );
     d.metadata.namespace = Some(ns.into());

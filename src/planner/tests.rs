@@ -49,6 +49,7 @@ fn spec(vtep: &str, vni: u32, mac: &str) -> RemoteDeviceSpec {
         dst_port: None,
         local_vlan: None,
         node_selector: None,
+        attachment: None,
     }
 }
 
@@ -603,6 +604,7 @@ fn build(
         } else {
             vlan.then_some(7)
         },
+        attachment: None,
         node_selector: selector.map(|r| LabelSelector {
             match_labels: Some(BTreeMap::from([(
                 "rack".to_string(),

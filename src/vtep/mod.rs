@@ -9,6 +9,10 @@
 //! - [`diff`] (pure): desired × observed → one transaction; ownership rules are there.
 //! - [`writer`]: the loop over an OVSDB [`crate::ovsdb::Session`] that applies the diff on
 //!   every change and reports what the switch shows.
+//! - [`inputs`] (pure): VtepGateways, RemoteDevices and TunnelPorts → each gateway's
+//!   target (connection settings and [`GatewayInput`]); shared by controller and standalone.
+//! - [`status`] (pure): what a writer observed → the VtepGateway's status.
+//! - [`fleet`]: one running writer per gateway, restarted when its settings change.
 //!
 //! ```no_run
 //! use remote_device_operator::vtep::{GatewayConfig, GatewayObserved, plan_fabric, run};
@@ -27,7 +31,10 @@
 
 pub mod diff;
 pub mod fabric;
+pub mod fleet;
+pub mod inputs;
 pub mod model;
+pub mod status;
 pub mod writer;
 
 #[cfg(test)]
@@ -37,5 +44,8 @@ pub use diff::{OWNER, OWNER_KEY, VNI_KEY, VtepPlan, is_owned, logical_switch_nam
 pub use fabric::{
     Attachment, FabricState, GatewayInput, Mac, PortVlan, Segment, SegmentInput, Vni, plan_fabric,
 };
+pub use fleet::Fleet;
+pub use inputs::{GatewayTarget, Unattached, gateway_targets};
 pub use model::{DATABASE, VtepView, monitor_requests};
+pub use status::{Blocked, CONNECTED, gateway_status};
 pub use writer::{GatewayConfig, GatewayError, GatewayObserved, SwitchStatus, TunnelStatus, run};

@@ -94,6 +94,8 @@ pub struct GatewayObserved {
     pub switch: Option<SwitchStatus>,
     /// Owned logical switches now in the database: VNI → name.
     pub managed: BTreeMap<Vni, String>,
+    /// Their flood lists (`unknown-dst` locators) as the database holds them: VNI → IPs.
+    pub flood: BTreeMap<Vni, Vec<String>>,
     /// Tunnels of the switch.
     pub tunnels: Vec<TunnelStatus>,
     /// Foreign rows in the way.
@@ -168,6 +170,30 @@ pub fn switch_status(view: &VtepView, switch: &str) -> (Option<SwitchStatus>, Ve
     (Some(status), tunnels)
 }
 
+/// The `unknown-dst` locators of each owned logical switch, read from the view.
+fn flood_lists(view: &VtepView, managed: &BTreeMap<Vni, String>) -> BTreeMap<Vni, Vec<String>> {
+    managed
+        .iter()
+        .map(|(vni, name)| {
+            let mut ips: Vec<String> = view
+                .logical_switches
+                .values()
+                .filter(|ls| &ls.name == name)
+                .flat_map(|ls| {
+                    view.mcast_remote
+                        .values()
+                        .filter(move |m| m.logical_switch == ls.uuid && m.mac == diff::UNKNOWN_DST)
+                })
+                .flat_map(|m| view.locator_sets.get(&m.target).into_iter().flatten())
+                .filter_map(|u| view.locators.get(u).map(|l| l.dst_ip.clone()))
+                .collect();
+            ips.sort();
+            ips.dedup();
+            (*vni, ips)
+        })
+        .collect()
+}
+
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 const REREAD: Duration = Duration::from_secs(30);
@@ -191,6 +217,7 @@ fn publish(
         let view = VtepView::from_replica(session.replica());
         let plan: VtepPlan = diff::plan(desired, &view, switch);
         (state.switch, state.tunnels) = switch_status(&view, switch);
+        state.flood = flood_lists(&view, &plan.managed);
         state.managed = plan.managed;
         state.conflicts = plan.conflicts;
         state.pending = plan.pending;

@@ -634,3 +634,107 @@ impl Drop for Gateway {
         }
     }
 }
+
+/// A byte relay from a loopback port of the test's own network namespace to the switch's
+/// OVSDB in its management namespace, for processes that must also reach the API server
+/// on loopback (the controller binary). TLS passes through untouched, end to end. Threads
+/// only: the accepting socket stays in the test's namespace, each outbound connection is
+/// made from a thread moved into [`Tor::ctl`].
+pub struct Relay {
+    /// The local port.
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    /// Relays `127.0.0.1:<port>` to `TOR_MGMT_IP:target_port`.
+    pub fn start(tor: &Tor, target_port: u16) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a relay port");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let ns = tor.ctl.name().to_string();
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let inbound = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let ns = ns.clone();
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    enter_netns(&ns);
+                    let Ok(outbound) = std::net::TcpStream::connect((TOR_MGMT_IP, target_port))
+                    else {
+                        return;
+                    };
+                    inbound.set_nonblocking(false).unwrap();
+                    pipe(inbound, outbound, flag);
+                });
+            }
+        });
+        Relay { port, stop }
+    }
+
+    /// The `scheme:` endpoint of the relay.
+    pub fn endpoint(&self, scheme: &str) -> String {
+        format!("{scheme}:127.0.0.1:{}", self.port)
+    }
+}
+
+/// Copies both ways until either side closes or the relay stops.
+fn pipe(
+    a: std::net::TcpStream,
+    b: std::net::TcpStream,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let copy = |mut from: std::net::TcpStream,
+                mut to: std::net::TcpStream,
+                stop: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+        from.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 16384];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    };
+    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let s2 = stop.clone();
+    let t = std::thread::spawn(move || copy(a2, b2, s2));
+    copy(b, a, stop);
+    let _ = t.join();
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

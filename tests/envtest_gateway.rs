@@ -1,0 +1,265 @@
+//! The remote end on a real kube-apiserver: the controller binary (under the chart's
+//! ServiceAccount and RBAC) programs an emulated hardware VTEP (Debian's `ovs-vtep`) from a
+//! VtepGateway and RemoteDevices, and the switch's flood list follows nodes that join,
+//! are relabelled and leave. Then the same over `ssl:` with the client certificate from a
+//! Secret, and the gateway's deletion taking our rows off the switch.
+//!
+//! The switch's OVSDB lives in its own management namespace; the controller must also
+//! reach the API server on loopback, so a byte relay ([`Relay`]) carries loopback
+//! connections there (TLS passes through it end to end).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Secret};
+use kube::api::{Api, DeleteParams, PostParams};
+use remote_device_operator::api::VtepGateway;
+use remote_device_operator::api::conditions::{READY, find, is_true};
+use remote_device_operator::vtep::{CONNECTED, logical_switch_name};
+use serde_json::json;
+use support::cluster::{Cluster, RELEASE_NS, TENANT};
+use support::envtest::{Options, apply_value, wait_for};
+use support::netns::require_root_and_tools;
+use support::vtep::{Pki, Relay, SSL_PORT, SWITCH, TCP_PORT, Tor, TorOptions};
+
+const TOR_VTEP: &str = "192.168.200.2";
+const VNI: u32 = 5001;
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn gateway(endpoint: &str, secret: Option<&str>) -> serde_json::Value {
+    let mut spec = json!({"endpoint": endpoint, "tunnelIPs": [TOR_VTEP]});
+    if let Some(s) = secret {
+        spec["tlsSecretName"] = json!(s);
+    }
+    json!({
+        "apiVersion": "remotedevice.io/v1alpha1", "kind": "VtepGateway",
+        "metadata": {"name": SWITCH}, "spec": spec,
+    })
+}
+
+async fn apply_device(cluster: &Cluster) {
+    apply_value(
+        &cluster.admin,
+        json!({
+            "apiVersion": "remotedevice.io/v1alpha1", "kind": "RemoteDevice",
+            "metadata": {"name": "bm1", "namespace": TENANT},
+            "spec": {
+                "vtepIP": TOR_VTEP, "vni": VNI, "macAddress": "52:54:00:00:50:01",
+                "attachment": {"port": "p1", "vlan": 10},
+                "nodeSelector": {"matchLabels": {"rack": "a"}},
+            },
+        }),
+    )
+    .await;
+}
+
+async fn current(cluster: &Cluster) -> Option<VtepGateway> {
+    Api::<VtepGateway>::all(cluster.admin.clone())
+        .get_opt(SWITCH)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Waits until the gateway is Ready with exactly `flood` as the VNI's flood list, and
+/// checks the switch's own database says the same.
+async fn wait_flood(cluster: &Cluster, tor: &Tor, flood: &[&str]) {
+    let want: Vec<String> = flood.iter().map(|s| s.to_string()).collect();
+    let what = format!("gateway Ready with flood list {want:?}");
+    wait_for(LIMIT, &what, || async {
+        let gw = current(cluster).await?;
+        let status = gw.status?;
+        let ls = status.logical_switches.iter().find(|l| l.vni == VNI)?;
+        (is_true(&status.conditions, READY)
+            && status.observed_generation == gw.metadata.generation
+            && ls.flood_vteps == want)
+            .then_some(())
+    })
+    .await;
+    let ls = logical_switch_name(VNI);
+    let listed = tor.vtep_ctl(&["list-remote-macs", &ls]).unwrap();
+    let on_switch: BTreeSet<&str> = listed
+        .lines()
+        .filter(|l| l.contains("unknown-dst"))
+        .flat_map(|l| l.split(|c: char| !(c.is_ascii_digit() || c == '.')))
+        .filter(|w| w.matches('.').count() == 3)
+        .collect();
+    assert_eq!(
+        on_switch,
+        flood.iter().copied().collect(),
+        "the switch's unknown-dst locators: {listed}"
+    );
+}
+
+/// What `kubectl get vtepgateways` shows: the API server's Table rendering.
+async fn table(cluster: &Cluster) -> String {
+    let request = http::Request::get("/apis/remotedevice.io/v1alpha1/vtepgateways")
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let table: serde_json::Value = cluster.admin.request(request).await.unwrap();
+    let columns: Vec<String> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_uppercase())
+        .collect();
+    let mut out = columns.join("  ");
+    for row in table["rows"].as_array().unwrap() {
+        let cells: Vec<String> = row["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string().trim_matches('"').to_string())
+            .collect();
+        out.push('\n');
+        out.push_str(&cells.join("  "));
+    }
+    out
+}
+
+fn ours_on_switch(tor: &Tor) -> Vec<String> {
+    tor.vtep_ctl(&["list-ls"])
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("rdo"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_follows_nodes_over_tcp_and_ssl() {
+    if !require_root_and_tools(&["ip", "vtep-ctl", "ovsdb-server", "openssl"]) {
+        return;
+    }
+    let Some(mut cluster) = Cluster::start(Options::default()).await else {
+        return;
+    };
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::make(pki_dir.path());
+    let tor = Tor::start(TorOptions {
+        tag: "eg",
+        tunnel_ip: TOR_VTEP,
+        ports: vec![("p1", None)],
+        uplink: None,
+        pki: Some(&pki),
+    });
+    let tcp = Relay::start(&tor, TCP_PORT);
+    let ssl = Relay::start(&tor, SSL_PORT);
+
+    cluster
+        .add_node("n1", &[("rack", "a")], "192.168.200.11")
+        .await;
+    cluster.start_controller("controller-a").await;
+    apply_value(&cluster.admin, gateway(&tcp.endpoint("tcp"), None)).await;
+    apply_device(&cluster).await;
+    wait_flood(&cluster, &tor, &["192.168.200.11"]).await;
+    let bindings = tor.vtep_ctl(&["list-bindings", SWITCH, "p1"]).unwrap();
+    assert!(
+        bindings
+            .lines()
+            .any(|l| l.trim_start().starts_with("0010") && l.contains(&logical_switch_name(VNI))),
+        "p1 VLAN 10 bound to our logical switch: {bindings}"
+    );
+    let shown = table(&cluster).await;
+    eprintln!("kubectl get vtepgateways:\n{shown}");
+    assert!(shown.contains("READY") && shown.contains("True"), "{shown}");
+
+    // A node joins, is relabelled out and back, and leaves: the locators follow.
+    cluster
+        .add_node("n2", &[("rack", "a")], "192.168.200.12")
+        .await;
+    wait_flood(&cluster, &tor, &["192.168.200.11", "192.168.200.12"]).await;
+    cluster.relabel_node("n2", &[("rack", "b")]).await;
+    wait_flood(&cluster, &tor, &["192.168.200.11"]).await;
+    cluster.relabel_node("n2", &[("rack", "a")]).await;
+    wait_flood(&cluster, &tor, &["192.168.200.11", "192.168.200.12"]).await;
+    Api::<Node>::all(cluster.admin.clone())
+        .delete("n2", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_flood(&cluster, &tor, &["192.168.200.11"]).await;
+
+    // ssl: first with a Secret that does not exist yet: said so, nothing else changes.
+    apply_value(
+        &cluster.admin,
+        gateway(&ssl.endpoint("ssl"), Some("tor1-client")),
+    )
+    .await;
+    wait_for(LIMIT, "Connected=False TLSSecretUnavailable", || async {
+        let status = current(&cluster).await?.status?;
+        let c = find(&status.conditions, CONNECTED)?;
+        (c.status == "False" && c.reason == "TLSSecretUnavailable").then_some(())
+    })
+    .await;
+    assert_eq!(ours_on_switch(&tor).len(), 1, "the switch keeps our rows");
+    let files = pki.client("ca.pem");
+    let read = |p: &std::path::Path| k8s_openapi::ByteString(std::fs::read(p).unwrap());
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("tor1-client".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            [
+                ("tls.key".to_string(), read(&files.private_key)),
+                ("tls.crt".to_string(), read(&files.certificate)),
+                ("ca.crt".to_string(), read(&files.ca_certificate)),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(cluster.admin.clone(), RELEASE_NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    wait_for(LIMIT, "Connected over ssl:", || async {
+        let status = current(&cluster).await?.status?;
+        let c = find(&status.conditions, CONNECTED)?;
+        (c.status == "True" && c.message.contains("ssl:")).then_some(())
+    })
+    .await;
+    wait_flood(&cluster, &tor, &["192.168.200.11"]).await;
+
+    // The last device of the VNI gone → its logical switch goes; back → it returns.
+    Api::<remote_device_operator::api::RemoteDevice>::namespaced(cluster.admin.clone(), TENANT)
+        .delete("bm1", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(LIMIT, "no logical switch of ours", || async {
+        let status = current(&cluster).await?.status?;
+        (is_true(&status.conditions, READY) && status.logical_switch_count == 0).then_some(())
+    })
+    .await;
+    assert!(
+        ours_on_switch(&tor).is_empty(),
+        "{:?}",
+        ours_on_switch(&tor)
+    );
+    apply_device(&cluster).await;
+    wait_flood(&cluster, &tor, &["192.168.200.11"]).await;
+
+    // Deleting the gateway takes our rows off the switch before the object goes.
+    Api::<VtepGateway>::all(cluster.admin.clone())
+        .delete(SWITCH, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(LIMIT, "the VtepGateway gone", || async {
+        current(&cluster).await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        ours_on_switch(&tor).is_empty(),
+        "{:?}",
+        ours_on_switch(&tor)
+    );
+    let refused = cluster.refused_requests();
+    assert!(refused.is_empty(), "requests refused: {refused:?}");
+}
