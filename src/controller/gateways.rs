@@ -33,9 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{RemoteDevice, TunnelPort, VtepGateway};
 use crate::ovsdb::TlsFiles;
-use crate::vtep::{
-    Blocked, Fleet, GatewayConfig, GatewayTarget, gateway_status, gateway_targets, plan_fabric,
-};
+use crate::vtep::{Blocked, Fleet, GatewayConfig, GatewayTarget, gateway_status, gateway_targets};
 
 use super::Caches;
 
@@ -162,13 +160,12 @@ where
     (store, stream)
 }
 
-/// One pass's inputs, borrowed from the caches.
+/// One pass's inputs.
 struct Pass<'a> {
     gateways: &'a [Arc<VtepGateway>],
+    targets: &'a BTreeMap<String, GatewayTarget>,
     secrets: &'a Store<Secret>,
     secret_namespace: &'a str,
-    devices: Vec<Arc<RemoteDevice>>,
-    tunnel_ports: Vec<Arc<TunnelPort>>,
 }
 
 /// Runs until `cancel`; writes only while `leader` is true.
@@ -212,27 +209,42 @@ pub async fn run(
         return;
     }
     let mut written: BTreeMap<String, crate::api::VtepGatewayStatus> = BTreeMap::new();
+    // The targets are recomputed only when the cluster changed; a writer's observation
+    // changing (frequent: BFD states, the switch's own rows) only refreshes statuses.
+    let mut targets: Option<BTreeMap<String, GatewayTarget>> = None;
     loop {
-        tokio::select! {
+        let cluster_changed = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = own.notified() => {}
-            _ = wake.notified() => {}
-            r = leader.changed() => if r.is_err() { break },
-            _ = tokio::time::sleep(RESYNC) => {}
-        }
+            _ = own.notified() => true,
+            _ = wake.notified() => false,
+            r = leader.changed() => if r.is_err() { break } else { true },
+            _ = tokio::time::sleep(RESYNC) => true,
+        };
         tokio::time::sleep(DEBOUNCE).await;
         if !*leader.borrow_and_update() {
             fleet.stop_all();
             written.clear();
+            targets = None;
             continue;
         }
         let all = gateways.state();
+        if cluster_changed || targets.is_none() {
+            let gws: Vec<&VtepGateway> = all.iter().map(|g| &**g).collect();
+            let devices = caches.devices.state();
+            let ports = caches.tunnel_ports.state();
+            let devices: Vec<&RemoteDevice> = devices.iter().map(|d| &**d).collect();
+            let ports: Vec<&TunnelPort> = ports.iter().map(|t| &**t).collect();
+            let (computed, unattached) = gateway_targets(&gws, &devices, &ports);
+            for u in &unattached {
+                tracing::debug!(device = %u.device, "{}", u.message);
+            }
+            targets = Some(computed);
+        }
         let pass = Pass {
             gateways: &all,
+            targets: targets.as_ref().expect("computed above"),
             secrets: &secrets,
             secret_namespace: &secret_namespace,
-            devices: caches.devices.state(),
-            tunnel_ports: caches.tunnel_ports.state(),
         };
         one_pass(&api, &pass, &tls_dir, &mut fleet, &mut written).await;
     }
@@ -249,12 +261,7 @@ async fn one_pass(
     written: &mut BTreeMap<String, crate::api::VtepGatewayStatus>,
 ) {
     let gateways: Vec<&VtepGateway> = pass.gateways.iter().map(|g| &**g).collect();
-    let devices: Vec<&RemoteDevice> = pass.devices.iter().map(|d| &**d).collect();
-    let ports: Vec<&TunnelPort> = pass.tunnel_ports.iter().map(|t| &**t).collect();
-    let (targets, unattached) = gateway_targets(&gateways, &devices, &ports);
-    for u in &unattached {
-        tracing::debug!(device = %u.device, "{}", u.message);
-    }
+    let targets = pass.targets;
     let mut keep = BTreeSet::new();
     for gw in &gateways {
         let name = gw.name_any();
@@ -287,7 +294,7 @@ async fn one_pass(
                 let desired = if deleting {
                     Default::default()
                 } else {
-                    plan_fabric(&target.input)
+                    target.desired()
                 };
                 fleet.set(&name, config, Some(desired));
                 keep.insert(name.clone());

@@ -21,6 +21,8 @@
 //!   tunnel_key): an existing row is reused, a missing one inserted. Neither locators nor
 //!   locator sets (immutable) are ever deleted: both are non-root, the server collects them
 //!   once unreferenced.
+//! - **Tunnel `bfd_params`**: the switch makes Tunnel rows; we set `bfd_params` only on
+//!   those towards the node VTEPs of our flood lists (on with timers, or empty = off).
 //! - A foreign Logical_Switch with our name or our VNI as `tunnel_key` blocks the segment
 //!   (conflict), it is never adopted.
 //!
@@ -81,6 +83,8 @@ pub struct Changes {
     pub ucast: (usize, usize, usize),
     /// Mcast_Macs_Remote inserted / updated / deleted.
     pub mcast: (usize, usize, usize),
+    /// Tunnels whose `bfd_params` changed.
+    pub tunnels: usize,
 }
 
 /// The diff's result.
@@ -518,6 +522,50 @@ impl Builder<'_> {
         });
     }
 
+    /// Sets `bfd_params` on the switch's tunnels to our node VTEPs: on with the timers for
+    /// the nodes in `desired.bfd`, empty (off) for the other nodes of our flood lists.
+    /// Tunnels to any other address are not ours to configure.
+    fn bfd(&mut self, ps: &super::model::PhysicalSwitchRow, desired: &FabricState) {
+        let nodes: BTreeSet<Ipv4Addr> = desired
+            .segments
+            .values()
+            .flat_map(|s| s.flood.iter().copied())
+            .collect();
+        for tunnel in ps.tunnels.iter().filter_map(|u| self.view.tunnels.get(u)) {
+            let Some(remote) = self
+                .view
+                .locators
+                .get(&tunnel.remote)
+                .and_then(|l| l.dst_ip.parse::<Ipv4Addr>().ok())
+                .filter(|ip| nodes.contains(ip))
+            else {
+                continue;
+            };
+            let want = bfd_params(desired.bfd.get(&remote));
+            if tunnel.bfd_params == want {
+                continue;
+            }
+            let as_datum = |m: &BTreeMap<String, String>| {
+                Datum::Map(
+                    m.iter()
+                        .map(|(k, v)| (Atom::String(k.clone()), Atom::String(v.clone())))
+                        .collect(),
+                )
+            };
+            self.waits.push(wait_eq(
+                "Tunnel",
+                &tunnel.uuid,
+                row(vec![("bfd_params", as_datum(&tunnel.bfd_params))]),
+            ));
+            self.rest.push(update(
+                "Tunnel",
+                &tunnel.uuid,
+                row(vec![("bfd_params", as_datum(&want))]),
+            ));
+            self.plan.changes.tunnels += 1;
+        }
+    }
+
     /// Deletes a logical switch we no longer want, once nothing but our own rows (removed
     /// in this transaction) refers to it.
     fn retire(&mut self, ls: &LogicalSwitchRow, our_ports: &BTreeSet<&Uuid>) {
@@ -536,6 +584,21 @@ impl Builder<'_> {
         }
         self.rest.push(delete("Logical_Switch", &ls.uuid));
         self.plan.changes.logical_switches.2 += 1;
+    }
+}
+
+/// The `bfd_params` of a tunnel: on with the timers, or empty (off, the schema's default).
+pub fn bfd_params(bfd: Option<&super::fabric::Bfd>) -> BTreeMap<String, String> {
+    match bfd {
+        None => BTreeMap::new(),
+        Some(b) => [
+            ("enable", "true".to_string()),
+            ("min_rx", b.min_rx_ms.to_string()),
+            ("min_tx", b.min_tx_ms.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
     }
 }
 
@@ -585,6 +648,7 @@ pub fn plan(desired: Option<&FabricState>, view: &VtepView, switch: &str) -> Vte
         }
     }
     b.bindings(&ports, &slots, &owned_uuids);
+    b.bfd(ps, desired);
     let retired = owned
         .iter()
         .filter(|(vni, _)| !desired.segments.contains_key(vni))

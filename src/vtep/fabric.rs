@@ -109,11 +109,22 @@ pub struct Segment {
     pub remote_macs: BTreeMap<Mac, Ipv4Addr>,
 }
 
+/// BFD timers of one tunnel (both ends run the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bfd {
+    /// Slowest rate, in milliseconds, at which we want to receive control packets.
+    pub min_rx_ms: u32,
+    /// Fastest rate, in milliseconds, at which we send them.
+    pub min_tx_ms: u32,
+}
+
 /// The complete desired state of one gateway.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FabricState {
     /// Segments by VNI.
     pub segments: BTreeMap<Vni, Segment>,
+    /// Node VTEPs whose tunnel from the gateway runs BFD, with its timers.
+    pub bfd: BTreeMap<Ipv4Addr, Bfd>,
     /// What was dropped from the input, and why.
     pub problems: Vec<String>,
 }
@@ -218,6 +229,25 @@ fn remotes(vni: Vni, input: &SegmentInput, seg: &mut Segment, problems: &mut Vec
             }
         }
     }
+}
+
+/// [`plan_fabric`] plus BFD on the gateway's tunnels to the node VTEPs in `bfd`. Only
+/// nodes in some segment's flood list get a session (the switch has a tunnel to no other).
+pub fn plan_fabric_with_bfd(input: &GatewayInput, bfd: &BTreeMap<IpAddr, Bfd>) -> FabricState {
+    let mut state = plan_fabric(input);
+    let flooded: BTreeSet<Ipv4Addr> = state
+        .segments
+        .values()
+        .flat_map(|s| s.flood.iter().copied())
+        .collect();
+    state.bfd = bfd
+        .iter()
+        .filter_map(|(ip, b)| match ip {
+            IpAddr::V4(v4) if flooded.contains(v4) => Some((*v4, *b)),
+            _ => None,
+        })
+        .collect();
+    state
 }
 
 /// Computes the desired state of a gateway from what the caller knows about it.

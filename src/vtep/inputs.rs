@@ -17,7 +17,14 @@ use std::net::IpAddr;
 use crate::api::validate::{join, validate_device, validate_gateway};
 use crate::api::{DeviceKey, RemoteDevice, TunnelPort, TunnelType, VtepGateway};
 
-use super::fabric::{Attachment, GatewayInput};
+use super::fabric::{Attachment, Bfd, FabricState, GatewayInput, plan_fabric_with_bfd};
+
+impl GatewayTarget {
+    /// What the switch should hold (the one place a target becomes a fabric state).
+    pub fn desired(&self) -> FabricState {
+        plan_fabric_with_bfd(&self.input, &self.bfd)
+    }
+}
 
 /// Everything needed to run and describe one gateway's writer.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,6 +41,8 @@ pub struct GatewayTarget {
     pub invalid: Option<String>,
     /// What the planner is given.
     pub input: GatewayInput,
+    /// Node VTEPs whose tunnel to the gateway runs BFD (from their TunnelPorts).
+    pub bfd: BTreeMap<IpAddr, Bfd>,
     /// Devices bound on the gateway.
     pub devices: Vec<DeviceKey>,
     /// Devices or tunnel IPs that could not be taken, one line each.

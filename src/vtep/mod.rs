@@ -42,7 +42,8 @@ mod tests;
 
 pub use diff::{OWNER, OWNER_KEY, VNI_KEY, VtepPlan, is_owned, logical_switch_name, plan};
 pub use fabric::{
-    Attachment, FabricState, GatewayInput, Mac, PortVlan, Segment, SegmentInput, Vni, plan_fabric,
+    Attachment, Bfd, FabricState, GatewayInput, Mac, PortVlan, Segment, SegmentInput, Vni,
+    plan_fabric, plan_fabric_with_bfd,
 };
 pub use fleet::Fleet;
 pub use inputs::{GatewayTarget, Unattached, gateway_targets};

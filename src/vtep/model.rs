@@ -56,7 +56,7 @@ pub fn monitor_requests() -> Vec<MonitorRequest> {
         // Written by the switch; read only to know when a logical switch is unreferenced.
         MonitorRequest::new("Ucast_Macs_Local", &["MAC", "logical_switch"]),
         MonitorRequest::new("Mcast_Macs_Local", &["MAC", "logical_switch"]),
-        MonitorRequest::new("Tunnel", &["local", "remote", "bfd_status"]),
+        MonitorRequest::new("Tunnel", &["local", "remote", "bfd_params", "bfd_status"]),
     ]
 }
 
@@ -146,6 +146,8 @@ pub struct TunnelRow {
     pub local: Uuid,
     /// Remote locator.
     pub remote: Uuid,
+    /// `bfd_params` (what the controller asks the switch for).
+    pub bfd_params: BTreeMap<String, String>,
     /// `bfd_status`.
     pub bfd_status: BTreeMap<String, String>,
 }
@@ -322,6 +324,7 @@ impl VtepView {
                     uuid: u.clone(),
                     local: uuid(r, "local"),
                     remote: uuid(r, "remote"),
+                    bfd_params: map(r, "bfd_params"),
                     bfd_status: map(r, "bfd_status"),
                 };
                 (u.clone(), t)

@@ -207,6 +207,11 @@ pub fn gateway_status(
                 local_ip: t.local_ip.clone(),
                 remote_ip: t.remote_ip.clone(),
                 bfd_state: t.bfd_status.get("state").cloned(),
+                bfd_diagnostic: t
+                    .bfd_status
+                    .get("diagnostic")
+                    .filter(|d| !d.is_empty() && d.as_str() != "No Diagnostic")
+                    .cloned(),
             })
             .collect(),
         last_error: o.last_error.clone().map(clip),

@@ -394,3 +394,71 @@ fn missing_switch_or_port_is_pending() {
         p.pending
     );
 }
+
+/// `programmed()` plus the switch's own tunnels to .1, .3 and a foreign .9.
+fn with_tunnels(params: &[(&str, BTreeMap<String, String>)]) -> VtepView {
+    let mut v = programmed();
+    locator(&mut v, "local", "192.168.100.2");
+    locator(&mut v, "l9", "192.168.100.9");
+    for (i, (remote, p)) in params.iter().enumerate() {
+        let uuid = u(&format!("t{i}"));
+        v.switches[0].tunnels.push(uuid.clone());
+        v.tunnels.insert(
+            uuid.clone(),
+            super::model::TunnelRow {
+                uuid,
+                local: u("local"),
+                remote: u(remote),
+                bfd_params: p.clone(),
+                bfd_status: BTreeMap::new(),
+            },
+        );
+    }
+    v
+}
+
+#[test]
+fn bfd_is_set_on_the_tunnels_to_our_nodes_only() {
+    use super::diff::bfd_params;
+    use super::fabric::{Bfd, plan_fabric_with_bfd};
+    let timers = Bfd {
+        min_rx_ms: 300,
+        min_tx_ms: 300,
+    };
+    let input: GatewayInput = [(5001, seg("p1", 0, &["192.168.100.1", "192.168.100.3"]))].into();
+    // .1 asks for BFD; .9 asks too but the switch floods nothing to it: not ours.
+    let want = plan_fabric_with_bfd(
+        &input,
+        &[(ip("192.168.100.1"), timers), (ip("192.168.100.9"), timers)].into(),
+    );
+    assert_eq!(want.bfd.len(), 1);
+    let on = bfd_params(Some(&timers));
+    let view = with_tunnels(&[
+        ("l1", BTreeMap::new()),
+        ("l3", on.clone()),
+        ("l9", BTreeMap::from([("enable".into(), "true".into())])),
+    ]);
+    let p = plan(Some(&want), &view, "tor1");
+    // .1 turned on, .3 turned off (it no longer asks), .9 (foreign) untouched.
+    assert_eq!(count(&p.ops, "update", "Tunnel"), 2, "{:#?}", p.ops);
+    assert_eq!(count(&p.ops, "wait", "Tunnel"), 2);
+    assert_eq!(p.changes.tunnels, 2);
+    let updates: Vec<serde_json::Value> = p
+        .ops
+        .iter()
+        .map(Operation::to_json)
+        .filter(|j| j["op"] == "update" && j["table"] == "Tunnel")
+        .collect();
+    assert!(
+        updates[0]["row"]["bfd_params"]
+            .to_string()
+            .contains("min_rx")
+    );
+    assert_eq!(
+        updates[1]["row"]["bfd_params"],
+        serde_json::json!(["map", []])
+    );
+    // Already as wanted: nothing to do.
+    let done = with_tunnels(&[("l1", on), ("l3", BTreeMap::new())]);
+    assert!(plan(Some(&want), &done, "tor1").ops.is_empty());
+}
