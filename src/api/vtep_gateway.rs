@@ -221,7 +221,11 @@ pub struct GatewayTunnelStatus {
     /// The node's end.
     #[serde(rename = "remoteIP")]
     pub remote_ip: String,
-    /// BFD state (`bfd_status:state`), when the switch runs BFD on it.
+    /// BFD state (`bfd_status:state`: up, down, init, admin_down), when the switch runs
+    /// BFD on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd_state: Option<String>,
+    /// Why it is not up, in BFD's words (`bfd_status:diagnostic`), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd_diagnostic: Option<String>,
 }
