@@ -1,9 +1,10 @@
-//! Tables shaped like `kubectl get tunnelports`.
+//! Tables shaped like `kubectl get tunnelports` and `kubectl get vtepgateways`.
 
 use std::fmt::Write;
 
-use crate::api::TunnelPort;
-use crate::api::conditions::READY;
+use crate::api::conditions::{READY, find};
+use crate::api::{TunnelPort, VtepGateway};
+use crate::vtep::CONNECTED;
 
 /// Left-aligned columns separated by three spaces, like kubectl prints them.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -68,9 +69,118 @@ pub fn tunnel_ports(ports: &[TunnelPort], with_status: bool) -> String {
     render(&header, &rows)
 }
 
+/// VtepGateways as `kubectl get vtepgateways` shows them, without AGE: NAME, ENDPOINT,
+/// SWITCH (the Physical_Switch found), VNIS (logical switches managed there), CONNECTED,
+/// READY; `<none>` where the status has nothing yet.
+pub fn vtep_gateways(gateways: &[VtepGateway]) -> String {
+    let header = ["NAME", "ENDPOINT", "SWITCH", "VNIS", "CONNECTED", "READY"];
+    let none = || "<none>".to_string();
+    let rows: Vec<Vec<String>> = gateways
+        .iter()
+        .map(|gw| {
+            let status = gw.status.as_ref();
+            let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+            let state =
+                |type_: &str| find(conditions, type_).map_or_else(none, |c| c.status.clone());
+            vec![
+                gw.metadata.name.clone().unwrap_or_default(),
+                gw.spec.endpoint.clone(),
+                status
+                    .and_then(|s| s.physical_switch.clone())
+                    .unwrap_or_else(none),
+                status.map_or_else(none, |s| s.logical_switch_count.to_string()),
+                state(CONNECTED),
+                state(READY),
+            ]
+        })
+        .collect();
+    render(&header, &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{VtepGatewaySpec, VtepGatewayStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn gateway(name: &str, status: Option<VtepGatewayStatus>) -> VtepGateway {
+        let mut gw = VtepGateway::new(
+            name,
+            VtepGatewaySpec {
+                endpoint: "ssl:10.254.0.2:6641".into(),
+                tls_secret_name: Some("tor1-client".into()),
+                tunnel_ips: vec!["192.168.100.2".into()],
+                physical_switch: None,
+            },
+        );
+        gw.status = status;
+        gw
+    }
+
+    fn condition(type_: &str, status: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    #[test]
+    fn gateway_columns() {
+        for (status, row) in [
+            (
+                None,
+                [
+                    "tor1",
+                    "ssl:10.254.0.2:6641",
+                    "<none>",
+                    "<none>",
+                    "<none>",
+                    "<none>",
+                ],
+            ),
+            (
+                Some(VtepGatewayStatus {
+                    conditions: vec![condition(CONNECTED, "False"), condition(READY, "False")],
+                    ..VtepGatewayStatus::default()
+                }),
+                [
+                    "tor1",
+                    "ssl:10.254.0.2:6641",
+                    "<none>",
+                    "0",
+                    "False",
+                    "False",
+                ],
+            ),
+            (
+                Some(VtepGatewayStatus {
+                    conditions: vec![condition(READY, "True"), condition(CONNECTED, "True")],
+                    physical_switch: Some("tor1".into()),
+                    logical_switch_count: 2,
+                    ..VtepGatewayStatus::default()
+                }),
+                ["tor1", "ssl:10.254.0.2:6641", "tor1", "2", "True", "True"],
+            ),
+        ] {
+            let out = vtep_gateways(&[gateway("tor1", status)]);
+            let lines: Vec<&str> = out.lines().collect();
+            assert_eq!(lines.len(), 2, "{out}");
+            assert_eq!(
+                lines[0].split_whitespace().collect::<Vec<_>>(),
+                ["NAME", "ENDPOINT", "SWITCH", "VNIS", "CONNECTED", "READY"]
+            );
+            assert_eq!(
+                lines[1].split_whitespace().collect::<Vec<_>>(),
+                row,
+                "{out}"
+            );
+        }
+    }
 
     #[test]
     fn columns_align() {

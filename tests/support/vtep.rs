@@ -738,3 +738,109 @@ impl Drop for Relay {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// A bare `hardware_vtep` database, no switch behind it: an ovsdb-server serving vtep.db
+/// on `tcp:127.0.0.1:<a port the kernel chose>` with the Physical_Switch [`SWITCH`] and
+/// the given Physical_Ports, as a switch would publish them. Enough to see what a
+/// writer writes, without root, namespaces or `ovs-vtep` (no packets flow). Stopped by its
+/// pidfile on drop.
+pub struct VtepDb {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl VtepDb {
+    /// Starts the server and publishes the switch with `tunnel_ip` and `ports`.
+    pub fn start(tunnel_ip: &str, ports: &[&str]) -> VtepDb {
+        let dir = tempfile::Builder::new()
+            .prefix("rdo-vtepdb-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path().display().to_string();
+        must(
+            dir.path(),
+            "ovsdb-tool",
+            &[
+                "create",
+                &format!("{d}/vtep.db"),
+                "/usr/share/openvswitch/vtep.ovsschema",
+            ],
+        );
+        must(
+            dir.path(),
+            "ovsdb-server",
+            &[
+                &format!("{d}/vtep.db"),
+                &format!("--remote=punix:{d}/db.sock"),
+                "--remote=ptcp:0:127.0.0.1",
+                &format!("--pidfile={d}/ovsdb-server.pid"),
+                &format!("--unixctl={d}/ovsdb-server.ctl"),
+                &format!("--log-file={d}/ovsdb-server.log"),
+                "--detach",
+                "--no-chdir",
+            ],
+        );
+        let mut db = VtepDb { dir, port: 0 };
+        db.port = db.read_port();
+        let mut args = vec![
+            "add-ps".to_string(),
+            SWITCH.into(),
+            "--".into(),
+            "set".into(),
+            "Physical_Switch".into(),
+            SWITCH.into(),
+            format!("tunnel_ips={tunnel_ip}"),
+        ];
+        for port in ports {
+            args.extend([
+                "--".into(),
+                "add-port".into(),
+                SWITCH.into(),
+                port.to_string(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        db.vtep_ctl(&args).unwrap();
+        db
+    }
+
+    fn read_port(&self) -> u16 {
+        let log = self.dir.path().join("ovsdb-server.log");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let port = text
+                .lines()
+                .filter_map(|l| l.split("listening on port ").nth(1))
+                .find_map(|p| p.trim().parse::<u16>().ok());
+            if let Some(port) = port {
+                return port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no listening port in {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `tcp:127.0.0.1:PORT`.
+    pub fn tcp_endpoint(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `vtep-ctl` on the database.
+    pub fn vtep_ctl(&self, args: &[&str]) -> Result<String, String> {
+        let db = format!("--db=unix:{}/db.sock", self.dir.path().display());
+        let mut all = vec![db.as_str()];
+        all.extend_from_slice(args);
+        ovs_run(self.dir.path(), "vtep-ctl", &all)
+    }
+}
+
+impl Drop for VtepDb {
+    fn drop(&mut self) {
+        stop(&self.dir.path().join("ovsdb-server.pid"));
+    }
+}
