@@ -33,6 +33,7 @@ fn tunnel(i: usize) -> TunnelPort {
             dst_port: None,
             local_ip: None,
             devices: vec![],
+            bfd: None,
         },
     )
 }

@@ -78,6 +78,7 @@ fn objects(vnis: u32, nodes: u32) -> (VtepGateway, Vec<RemoteDevice>, Vec<Tunnel
                         vlan: None,
                     }),
                     node_selector: None,
+                    bfd: None,
                 },
             );
             d.metadata.namespace = Some("t".into());
@@ -105,6 +106,7 @@ fn objects(vnis: u32, nodes: u32) -> (VtepGateway, Vec<RemoteDevice>, Vec<Tunnel
                     dst_port: None,
                     local_ip: Some(node(n).to_string()),
                     devices: carried.clone(),
+                    bfd: None,
                 },
             )
         })

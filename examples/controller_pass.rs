@@ -71,6 +71,7 @@ fn main() {
                     local_vlan: None,
                     node_selector: None,
                     attachment: None,
+                    bfd: None,
                 },
             );
             d.metadata.namespace = Some("bench".into());

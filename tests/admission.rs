@@ -647,3 +647,161 @@ fn good_gateways_and_attachments_pass_admission_and_rust_validation() {
         "{gateways} gateways, {devices} attached devices"
     );
 }
+
+/// Every adversarial BFD manifest, with the field the Rust validation names, words of its
+/// reason, and words of the admission error.
+const BFD_CASES: &[(&str, &str, &str, &str)] = &[
+    (
+        "bfd-min-rx-too-small.yaml",
+        "spec.bfd.minRxMs",
+        "out of range 100..60000",
+        "less than the minimum of 100",
+    ),
+    (
+        "bfd-min-rx-zero.yaml",
+        "spec.bfd.minRxMs",
+        "out of range 100..60000",
+        "less than the minimum of 100",
+    ),
+    (
+        "bfd-min-rx-negative.yaml",
+        "spec.bfd.minRxMs",
+        "out of range 100..60000",
+        "less than the minimum of 100",
+    ),
+    (
+        "bfd-min-tx-too-big.yaml",
+        "spec.bfd.minTxMs",
+        "out of range 100..60000",
+        "greater than the maximum of 60000",
+    ),
+    (
+        "bfd-min-tx-fraction.yaml",
+        "spec.bfd.minTxMs",
+        "not an integer",
+        "is not of type \"integer\"",
+    ),
+    (
+        "bfd-min-tx-string.yaml",
+        "spec.bfd.minTxMs",
+        "invalid type",
+        "is not of type \"integer\"",
+    ),
+    (
+        "bfd-enabled-string.yaml",
+        "spec.bfd.enabled",
+        "invalid type",
+        "is not of type \"boolean\"",
+    ),
+    (
+        "bfd-unknown-field.yaml",
+        "spec.bfd.enable",
+        "unknown field `enable`",
+        "'enable' was unexpected",
+    ),
+    (
+        "bfd-not-an-object.yaml",
+        "spec.bfd",
+        "invalid type",
+        "is not of type \"object\"",
+    ),
+];
+
+/// Each BFD manifest is refused on both sides, for its one reason.
+#[test]
+fn bfd_manifests_are_refused_for_their_reason_on_both_sides() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/bad");
+    let listed: Vec<&str> = BFD_CASES.iter().map(|c| c.0).collect();
+    for file in bad_manifests() {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        if name.starts_with("bfd-") {
+            assert!(listed.contains(&name), "{name} is not in BFD_CASES");
+        }
+    }
+    let crd = RemoteDevice::crd();
+    let mut failures = Vec::new();
+    for (file, field, rust_words, admission_words) in BFD_CASES {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut manifests = Manifests::default();
+        manifests.add_text(&dir.join(file), &text);
+        let found: Vec<String> = manifests.rejected.iter().map(ToString::to_string).collect();
+        let named = manifests.rejected.len() == 1
+            && manifests.rejected[0].field.as_deref() == Some(*field)
+            && manifests.rejected[0].reason.contains(rust_words);
+        if !named {
+            failures.push(format!(
+                "{file}: Rust: expected {field}: …{rust_words}…, got {found:?}"
+            ));
+        }
+        match admit(&text, &crd) {
+            Ok(()) => failures.push(format!("{file}: admitted")),
+            Err(errors) if !errors.iter().any(|e| e.contains(admission_words)) => failures.push(
+                format!("{file}: admission: expected …{admission_words}…, got {errors:?}"),
+            ),
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// BFD at its bounds passes both sides, and the TunnelPorts planned from it (with BFD on,
+/// the fastest timers) pass admission.
+#[test]
+fn bfd_at_its_bounds_passes_admission_and_rust_validation() {
+    let text = r#"
+apiVersion: remotedevice.io/v1alpha1
+kind: RemoteDevice
+metadata: {name: fast, namespace: tenant-a}
+spec:
+  vtepIP: 192.0.2.50
+  vni: 5001
+  macAddress: '52:54:00:00:00:01'
+  bfd: {enabled: true, minRxMs: 100, minTxMs: 60000.0}
+---
+apiVersion: remotedevice.io/v1alpha1
+kind: RemoteDevice
+metadata: {name: attached, namespace: tenant-a}
+spec:
+  vtepIP: 192.0.2.50
+  vni: 5002
+  macAddress: '52:54:00:00:00:02'
+  attachment: {port: eth1}
+  bfd: {minRxMs: 60000, minTxMs: 100}
+---
+apiVersion: remotedevice.io/v1alpha1
+kind: RemoteDevice
+metadata: {name: off, namespace: tenant-a}
+spec:
+  vtepIP: 192.0.2.60
+  vni: 5003
+  macAddress: '52:54:00:00:00:03'
+  bfd: {enabled: false}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, annotations: {remotedevice.io/tunnel-ip: 198.51.100.1}}
+"#;
+    let crd = RemoteDevice::crd();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value: Value = serde::Deserialize::deserialize(doc).unwrap();
+        if value.get("kind") == Some(&json!("RemoteDevice")) {
+            admit(&serde_yaml_ng::to_string(&value).unwrap(), &crd).unwrap();
+        }
+    }
+    let mut manifests = Manifests::default();
+    manifests.add_text(Path::new("bfd.yaml"), text);
+    assert!(manifests.rejected.is_empty(), "{:?}", manifests.rejected);
+    let devices: Vec<RemoteDevice> = manifests.devices.into_iter().map(|(_, d)| d).collect();
+    let plan = remote_device_operator::planner::plan_tunnels(&devices, &manifests.nodes);
+    let bfd: Vec<Option<(u32, u32)>> = plan
+        .tunnel_ports
+        .iter()
+        .map(|tp| tp.spec.bfd.map(|b| (b.min_rx_ms, b.min_tx_ms)))
+        .collect();
+    assert_eq!(bfd, vec![Some((100, 100)), None]);
+    let crd = TunnelPort::crd();
+    for tp in &plan.tunnel_ports {
+        admit(&serde_yaml_ng::to_string(tp).unwrap(), &crd)
+            .unwrap_or_else(|e| panic!("{:?}: {e:?}", tp.metadata.name));
+    }
+}

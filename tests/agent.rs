@@ -46,6 +46,7 @@ fn tunnel_port(name: &str, finalizer: bool) -> TunnelPort {
                 ips: vec![],
                 local_vlan: None,
             }],
+            bfd: None,
         },
     );
     tp.metadata.resource_version = Some("7".into());

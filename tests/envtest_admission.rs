@@ -780,6 +780,26 @@ fn regression_cases() -> Vec<(&'static str, Value, Option<Vec<&'static str>>)> {
                 "spec.localVlan",
             ]),
         ),
+        // BFD timers: 100..60000 ms on both sides, an integral float is an integer.
+        (
+            "BFD timers at their bounds",
+            with(&[(
+                "bfd",
+                json!({"enabled": true, "minRxMs": 100, "minTxMs": 60000.0}),
+            )]),
+            None,
+        ),
+        ("BFD with defaults", with(&[("bfd", json!({}))]), None),
+        (
+            "BFD timers out of range",
+            with(&[("bfd", json!({"minRxMs": 99, "minTxMs": 60001}))]),
+            Some(vec!["spec.bfd.minRxMs", "spec.bfd.minTxMs"]),
+        ),
+        (
+            "null BFD timer is pruned",
+            with(&[("bfd", json!({"enabled": true, "minRxMs": null}))]),
+            None,
+        ),
     ]
 }
 

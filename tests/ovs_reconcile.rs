@@ -41,6 +41,7 @@ fn tp(
             dst_port: dst,
             local_ip: local.map(str::to_string),
             devices: vec![],
+            bfd: None,
         },
     )
 }

@@ -234,6 +234,28 @@ fn table_of(block: &str, column: &str) -> bool {
         .is_some_and(|h| h.split_whitespace().take(2).eq(["NAME", column]))
 }
 
+/// The index of `name` in a table's header.
+fn column(table: &str, name: &str) -> usize {
+    table
+        .lines()
+        .next()
+        .and_then(|h| h.split_whitespace().position(|c| c == name))
+        .unwrap_or_else(|| panic!("no column {name} in {table}"))
+}
+
+/// The REACHABLE cell of the only tunnel port in the last tunnel-port table.
+fn reachable(op: &Operator) -> Option<String> {
+    let b = op.printed.last_block(|b| table_of(b, "NODE"))?;
+    let at = column(&b, "REACHABLE");
+    rows(&b).first().map(|r| r[at].clone())
+}
+
+/// The switch's BFD state towards the node (`bfd_status:state` of its Tunnel row).
+fn switch_bfd_state(tor: &Tor) -> String {
+    tor.vtep_ctl(&["--columns=bfd_status", "list", "Tunnel"])
+        .unwrap_or_default()
+}
+
 /// A table's data rows, as cells.
 fn rows(table: &str) -> Vec<Vec<String>> {
     table
@@ -317,8 +339,10 @@ impl Operator {
                 match ports {
                     0 => b.starts_with("No tunnel ports"),
                     n => {
-                        rows.len() == n
-                            && rows.iter().all(|r| r.last().is_some_and(|c| c == "True"))
+                        table_of(&b, "NODE") && {
+                            let ready = column(&b, "READY");
+                            rows.len() == n && rows.iter().all(|r| r[ready] == "True")
+                        }
                     }
                 }
             });
@@ -474,6 +498,40 @@ fn pod_reaches_a_device_on_a_hardware_vtep_programmed_by_the_operator() {
     let op = Operator::start(&topo, &manifests, &secrets);
 
     apply(&topo, &op, "apply");
+
+    // BFD (on by default for an attached device) runs between the node's tunnel and the
+    // switch's: the operator told both ends. Cutting the underlay makes the tunnel
+    // unreachable within BFD's detection time (3 x 1 s); restoring it makes it reachable.
+    let started = Instant::now();
+    op.wait("Reachable=True", Duration::from_secs(30), |op| {
+        reachable(op).as_deref() == Some("True")
+    });
+    eprintln!("BFD with the emulated switch up: {:?}", started.elapsed());
+    // ovs-vtep copies its session's state into the Tunnel row on its own schedule.
+    topo.tor().wait_for(|| {
+        let shown = switch_bfd_state(topo.tor());
+        (shown.contains(" state=up")).then_some(())
+    });
+    topo.host.ip(&["link", "set", "phy0", "down"]);
+    let cut = Instant::now();
+    op.wait(
+        "Reachable=False after the cut",
+        Duration::from_secs(15),
+        |op| reachable(op).as_deref() == Some("False"),
+    );
+    eprintln!("underlay cut: Reachable=False after {:?}", cut.elapsed());
+    topo.host.ip(&["link", "set", "phy0", "up"]);
+    let back = Instant::now();
+    op.wait(
+        "Reachable=True after the repair",
+        Duration::from_secs(30),
+        |op| reachable(op).as_deref() == Some("True"),
+    );
+    eprintln!(
+        "underlay restored: Reachable=True after {:?}",
+        back.elapsed()
+    );
+    assert!(ping(&topo.pod, DEVICE_IP, 10), "ping after the repair");
 
     // Delete the device's manifest: the node's tunnel port and our rows on the switch go.
     std::fs::remove_file(manifests.join("device.yaml")).unwrap();

@@ -417,6 +417,7 @@ mod tests {
                 dst_port: None,
                 local_ip: None,
                 devices: vec![],
+                bfd: None,
             },
         );
         tp.metadata.resource_version = Some(rv.into());

@@ -1,6 +1,9 @@
 //! Kubernetes Events the agent records, so that `kubectl events` shows what went wrong in
 //! OVS and what the agent repaired: a TunnelPort turning `OvsError` or
-//! `ForeignPortConflict`, and flows repaired after drift.
+//! `ForeignPortConflict`, flows repaired after drift, and the remote VTEP turning
+//! unreachable, flapping or reachable again (BFD; at most one such event per TunnelPort
+//! per [`REACHABILITY_EVENT_INTERVAL`], and the latest change is always told: one that
+//! came too soon is recorded once the interval is over, if it still holds).
 //!
 //! [`decide_events`] (pure, time passed in) says which to record; [`publish`] records
 //! them. Flow repairs are counted for the whole bridge (the flow sync does not say whose
@@ -18,7 +21,8 @@ use kube::runtime::events::Recorder;
 
 use crate::api::TunnelPort;
 use crate::api::conditions::tunnel_reason;
-use crate::ovs::{PortReport, PortState};
+use crate::ovs::bfd::{FLAP_HOLD, FLAP_WINDOW};
+use crate::ovs::{BfdHealth, BfdReport, PortReport, PortState};
 
 /// At most one event per object and reason in this time. A port flapping between Ready
 /// and an error would otherwise make two API writes a second; 5 minutes still shows an
@@ -29,6 +33,14 @@ pub const EVENT_INTERVAL: Duration = Duration::from_secs(300);
 pub const FLOWS_REPAIRED: &str = "FlowsRepaired";
 /// Reason of the event for a TunnelPort's OVS port put back after it was lost.
 pub const PORT_REPAIRED: &str = "PortRepaired";
+/// Reason of the event for a remote VTEP that answers BFD again.
+pub const TUNNEL_REACHABLE: &str = "TunnelReachable";
+/// Reason of the event for a remote VTEP whose BFD session went down.
+pub const TUNNEL_UNREACHABLE: &str = "TunnelUnreachable";
+/// Reason of the event for a tunnel whose BFD session flaps.
+pub const TUNNEL_FLAPPING: &str = "TunnelFlapping";
+/// At most one reachability event per TunnelPort in this time.
+pub const REACHABILITY_EVENT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Which object an event is about.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,6 +75,18 @@ pub struct EventMemory {
     port_repairs: BTreeMap<String, u64>,
     /// When each (object, reason) was last recorded.
     sent: BTreeMap<(Subject, &'static str), Instant>,
+    /// Per TunnelPort running BFD: the reachability the last event told (none yet: up).
+    told: BTreeMap<String, Reach>,
+    /// When each TunnelPort's last reachability event was recorded.
+    reach_sent: BTreeMap<String, Instant>,
+}
+
+/// What a reachability event tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    Up,
+    Down,
+    Flapping,
 }
 
 /// The event reason for a port state that deserves one.
@@ -117,7 +141,7 @@ pub fn decide_events(
     memory
         .sent
         .retain(|_, at| now.saturating_duration_since(*at) < EVENT_INTERVAL);
-    candidates
+    let mut events: Vec<AgentEvent> = candidates
         .into_iter()
         .filter(|e| {
             // A suppressed event does not restart the interval: the next one is due
@@ -129,7 +153,86 @@ pub fn decide_events(
             }
             due
         })
-        .collect()
+        .collect();
+    events.extend(reachability_events(memory, ports, now));
+    events
+}
+
+/// The reachability events of this round: per TunnelPort running BFD, one when its
+/// judgement (up, down, flapping; pending tells nothing) differs from what the last one
+/// told, unless one was recorded less than [`REACHABILITY_EVENT_INTERVAL`] ago — then
+/// it waits for a later round, and is dropped if the tunnel is back to what was told.
+fn reachability_events(
+    memory: &mut EventMemory,
+    ports: &BTreeMap<String, PortReport>,
+    now: Instant,
+) -> Vec<AgentEvent> {
+    let runs_bfd = |name: &String| ports.get(name).is_some_and(|r| r.bfd.is_some());
+    memory.told.retain(|name, _| runs_bfd(name));
+    memory.reach_sent.retain(|name, at| {
+        runs_bfd(name) && now.saturating_duration_since(*at) < REACHABILITY_EVENT_INTERVAL
+    });
+    let mut events = Vec::new();
+    for (name, report) in ports {
+        let Some(bfd) = &report.bfd else {
+            continue;
+        };
+        let reach = match bfd.health {
+            BfdHealth::Pending => continue,
+            BfdHealth::Up => Reach::Up,
+            BfdHealth::Down => Reach::Down,
+            BfdHealth::Flapping { .. } => Reach::Flapping,
+        };
+        let told = memory.told.get(name).copied().unwrap_or(Reach::Up);
+        if reach == told || memory.reach_sent.contains_key(name) {
+            continue;
+        }
+        memory.told.insert(name.clone(), reach);
+        memory.reach_sent.insert(name.clone(), now);
+        events.push(reachability_event(name, &report.interface_name, bfd, reach));
+    }
+    events
+}
+
+fn reachability_event(name: &str, interface: &str, bfd: &BfdReport, reach: Reach) -> AgentEvent {
+    let s = &bfd.session;
+    let (reason, warning, note) = match reach {
+        Reach::Up => (
+            TUNNEL_REACHABLE,
+            false,
+            format!("BFD on {interface}: the session to the remote VTEP is up"),
+        ),
+        Reach::Down => (
+            TUNNEL_UNREACHABLE,
+            true,
+            format!(
+                "BFD on {interface}: the session to the remote VTEP is {} (remote {}): {}",
+                s.state.as_deref().unwrap_or("down"),
+                s.remote_state.as_deref().unwrap_or("unknown"),
+                s.diagnostic.as_deref().unwrap_or("no diagnostic"),
+            ),
+        ),
+        Reach::Flapping => (
+            TUNNEL_FLAPPING,
+            true,
+            format!(
+                "BFD on {interface}: the session to the remote VTEP flapped {} times within \
+                 {} s; reported as flapping until it holds for {} s",
+                match bfd.health {
+                    BfdHealth::Flapping { flaps } => flaps,
+                    _ => 0,
+                },
+                FLAP_WINDOW.as_secs(),
+                FLAP_HOLD.as_secs()
+            ),
+        ),
+    };
+    AgentEvent {
+        subject: Subject::TunnelPort(name.to_string()),
+        reason,
+        note,
+        warning,
+    }
 }
 
 /// TunnelPorts whose port the OVS loop created again since the last round.
@@ -210,6 +313,7 @@ mod tests {
             interface_name: "tun".into(),
             ofport: None,
             state,
+            bfd: None,
         }
     }
 
@@ -299,6 +403,82 @@ mod tests {
                 warning: true,
             }]
         );
+    }
+
+    /// Reachability events follow the damped BFD judgement: one per change, at most one
+    /// per TunnelPort per 30 s; a change that comes too soon is told once the interval is
+    /// over if it still holds, and not at all if the tunnel went back in the meantime.
+    #[test]
+    fn reachability_changes_are_told_at_most_once_per_interval() {
+        use crate::api::TunnelBfd;
+        use crate::ovs::BfdSession;
+        let bfd = |health: Option<BfdHealth>| {
+            let mut p = port(PortState::Ready);
+            p.bfd = health.map(|health| BfdReport {
+                timers: TunnelBfd {
+                    min_rx_ms: 1000,
+                    min_tx_ms: 1000,
+                },
+                session: BfdSession {
+                    state: Some("down".into()),
+                    remote_state: Some("down".into()),
+                    diagnostic: Some("Control Detection Time Expired".into()),
+                    ..BfdSession::default()
+                },
+                health,
+            });
+            BTreeMap::from([("a".to_string(), p)])
+        };
+        use BfdHealth::*;
+        let t0 = Instant::now();
+        // (second, health of "a" (None: no BFD)) → the event reasons.
+        let rounds: Vec<(u64, Option<BfdHealth>, Vec<&str>)> = vec![
+            (0, Some(Pending), vec![]),
+            // Up is what is assumed: no event for a tunnel coming up.
+            (2, Some(Up), vec![]),
+            (10, Some(Down), vec![TUNNEL_UNREACHABLE]),
+            (11, Some(Down), vec![]),
+            // Back up too soon: told once the interval is over.
+            (15, Some(Up), vec![]),
+            (39, Some(Up), vec![]),
+            (40, Some(Up), vec![TUNNEL_REACHABLE]),
+            // Flapping too soon, then back to what was told: nothing to tell.
+            (50, Some(Flapping { flaps: 3 }), vec![]),
+            (60, Some(Up), vec![]),
+            (70, Some(Up), vec![]),
+            (75, Some(Flapping { flaps: 3 }), vec![TUNNEL_FLAPPING]),
+            (80, Some(Down), vec![]),
+            (105, Some(Down), vec![TUNNEL_UNREACHABLE]),
+            // BFD off: forgotten; a tunnel that starts down is told at once.
+            (110, None, vec![]),
+            (111, Some(Down), vec![TUNNEL_UNREACHABLE]),
+        ];
+        let mut memory = EventMemory::default();
+        for (second, health, want) in rounds {
+            let got = decide_events(
+                &mut memory,
+                &bfd(health),
+                &BTreeMap::new(),
+                0,
+                t0 + Duration::from_secs(second),
+            );
+            assert!(got.iter().all(|e| e.subject == tp("a")));
+            let got: Vec<&str> = got.iter().map(|e| e.reason).collect();
+            assert_eq!(got, want, "at {second} s");
+        }
+        let note = decide_events(
+            &mut EventMemory::default(),
+            &bfd(Some(Down)),
+            &BTreeMap::new(),
+            0,
+            t0,
+        );
+        assert_eq!(
+            note[0].note,
+            "BFD on tun: the session to the remote VTEP is down (remote down): \
+             Control Detection Time Expired"
+        );
+        assert!(note[0].warning);
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn tp(name: &str, finalizer: bool, deleting: bool) -> TunnelPort {
                 ips: vec![],
                 local_vlan: None,
             }],
+            bfd: None,
         },
         status: None,
     }
@@ -60,6 +61,7 @@ fn observed(with_port: &[&TunnelPort], state: PortState) -> Observed {
                 interface_name: iface(tp),
                 ofport,
                 state: state.clone(),
+                bfd: None,
             },
         );
     }
@@ -349,6 +351,7 @@ fn deleting_a_duplicate_or_its_winner_finishes() {
             interface_name: interface.clone(),
             ofport: None,
             state: PortState::Invalid("same OVS port as TunnelPort a".into()),
+            bfd: None,
         },
     );
     let rules = applied(&[&winner]);

@@ -53,6 +53,11 @@ pub async fn run(
         },
     );
     let handle = node::spawn(config, shutdown.clone());
+    tokio::spawn(status::report_reachability(
+        handle.view.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(node = %args.node_name, ovsdb = %args.ovs.ovsdb, bridge = %args.ovs.bridge, "agent started");
     let api: ::kube::Api<TunnelPort> = ::kube::Api::all(client);
     apiserver::run(

@@ -42,6 +42,7 @@ fn tp(name: &str, node: &str, finalizer: bool, deleting: bool) -> TunnelPort {
                 ips: vec!["10.0.0.50".into()],
                 local_vlan: None,
             }],
+            bfd: None,
         },
         status: None,
     }
@@ -66,6 +67,7 @@ fn view(desired: &[TunnelPort], port: Option<(PortState, i64)>, flows_applied: b
                     interface_name: iface(tp),
                     ofport: Some(ofport),
                     state: state.clone(),
+                    bfd: None,
                 },
             );
         }
@@ -284,6 +286,7 @@ fn flows_only_point_at_ready_tunnels_and_workload_ports_exclude_tunnels() {
             interface_name: iface,
             ofport: Some(9),
             state: PortState::Pending,
+            bfd: None,
         },
     );
     ovs.local_ports = vec![

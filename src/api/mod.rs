@@ -3,6 +3,7 @@
 //! This module is the single source of truth: the CRDs in `crds/` are generated from it,
 //! and the controller, the planner and the agent all use the same validation and naming.
 
+mod bfd;
 pub mod conditions;
 pub mod names;
 mod remote_device;
@@ -17,6 +18,11 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use bfd::{
+    BFD_DETECT_MULTIPLIER, DEFAULT_BFD_INTERVAL_MS, DeviceBfd, MAX_BFD_DIAGNOSTIC_LEN,
+    MAX_BFD_INTERVAL_MS, MAX_BFD_STATE_LEN, MIN_BFD_INTERVAL_MS, TunnelBfd, TunnelBfdStatus,
+    device_bfd, tunnel_bfd,
+};
 pub use remote_device::{RemoteDevice, RemoteDeviceSpec, RemoteDeviceStatus};
 pub use schema::{MAX_DEVICE_IPS, MAX_DEVICES_PER_TUNNEL};
 pub use tunnel_id::TunnelId;

@@ -26,6 +26,7 @@ use super::schema;
     printcolumn = r#"{"name":"VNI","type":"integer","jsonPath":".spec.vni"}"#,
     printcolumn = r#"{"name":"MAC","type":"string","jsonPath":".spec.macAddress"}"#,
     printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.ready"}"#,
+    printcolumn = r#"{"name":"REACHABLE","type":"string","jsonPath":".status.reachable"}"#,
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -90,6 +91,13 @@ pub struct RemoteDeviceSpec {
     /// (physical port and VLAN); the operator then binds it there. Needs VXLAN over IPv4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<super::GatewayAttachment>,
+
+    /// BFD on every node's tunnel to the VTEP, so `kubectl get` shows whether the VTEP
+    /// answers (TunnelPort `Reachable`, and `reachable` here). On by default only with an
+    /// `attachment` (the device is behind a managed VtepGateway, which the operator tells to
+    /// run BFD too); an unmanaged VTEP may not speak BFD, so turn it on only where it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<super::DeviceBfd>,
 
     /// Nodes that need the device; unset = every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,4 +181,12 @@ pub struct RemoteDeviceStatus {
     /// `ready/total`, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
+    /// Nodes whose tunnel carrying this device runs BFD and reports the VTEP `Reachable`;
+    /// unset when BFD is off for this device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable_nodes: Option<u32>,
+    /// `reachable/total` ("reachable from 3/3 nodes"), for `kubectl get`; unset when BFD is
+    /// off for this device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<String>,
 }

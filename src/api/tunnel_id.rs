@@ -83,6 +83,7 @@ mod tests {
             dst_port,
             local_ip: None,
             devices: vec![],
+            bfd: None,
         }
     }
 

@@ -4,8 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::TunnelType;
 use super::schema;
+use super::{TunnelBfd, TunnelBfdStatus, TunnelType};
 
 /// Desired state of one OVS tunnel port on one node: the complete picture for the
 /// (node, remote VTEP, tunnel type, destination port) it is named after, so that the
@@ -27,6 +27,7 @@ use super::schema;
     printcolumn = r#"{"name":"DEVICES","type":"integer","jsonPath":".status.devices"}"#,
     printcolumn = r#"{"name":"OFPORT","type":"integer","jsonPath":".status.ofport"}"#,
     printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"REACHABLE","type":"string","jsonPath":".status.conditions[?(@.type==\"Reachable\")].status"}"#,
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -55,6 +56,11 @@ pub struct TunnelPortSpec {
     #[serde(default)]
     #[schemars(schema_with = "schema::devices")]
     pub devices: Vec<TunnelDevice>,
+    /// BFD on the tunnel (present = on): on when any device it carries asks for it, with the
+    /// fastest timers any of them asks for. The agent sets it on the OVS interface and
+    /// reports the session in the `Reachable` condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<TunnelBfd>,
 }
 
 /// One device behind a tunnel: what the agent needs for its forwarding rules.
@@ -92,10 +98,18 @@ pub struct TunnelPortStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` (with a reason) following Kubernetes API conventions.
+    /// `Ready` and `Reachable` (with reasons) following Kubernetes API conventions.
+    /// `Reachable`: True (`BfdUp`) while the BFD session to the remote VTEP is up; False
+    /// with the BFD diagnostic as reason (e.g. `ControlDetectionTimeExpired`), or
+    /// `Flapping` after 3 flaps within 30 s until 30 s without one; Unknown (`BfdDisabled`
+    /// when the tunnel runs no BFD, `BfdPending` before the first answer). Its
+    /// `lastTransitionTime` is the last change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "schema::conditions")]
     pub conditions: Vec<Condition>,
+    /// The BFD session as OVS reports it, while the tunnel runs BFD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<TunnelBfdStatus>,
     /// OpenFlow port number OVS gave the tunnel (-1 when OVS refused it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ofport: Option<i64>,

@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::names::{is_dns_label, is_dns_subdomain};
 use super::schema::{MAX_SELECTOR_EXPRESSIONS, MAX_SELECTOR_LABELS, MAX_SELECTOR_VALUES};
+use super::{DeviceBfd, MAX_BFD_INTERVAL_MS, MIN_BFD_INTERVAL_MS};
 use super::{GatewayAttachment, MAX_DEVICE_IPS, MAX_ENDPOINT_LEN, MAX_GATEWAY_TUNNEL_IPS};
 use super::{RemoteDevice, RemoteDeviceSpec, TunnelType, VtepGateway, VtepGatewaySpec};
 
@@ -441,10 +442,36 @@ pub fn validate_spec(spec: &RemoteDeviceSpec) -> Vec<FieldError> {
     if let Some(attachment) = &spec.attachment {
         errors.extend(validate_attachment(attachment, spec));
     }
+    if let Some(bfd) = &spec.bfd {
+        errors.extend(validate_bfd(bfd));
+    }
     if let Some(selector) = &spec.node_selector {
         errors.extend(validate_selector(selector, "spec.nodeSelector"));
     }
     errors
+}
+
+/// Checks `spec.bfd`: each timer 100..60000 ms.
+fn validate_bfd(bfd: &DeviceBfd) -> Vec<FieldError> {
+    [
+        ("spec.bfd.minRxMs", bfd.min_rx_ms),
+        ("spec.bfd.minTxMs", bfd.min_tx_ms),
+    ]
+    .into_iter()
+    .filter_map(|(field, ms)| Some((field, check_bfd_interval(ms?).err()?)))
+    .map(|(field, e)| FieldError::new(field, e))
+    .collect()
+}
+
+/// Checks one BFD interval in milliseconds: 100..60000.
+pub fn check_bfd_interval(ms: u32) -> Result<(), String> {
+    if (MIN_BFD_INTERVAL_MS..=MAX_BFD_INTERVAL_MS).contains(&ms) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{ms} is out of range {MIN_BFD_INTERVAL_MS}..{MAX_BFD_INTERVAL_MS} (milliseconds)"
+        ))
+    }
 }
 
 /// Checks `spec.attachment`: a switch port name, a VLAN 0..4095, and a device the switch
@@ -995,6 +1022,46 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(spec.attachment.unwrap().vlan, Some(100));
+    }
+
+    #[test]
+    fn bfd_rules() {
+        fn device(bfd: serde_json::Value) -> Vec<FieldError> {
+            let spec: RemoteDeviceSpec = serde_json::from_value(serde_json::json!({
+                "vtepIP": "192.0.2.50", "vni": 5001, "macAddress": "52:54:00:00:00:01",
+                "bfd": bfd,
+            }))
+            .unwrap();
+            validate_spec(&spec)
+        }
+        let cases: Vec<(serde_json::Value, Vec<&str>)> = vec![
+            (serde_json::json!({}), vec![]),
+            (serde_json::json!({"enabled": false}), vec![]),
+            (
+                serde_json::json!({"enabled": true, "minRxMs": 100, "minTxMs": 60000}),
+                vec![],
+            ),
+            (serde_json::json!({"minRxMs": 99}), vec!["spec.bfd.minRxMs"]),
+            (
+                serde_json::json!({"minTxMs": 60001}),
+                vec!["spec.bfd.minTxMs"],
+            ),
+            (serde_json::json!({"minRxMs": 0}), vec!["spec.bfd.minRxMs"]),
+            // Checked also when BFD is off: the timers would apply as soon as it is on.
+            (
+                serde_json::json!({"enabled": false, "minRxMs": 50, "minTxMs": 70000}),
+                vec!["spec.bfd.minRxMs", "spec.bfd.minTxMs"],
+            ),
+        ];
+        for (i, (bfd, expected)) in cases.into_iter().enumerate() {
+            let errors = device(bfd);
+            assert_eq!(fields(&errors), expected, "case {i}: {errors:?}");
+            assert!(
+                errors
+                    .iter()
+                    .all(|e| e.message.contains("out of range 100..60000"))
+            );
+        }
     }
 
     #[test]

@@ -34,11 +34,11 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// TunnelPorts as `kubectl get tunnelports` shows them; the status columns (OFPORT,
-/// READY) only when `with_status`, since a plan has no status yet.
+/// READY, REACHABLE) only when `with_status`, since a plan has no status yet.
 pub fn tunnel_ports(ports: &[TunnelPort], with_status: bool) -> String {
     let mut header = vec!["NAME", "NODE", "REMOTE", "TYPE", "DEVICES"];
     if with_status {
-        header.extend(["OFPORT", "READY"]);
+        header.extend(["OFPORT", "READY", "REACHABLE"]);
     }
     let rows: Vec<Vec<String>> = ports
         .iter()
@@ -60,8 +60,10 @@ pub fn tunnel_ports(ports: &[TunnelPort], with_status: bool) -> String {
                         .ofport
                         .map_or_else(|| "<none>".into(), |p| p.to_string()),
                 );
-                let ready = status.conditions.iter().find(|c| c.type_ == READY);
-                row.push(ready.map_or_else(|| "<none>".into(), |c| c.status.clone()));
+                for type_ in [READY, crate::api::conditions::REACHABLE] {
+                    let c = status.conditions.iter().find(|c| c.type_ == type_);
+                    row.push(c.map_or_else(|| "<none>".into(), |c| c.status.clone()));
+                }
             }
             row
         })

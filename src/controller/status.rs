@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::conditions::{self, NODES_SKIPPED, READY, device_reason, tunnel_reason};
+use crate::api::conditions::{self, NODES_SKIPPED, REACHABLE, READY, device_reason, tunnel_reason};
 use crate::api::validate;
-use crate::api::{DeviceKey, RemoteDevice, RemoteDeviceStatus, TunnelDevice, TunnelPort};
+use crate::api::{
+    DeviceKey, RemoteDevice, RemoteDeviceStatus, TunnelDevice, TunnelPort, device_bfd,
+};
 use crate::planner::DeviceOutcome;
 
 /// How many node names a message lists before it says "and N more".
@@ -37,6 +39,17 @@ pub fn tunnel_port_failed(port: &TunnelPort) -> Option<String> {
             ready.message.clone()
         }
     })
+}
+
+/// Whether a TunnelPort runs BFD and its agent reports the remote VTEP `Reachable`. The
+/// condition describes the live session, not one generation of the spec, so it counts
+/// also while the agent catches up with a new device list.
+pub fn tunnel_port_reachable(port: &TunnelPort) -> bool {
+    port.spec.bfd.is_some()
+        && port
+            .status
+            .as_ref()
+            .is_some_and(|s| conditions::is_true(&s.conditions, REACHABLE))
 }
 
 /// `a, b, c` or `a, b, c, d, e and 3 more`.
@@ -77,6 +90,8 @@ pub struct PortView<'a> {
     pub ready: bool,
     /// What OVS said when it refused the port (current generation).
     pub failed: Option<String>,
+    /// Stored, runs BFD, and its agent reports the remote VTEP `Reachable`.
+    pub reachable: bool,
 }
 
 /// One [`PortView`] per desired TunnelPort name.
@@ -94,6 +109,7 @@ pub fn port_views<'a>(
                 devices_match: have.is_some_and(|h| h.spec.devices == want.spec.devices),
                 ready: have.is_some_and(TunnelPort::is_ready),
                 failed: have.and_then(tunnel_port_failed),
+                reachable: have.is_some_and(tunnel_port_reachable),
             };
             (*name, view)
         })
@@ -161,12 +177,18 @@ pub fn device_status(
     }
     let ready = u32::try_from(verdict.ready).unwrap_or(u32::MAX);
     let total = u32::try_from(verdict.total).unwrap_or(u32::MAX);
+    // Only for a planned device that runs BFD: otherwise there is nothing to count.
+    let reachable = (matches!(outcome, DeviceOutcome::Planned { .. })
+        && device_bfd(&device.spec).is_some())
+    .then(|| u32::try_from(verdict.reachable).unwrap_or(u32::MAX));
     RemoteDeviceStatus {
         observed_generation: generation,
         conditions,
         ready_nodes: ready,
         total_nodes: total,
         ready: Some(format!("{ready}/{total}")),
+        reachable_nodes: reachable,
+        reachable: reachable.map(|r| format!("{r}/{total}")),
     }
 }
 
@@ -177,6 +199,8 @@ struct Verdict {
     message: String,
     ready: usize,
     total: usize,
+    /// Nodes whose TunnelPort carrying the device runs BFD and reports it Reachable.
+    reachable: usize,
 }
 
 fn readiness(
@@ -190,6 +214,7 @@ fn readiness(
         message,
         ready: 0,
         total: 0,
+        reachable: 0,
     };
     match outcome {
         DeviceOutcome::Invalid(errors) => refused(
@@ -217,9 +242,13 @@ fn planned_readiness(
     let mut ready_nodes = Vec::new();
     let mut waiting = Vec::new();
     let mut failed = Vec::new();
+    let mut reachable = 0;
     for (node, name) in tunnel_ports {
         let view = ports.get(name.as_str());
         let carried = view.is_some_and(|v| v.carries(key));
+        if carried && view.is_some_and(|v| v.reachable) {
+            reachable += 1;
+        }
         match view {
             Some(v) if carried && v.ready => ready_nodes.push(node.as_str()),
             Some(v) if carried => match &v.failed {
@@ -261,5 +290,128 @@ fn planned_readiness(
         message,
         ready,
         total,
+        reachable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    use super::*;
+    use crate::api::{DeviceBfd, TunnelBfd, TunnelPortStatus};
+    use crate::controller::tests::{at, device, node, stored};
+    use crate::planner::plan_tunnels;
+
+    fn condition(type_: &str, status: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(at(5)),
+        }
+    }
+
+    /// A stored TunnelPort with the agent's report: Ready True, and Reachable as given.
+    fn reported(desired: &TunnelPort, reachable: Option<&str>) -> TunnelPort {
+        let mut tp = stored(desired);
+        let mut conditions = vec![condition(READY, "True")];
+        conditions.extend(reachable.map(|s| condition(REACHABLE, s)));
+        tp.status = Some(TunnelPortStatus {
+            observed_generation: tp.metadata.generation,
+            conditions,
+            ofport: Some(1),
+            ..TunnelPortStatus::default()
+        });
+        tp
+    }
+
+    /// `reachable` counts the nodes whose tunnel carrying the device runs BFD and reports
+    /// Reachable=True, out of every node that should reach it; unset without BFD.
+    #[test]
+    fn reachable_counts_nodes_whose_tunnel_reports_the_vtep_reachable() {
+        let nodes = [
+            node("n1", "198.51.100.1"),
+            node("n2", "198.51.100.2"),
+            node("n3", "198.51.100.3"),
+        ];
+        let with_bfd = |bfd: Option<DeviceBfd>| {
+            let mut d = device("t1", "d1", "192.0.2.10", 5001, "52:54:00:00:00:01");
+            d.spec.bfd = bfd;
+            d
+        };
+        let on = Some(DeviceBfd {
+            enabled: Some(true),
+            ..DeviceBfd::default()
+        });
+        // Per case: the device's bfd, the Reachable status per node's stored TunnelPort
+        // (None: no condition), whether the stored object runs BFD → (reachableNodes,
+        // reachable).
+        type Case = (
+            Option<DeviceBfd>,
+            [Option<&'static str>; 3],
+            bool,
+            Option<u32>,
+            Option<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (None, [None, None, None], false, None, None),
+            // BFD off for the device: nothing counted even if a tunnel reports True (it
+            // runs BFD for another device on it).
+            (None, [Some("True"); 3], true, None, None),
+            (on.clone(), [None, None, None], true, Some(0), Some("0/3")),
+            (
+                on.clone(),
+                [Some("True"), Some("False"), Some("Unknown")],
+                true,
+                Some(1),
+                Some("1/3"),
+            ),
+            (on.clone(), [Some("True"); 3], true, Some(3), Some("3/3")),
+            // A stored TunnelPort that does not run BFD (yet) does not count.
+            (on.clone(), [Some("True"); 3], false, Some(0), Some("0/3")),
+        ];
+        for (i, (bfd, reach, stored_bfd, nodes_want, text_want)) in cases.into_iter().enumerate() {
+            let d = with_bfd(bfd);
+            let plan = plan_tunnels(std::slice::from_ref(&d), &nodes);
+            assert_eq!(plan.tunnel_ports.len(), 3);
+            let stored: Vec<TunnelPort> = plan
+                .tunnel_ports
+                .iter()
+                .zip(reach)
+                .map(|(tp, r)| {
+                    let mut tp = reported(tp, r);
+                    tp.spec.bfd = stored_bfd.then_some(TunnelBfd {
+                        min_rx_ms: 1000,
+                        min_tx_ms: 1000,
+                    });
+                    tp
+                })
+                .collect();
+            let desired: BTreeMap<&str, &TunnelPort> = plan
+                .tunnel_ports
+                .iter()
+                .map(|tp| (tp.metadata.name.as_deref().unwrap(), tp))
+                .collect();
+            let have: BTreeMap<&str, &TunnelPort> = stored
+                .iter()
+                .map(|tp| (tp.metadata.name.as_deref().unwrap(), tp))
+                .collect();
+            let views = port_views(&desired, &have);
+            let outcome = &plan.devices[&DeviceKey::of(&d)];
+            let status = device_status(&d, outcome, &views, at(100));
+            assert_eq!(status.ready.as_deref(), Some("3/3"), "case {i}");
+            assert_eq!(status.reachable_nodes, nodes_want, "case {i}");
+            assert_eq!(status.reachable.as_deref(), text_want, "case {i}");
+        }
+        // An invalid device has nothing to count.
+        let mut bad = with_bfd(on);
+        bad.spec.vni = 0;
+        let plan = plan_tunnels(std::slice::from_ref(&bad), &nodes);
+        let outcome = &plan.devices[&DeviceKey::of(&bad)];
+        let status = device_status(&bad, outcome, &HashMap::new(), at(100));
+        assert_eq!((status.reachable_nodes, status.reachable), (None, None));
     }
 }

@@ -51,6 +51,7 @@ pub(crate) fn device(ns: &str, name: &str, vtep: &str, vni: u32, mac: &str) -> R
             local_vlan: None,
             node_selector: None,
             attachment: None,
+            bfd: None,
         },
     );
     d.metadata.namespace = Some(ns.into());

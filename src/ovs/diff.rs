@@ -9,7 +9,11 @@
 //! - Port and Interface are named [`TunnelId::interface_name`] (15 characters, stable
 //!   for (remote IP, type, destination port)).
 //! - Options are exactly `remote_ip`, `key=flow`, `dst_port` when set and `local_ip` when
-//!   known; anything else on an owned interface is drift and is reverted.
+//!   known; anything else on an owned interface is drift and is reverted. `key=flow` also
+//!   carries BFD, whose control packets travel in VNI 0.
+//! - The Interface `bfd` column is exactly `enable=true`, `min_rx`, `min_tx` when the
+//!   TunnelPort has `bfd`, else empty (off); changing it alone leaves the port's state as
+//!   it is (the port stays Ready). The report then carries the session from `bfd_status`.
 //! - With `desired = None` (not yet completely known) owned ports are never deleted.
 //! - Two desired tunnels that OVS would refuse as duplicates (same type, remote IP,
 //!   local IP, key and effective destination port): the first by TunnelPort name wins, the
@@ -18,10 +22,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::api::validate::parse_ip;
-use crate::api::{TunnelId, TunnelPort, TunnelType};
+use crate::api::validate::{check_bfd_interval, parse_ip};
+use crate::api::{TunnelBfd, TunnelId, TunnelPort, TunnelType};
 use crate::ovsdb::{Atom, Condition, Datum, Mutation, Mutator, Operation, Row, Uuid};
 
+use super::bfd::BfdReport;
 use super::model::{BridgeRow, InterfaceRow, OvsView, PortRow};
 
 /// `external_ids` key marking rows the agent owns.
@@ -40,6 +45,9 @@ pub struct PortReport {
     pub ofport: Option<i64>,
     /// Summary.
     pub state: PortState,
+    /// The BFD session, when the TunnelPort asks for BFD (damped by the OVS loop, see
+    /// [`super::bfd`]).
+    pub bfd: Option<BfdReport>,
 }
 
 /// State of one TunnelPort's OVS port.
@@ -95,6 +103,8 @@ pub struct DesiredTunnel {
     pub tunnel_type: TunnelType,
     /// Interface `options`.
     pub options: BTreeMap<String, String>,
+    /// BFD on the interface (`None` = off).
+    pub bfd: Option<TunnelBfd>,
 }
 
 /// What OVS treats as the same tunnel (a second one fails with "File exists").
@@ -161,12 +171,25 @@ impl DesiredTunnel {
             }
             options.insert("local_ip".into(), local.to_string());
         }
+        if let Some(bfd) = &spec.bfd {
+            check_bfd_interval(bfd.min_rx_ms).map_err(|e| format!("bfd.minRxMs: {e}"))?;
+            check_bfd_interval(bfd.min_tx_ms).map_err(|e| format!("bfd.minTxMs: {e}"))?;
+        }
         Ok(DesiredTunnel {
             tunnel_port: tp.metadata.name.clone().unwrap_or_default(),
             interface_name: id.interface_name(),
             tunnel_type: spec.tunnel_type,
             options,
+            bfd: spec.bfd,
         })
+    }
+
+    /// The Interface `bfd` column (empty = off, the schema's default).
+    pub fn bfd_column(&self) -> BTreeMap<String, String> {
+        self.bfd
+            .as_ref()
+            .map(TunnelBfd::ovs_column)
+            .unwrap_or_default()
     }
 
     fn identity(&self) -> Option<Identity> {
@@ -192,6 +215,8 @@ pub struct Changes {
     pub update: Vec<String>,
     /// Owned ports deleted.
     pub delete: Vec<String>,
+    /// Owned ports whose BFD settings (only) changed.
+    pub bfd: Vec<String>,
 }
 
 /// The result of [`diff_ports`]: the transaction and what to report per TunnelPort.
@@ -213,6 +238,7 @@ impl PortReport {
             interface_name: interface_name.to_string(),
             ofport,
             state,
+            bfd: None,
         }
     }
 }
@@ -339,11 +365,17 @@ pub fn diff_port_set(desired: &DesiredSet, view: &OvsView, bridge: &str) -> Port
         // Taken out before the conflict checks: an owned port that clashes with a foreign
         // one stays as it is, it is not deleted as unwanted.
         let existing = present.owned.remove(d.interface_name.as_str());
-        let report = match (present.foreign_conflict(d, existing.as_ref()), existing) {
+        let bfd_status = existing.as_ref().and_then(|p| {
+            view.interfaces_of(p.port)
+                .find(|i| i.name == d.interface_name)
+                .map(|i| &i.bfd_status)
+        });
+        let mut report = match (present.foreign_conflict(d, existing.as_ref()), existing) {
             (Some(conflict), _) => conflict,
             (None, None) => plan.create_port(d),
             (None, Some(placed)) => plan.repair_port(d, &placed),
         };
+        report.bfd = d.bfd.map(|timers| BfdReport::observe(timers, bfd_status));
         ports.insert(d.tunnel_port.clone(), report);
     }
     for (name, placed) in present.owned {
@@ -537,7 +569,8 @@ impl<'a> Plan<'a> {
         PortReport::new(&d.interface_name, ofport, state)
     }
 
-    /// Reverts drift of type, options or marks on `i`; whether there was any.
+    /// Reverts drift of type, options or marks on `i` (whether there was any: the port
+    /// is then being changed), and sets its `bfd` column (which leaves the port as it is).
     fn repair_interface(
         &mut self,
         d: &DesiredTunnel,
@@ -545,16 +578,24 @@ impl<'a> Plan<'a> {
         ids: &BTreeMap<String, String>,
     ) -> bool {
         let kind = d.tunnel_type.as_str();
-        if i.kind == kind && i.options == d.options && ids_ok(&i.external_ids, ids) {
-            return false;
+        let drifted = !(i.kind == kind && i.options == d.options && ids_ok(&i.external_ids, ids));
+        let bfd = d.bfd_column();
+        let mut row = Row::new();
+        if drifted {
+            row.insert("type".into(), Datum::string(kind));
+            row.insert("options".into(), Datum::string_map(&d.options));
+            row.insert("external_ids".into(), merged(&i.external_ids, ids));
         }
-        let row = Row::from([
-            ("type".into(), Datum::string(kind)),
-            ("options".into(), Datum::string_map(&d.options)),
-            ("external_ids".into(), merged(&i.external_ids, ids)),
-        ]);
-        self.updates.push(update("Interface", &i.uuid, row));
-        true
+        if i.bfd != bfd {
+            row.insert("bfd".into(), Datum::string_map(&bfd));
+            if !drifted {
+                self.changes.bfd.push(d.interface_name.clone());
+            }
+        }
+        if !row.is_empty() {
+            self.updates.push(update("Interface", &i.uuid, row));
+        }
+        drifted
     }
 
     /// A port to delete: ours, and no desired tunnel names it. It goes only once the
@@ -663,12 +704,16 @@ impl<'a> Plan<'a> {
 }
 
 fn interface_row(d: &DesiredTunnel) -> Row {
-    Row::from([
+    let mut row = Row::from([
         ("name".into(), Datum::string(&d.interface_name)),
         ("type".into(), Datum::string(d.tunnel_type.as_str())),
         ("options".into(), Datum::string_map(&d.options)),
         ("external_ids".into(), Datum::string_map(&d.external_ids())),
-    ])
+    ]);
+    if d.bfd.is_some() {
+        row.insert("bfd".into(), Datum::string_map(&d.bfd_column()));
+    }
+    row
 }
 
 /// A set of one row inserted earlier in the same transaction.

@@ -21,6 +21,7 @@ fn tp(
             dst_port: dst,
             local_ip: local.map(str::to_string),
             devices: vec![],
+            bfd: None,
         },
     )
 }
@@ -90,6 +91,8 @@ impl V {
                 external_ids: ids.clone(),
                 ofport,
                 error: error.map(str::to_string),
+                bfd: BTreeMap::new(),
+                bfd_status: BTreeMap::new(),
             },
         );
         self.view.ports.insert(
@@ -236,7 +239,8 @@ fn no_op_reports_ofports() {
         PortReport {
             interface_name: iface(&want[0]),
             ofport: Some(3),
-            state: PortState::Ready
+            state: PortState::Ready,
+            bfd: None,
         }
     );
     assert_eq!(p.ports["b"].state, PortState::Pending, "no ofport yet");
@@ -595,4 +599,179 @@ fn owned_port_missing_its_interface_gets_a_new_one() {
         j[1]["row"]["interfaces"],
         json!(["set", [["named-uuid", "rdo_i1"]]])
     );
+}
+
+fn with_bfd(mut t: TunnelPort, rx: u32, tx: u32) -> TunnelPort {
+    t.spec.bfd = Some(crate::api::TunnelBfd {
+        min_rx_ms: rx,
+        min_tx_ms: tx,
+    });
+    t
+}
+
+impl V {
+    /// The interface of our port for `t`, to set its `bfd` / `bfd_status` columns.
+    fn iface_of(&mut self, t: &TunnelPort) -> &mut InterfaceRow {
+        let name = iface(t);
+        self.view
+            .interfaces
+            .values_mut()
+            .find(|i| i.name == name)
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_tunnel_with_bfd_is_created_with_it_and_keeps_key_flow() {
+    let v = V::new();
+    let want = [with_bfd(vx("a", "192.0.2.1"), 300, 1000)];
+    let p = diff_ports(Some(&want), &v.view, BR);
+    let j = ops_json(&p);
+    assert_eq!(j[0]["table"], "Interface");
+    assert_eq!(
+        j[0]["row"]["bfd"],
+        json!([
+            "map",
+            [["enable", "true"], ["min_rx", "300"], ["min_tx", "1000"]]
+        ])
+    );
+    assert_eq!(
+        j[0]["row"]["options"],
+        json!(["map", [["key", "flow"], ["remote_ip", "192.0.2.1"]]]),
+        "BFD travels in VNI 0: the tunnel keeps key=flow"
+    );
+    let bfd = p.ports["a"].bfd.as_ref().expect("a BFD report");
+    assert_eq!(bfd.health, crate::ovs::BfdHealth::Pending);
+    // Without BFD the column is not written at all (the schema's default: off).
+    let p = diff_ports(Some(&[vx("b", "192.0.2.2")]), &v.view, BR);
+    assert!(ops_json(&p)[0]["row"].get("bfd").is_none());
+    assert_eq!(p.ports["b"].bfd, None);
+}
+
+/// Turning BFD on, retiming it or off touches only the `bfd` column, and the port stays
+/// Ready meanwhile; the session is read from `bfd_status`.
+#[test]
+fn bfd_is_set_and_removed_in_place_without_disturbing_the_port() {
+    let on = m(&[("enable", "true"), ("min_rx", "1000"), ("min_tx", "1000")]);
+    // (what, the TunnelPort's timers, the interface's bfd column, the column written)
+    type Case = (
+        &'static str,
+        Option<(u32, u32)>,
+        BTreeMap<String, String>,
+        Option<Value>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "turned on",
+            Some((1000, 1000)),
+            BTreeMap::new(),
+            Some(json!([
+                "map",
+                [["enable", "true"], ["min_rx", "1000"], ["min_tx", "1000"]]
+            ])),
+        ),
+        (
+            "retimed",
+            Some((300, 1000)),
+            on.clone(),
+            Some(json!([
+                "map",
+                [["enable", "true"], ["min_rx", "300"], ["min_tx", "1000"]]
+            ])),
+        ),
+        ("turned off", None, on.clone(), Some(json!(["map", []]))),
+        ("as wanted", Some((1000, 1000)), on.clone(), None),
+        (
+            "drift put back",
+            Some((1000, 1000)),
+            m(&[("enable", "false")]),
+            {
+                Some(json!([
+                    "map",
+                    [["enable", "true"], ["min_rx", "1000"], ["min_tx", "1000"]]
+                ]))
+            },
+        ),
+    ];
+    for (what, timers, have, write) in cases {
+        let mut v = V::new();
+        let plain = vx("a", "192.0.2.1");
+        v.owned(BR, &plain, Some(3));
+        v.iface_of(&plain).bfd = have;
+        let want = match timers {
+            Some((rx, tx)) => with_bfd(plain.clone(), rx, tx),
+            None => plain.clone(),
+        };
+        let p = diff_ports(Some(std::slice::from_ref(&want)), &v.view, BR);
+        match &write {
+            Some(bfd) => {
+                assert_eq!(
+                    ops_json(&p),
+                    vec![json!({"op": "update", "table": "Interface",
+                        "where": [["_uuid", "==", ["uuid", "u3"]]], "row": {"bfd": bfd}})],
+                    "{what}"
+                );
+                assert_eq!(p.changes.bfd, vec![iface(&want)], "{what}");
+            }
+            None => assert!(p.ops.is_empty(), "{what}: {:?}", p.ops),
+        }
+        assert!(p.changes.update.is_empty(), "{what}");
+        assert_eq!(p.ports["a"].state, PortState::Ready, "{what}");
+        assert_eq!(p.ports["a"].bfd.is_some(), timers.is_some(), "{what}");
+    }
+}
+
+#[test]
+fn the_session_is_read_from_bfd_status() {
+    let mut v = V::new();
+    let want = with_bfd(vx("a", "192.0.2.1"), 1000, 1000);
+    v.owned(BR, &want, Some(3));
+    let i = v.iface_of(&want);
+    i.bfd = want.spec.bfd.unwrap().ovs_column();
+    i.bfd_status = m(&[
+        ("state", "down"),
+        ("forwarding", "false"),
+        ("diagnostic", "Control Detection Time Expired"),
+        ("remote_state", "down"),
+        ("remote_diagnostic", "No Diagnostic"),
+        ("flap_count", "2"),
+    ]);
+    let p = diff_ports(Some(std::slice::from_ref(&want)), &v.view, BR);
+    assert!(p.ops.is_empty(), "{:?}", p.ops);
+    let bfd = p.ports["a"].bfd.clone().unwrap();
+    assert_eq!(bfd.health, crate::ovs::BfdHealth::Down);
+    assert_eq!(
+        bfd.session,
+        crate::ovs::BfdSession {
+            state: Some("down".into()),
+            forwarding: Some(false),
+            diagnostic: Some("Control Detection Time Expired".into()),
+            remote_state: Some("down".into()),
+            remote_diagnostic: Some("No Diagnostic".into()),
+            flap_count: Some(2),
+        }
+    );
+    // Type or option drift together with BFD: one update, the port pending meanwhile.
+    let i = v.iface_of(&want);
+    i.kind = "geneve".into();
+    i.bfd = BTreeMap::new();
+    let p = diff_ports(Some(std::slice::from_ref(&want)), &v.view, BR);
+    let j = ops_json(&p);
+    assert_eq!(j.len(), 1);
+    assert_eq!(j[0]["row"]["type"], "vxlan");
+    assert_eq!(j[0]["row"]["bfd"][1][0], json!(["enable", "true"]));
+    assert_eq!(p.ports["a"].state, PortState::Pending);
+    assert!(p.changes.bfd.is_empty());
+}
+
+#[test]
+fn bfd_timers_out_of_range_are_invalid() {
+    let v = V::new();
+    let want = [with_bfd(vx("a", "192.0.2.1"), 50, 1000)];
+    let p = diff_ports(Some(&want), &v.view, BR);
+    assert!(p.ops.is_empty());
+    match &p.ports["a"].state {
+        PortState::Invalid(why) => assert!(why.contains("bfd.minRxMs"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -33,10 +33,12 @@
 //! # }
 //! ```
 
+pub mod bfd;
 pub mod diff;
 pub mod model;
 pub mod reconcile;
 
+pub use bfd::{BfdDamper, BfdHealth, BfdReport, BfdSession};
 pub use diff::{
     DesiredSet, DesiredTunnel, LocalPort, OWNER, OWNER_KEY, PortDiff, PortReport, PortState,
     TUNNELPORT_KEY, diff_port_set, diff_ports,

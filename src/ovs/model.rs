@@ -12,7 +12,16 @@ pub fn monitor_requests() -> Vec<MonitorRequest> {
         MonitorRequest::new("Port", &["name", "interfaces", "tag", "external_ids"]),
         MonitorRequest::new(
             "Interface",
-            &["name", "type", "options", "external_ids", "ofport", "error"],
+            &[
+                "name",
+                "type",
+                "options",
+                "external_ids",
+                "ofport",
+                "error",
+                "bfd",
+                "bfd_status",
+            ],
         ),
     ]
 }
@@ -60,6 +69,10 @@ pub struct InterfaceRow {
     pub ofport: Option<i64>,
     /// vswitchd's error for this interface.
     pub error: Option<String>,
+    /// `bfd`: BFD configuration (`enable`, `min_rx`, `min_tx`; empty = off).
+    pub bfd: BTreeMap<String, String>,
+    /// `bfd_status`: the BFD session as vswitchd reports it (empty while off).
+    pub bfd_status: BTreeMap<String, String>,
 }
 
 /// What the agent sees of OVS.
@@ -134,6 +147,8 @@ impl OvsView {
                             .and_then(|d| d.as_str())
                             .filter(|s| !s.is_empty())
                             .map(str::to_string),
+                        bfd: map(r, "bfd"),
+                        bfd_status: map(r, "bfd_status"),
                     },
                 )
             })

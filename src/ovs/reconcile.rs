@@ -27,6 +27,10 @@
 //!   while our own transaction is in flight is published with the transaction's reply,
 //!   which follows it at once. While disconnected it keeps the last reports with
 //!   `connected = false`: only trust a TunnelPort's absence from `ports` when connected.
+//! - BFD: `bfd_status` comes with the monitor updates like everything else (no polling);
+//!   each report is damped ([`super::bfd::BfdDamper`]) before it is published, and the loop
+//!   wakes up by itself when a damped judgement expires (a flapping tunnel's hold, a new
+//!   session's grace).
 //! - Shutdown (the cancellation token) returns at once and deletes nothing.
 
 use std::collections::BTreeMap;
@@ -42,6 +46,7 @@ use crate::api::TunnelPort;
 use crate::backoff::Backoff;
 use crate::ovsdb::{Endpoint, OpResult, OvsdbError, Session, SessionConfig, SessionEvent};
 
+use super::bfd::BfdDamper;
 use super::diff::{DesiredSet, LocalPort, PortReport, PortState, diff_port_set};
 use super::model::{OvsView, monitor_requests};
 
@@ -131,6 +136,7 @@ pub async fn run(
             _ = retry_due(r.retry_at), if r.retry_at.is_some() && r.txn.is_none() => {
                 r.retry_at = None;
             }
+            _ = wake_at(r.damper.next_change()) => {}
         }
     }
 }
@@ -161,6 +167,14 @@ async fn in_flight(txn: &mut Option<Txn>) -> Result<Vec<OpResult>, OvsdbError> {
 /// Until the retry is due (only polled while one is pending).
 async fn retry_due(at: Option<Instant>) {
     tokio::time::sleep_until(at.expect("guarded")).await
+}
+
+/// Until `at`, or for ever when there is nothing to wait for.
+async fn wake_at(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn read_desired(desired: &mut watch::Receiver<Option<Vec<TunnelPort>>>) -> DesiredSet {
@@ -201,6 +215,8 @@ struct Reconciler {
     /// Set when a monitor update arrives while our transaction is in flight: its reply
     /// follows at once, so planning is deferred to it (and the CPU left to OVS).
     defer: bool,
+    /// Damps the BFD reports before they are published.
+    damper: BfdDamper,
 }
 
 impl Reconciler {
@@ -222,6 +238,7 @@ impl Reconciler {
             retry_at: None,
             retry: Backoff::new(RETRY_MIN, RETRY_MAX),
             defer: false,
+            damper: BfdDamper::default(),
         }
     }
 
@@ -252,6 +269,7 @@ impl Reconciler {
                 "planned"
             );
             let previous = std::mem::replace(&mut state.ports, p.ports);
+            self.damper.apply(&mut state.ports, Instant::now());
             state.local_ports = p.local_ports;
             state.in_sync = p.ops.is_empty();
             if free
@@ -263,6 +281,7 @@ impl Reconciler {
                     create = p.changes.create.len(),
                     update = p.changes.update.len(),
                     delete = p.changes.delete.len(),
+                    bfd = p.changes.bfd.len(),
                     create_bridge = p.changes.create_bridge,
                     "reconciling OVS"
                 );

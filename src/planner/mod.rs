@@ -17,7 +17,8 @@ use kube::core::{Selector, SelectorExt};
 use crate::api::validate::{self, FieldError};
 use crate::api::{
     DeviceKey, MANAGED_BY_LABEL, MANAGER, MAX_DEVICES_PER_TUNNEL, NODE_LABEL, RemoteDevice,
-    RemoteDeviceSpec, TunnelDevice, TunnelId, TunnelPort, TunnelPortSpec, names,
+    RemoteDeviceSpec, TunnelBfd, TunnelDevice, TunnelId, TunnelPort, TunnelPortSpec, device_bfd,
+    names, tunnel_bfd,
 };
 
 pub use nodes::{NodeInfo, NodeIssue};
@@ -60,6 +61,8 @@ struct ValidDevice {
     tunnel: TunnelId,
     selector: Option<Selector>,
     entry: TunnelDevice,
+    /// The BFD it asks for, defaults applied (`None` = off).
+    bfd: Option<TunnelBfd>,
 }
 
 /// Order in which claims are settled: devices that already hold their claim on a stored
@@ -153,8 +156,10 @@ fn place(
     node_infos: &[NodeInfo],
     outcomes: &mut BTreeMap<DeviceKey, DeviceOutcome>,
 ) -> Vec<TunnelPort> {
-    // (node, tunnel) → devices; BTreeMap keeps the output sorted and order-independent.
-    let mut ports: BTreeMap<(&str, TunnelId), Vec<TunnelDevice>> = BTreeMap::new();
+    // (node, tunnel) → devices and the BFD each asks for; BTreeMap keeps the output
+    // sorted and order-independent.
+    type Carried = Vec<(TunnelDevice, Option<TunnelBfd>)>;
+    let mut ports: BTreeMap<(&str, TunnelId), Carried> = BTreeMap::new();
     for device in accepted {
         let mut tunnel_ports = BTreeMap::new();
         let mut self_tunnel_nodes = Vec::new();
@@ -177,7 +182,7 @@ fn place(
             ports
                 .entry((node.name.as_str(), device.tunnel))
                 .or_default()
-                .push(device.entry.clone());
+                .push((device.entry.clone(), device.bfd));
         }
         outcomes.insert(
             device.key.clone(),
@@ -191,9 +196,11 @@ fn place(
         node_infos.iter().map(|n| (n.name.as_str(), n)).collect();
     let mut out: Vec<TunnelPort> = ports
         .into_iter()
-        .map(|((node, tunnel), mut devices)| {
+        .map(|((node, tunnel), carried)| {
+            let bfd = tunnel_bfd(carried.iter().map(|(_, bfd)| *bfd));
+            let mut devices: Vec<TunnelDevice> = carried.into_iter().map(|(d, _)| d).collect();
             devices.sort();
-            tunnel_port(by_name[node], tunnel, devices)
+            tunnel_port(by_name[node], tunnel, devices, bfd)
         })
         .collect();
     out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -329,13 +336,19 @@ fn accept(
             tunnel,
             selector,
             entry,
+            bfd: device_bfd(spec),
         });
     }
     accepted
 }
 
 /// Builds one TunnelPort object.
-fn tunnel_port(node: &NodeInfo, tunnel: TunnelId, devices: Vec<TunnelDevice>) -> TunnelPort {
+fn tunnel_port(
+    node: &NodeInfo,
+    tunnel: TunnelId,
+    devices: Vec<TunnelDevice>,
+    bfd: Option<TunnelBfd>,
+) -> TunnelPort {
     let name = tunnel.tunnel_port_name(&node.name);
     let labels = BTreeMap::from([
         (NODE_LABEL.to_string(), names::node_label_value(&node.name)),
@@ -370,6 +383,7 @@ fn tunnel_port(node: &NodeInfo, tunnel: TunnelId, devices: Vec<TunnelDevice>) ->
             dst_port: tunnel.dst_port(),
             local_ip,
             devices,
+            bfd,
         },
         status: None,
     }

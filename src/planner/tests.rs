@@ -50,6 +50,7 @@ fn spec(vtep: &str, vni: u32, mac: &str) -> RemoteDeviceSpec {
         local_vlan: None,
         node_selector: None,
         attachment: None,
+        bfd: None,
     }
 }
 
@@ -605,6 +606,7 @@ fn build(
             vlan.then_some(7)
         },
         attachment: None,
+        bfd: None,
         node_selector: selector.map(|r| LabelSelector {
             match_labels: Some(BTreeMap::from([(
                 "rack".to_string(),
@@ -712,5 +714,74 @@ proptest! {
         more.push(build(devices.len(), extra, false));
         let after = plan_tunnels(&more, &nodes3());
         nothing_removed(&before, &after)?;
+    }
+}
+
+/// BFD of each planned TunnelPort from the devices it carries: on when any asks for it
+/// (explicitly, or by default with an attachment), with the fastest timers of those that do.
+#[test]
+fn a_tunnel_port_runs_bfd_when_a_device_it_carries_asks_for_it() {
+    use crate::api::{DeviceBfd, GatewayAttachment, TunnelBfd};
+    let bfd = |enabled: Option<bool>, rx: Option<u32>, tx: Option<u32>| {
+        Some(DeviceBfd {
+            enabled,
+            min_rx_ms: rx,
+            min_tx_ms: tx,
+        })
+    };
+    let on = |rx, tx| {
+        Some(TunnelBfd {
+            min_rx_ms: rx,
+            min_tx_ms: tx,
+        })
+    };
+    let attached = || {
+        Some(GatewayAttachment {
+            port: "eth1".into(),
+            vlan: None,
+        })
+    };
+    // Per case: devices behind 192.0.2.10 as (bfd, attachment) → the TunnelPort's bfd.
+    type Case = (
+        Vec<(Option<DeviceBfd>, Option<GatewayAttachment>)>,
+        Option<TunnelBfd>,
+    );
+    let cases: Vec<Case> = vec![
+        (vec![(None, None)], None),
+        (vec![(bfd(Some(false), Some(100), None), None)], None),
+        (vec![(None, attached())], on(1000, 1000)),
+        (vec![(bfd(Some(false), None, None), attached())], None),
+        (vec![(bfd(Some(true), None, None), None)], on(1000, 1000)),
+        // One device with BFD turns it on for the tunnel it shares with others.
+        (
+            vec![(None, None), (bfd(Some(true), Some(300), None), None)],
+            on(300, 1000),
+        ),
+        // The fastest of each timer, from the devices that run BFD only.
+        (
+            vec![
+                (bfd(Some(true), Some(300), Some(2000)), None),
+                (bfd(None, Some(500), Some(200)), attached()),
+                (bfd(Some(false), Some(100), Some(100)), None),
+            ],
+            on(300, 200),
+        ),
+    ];
+    for (i, (devices, want)) in cases.into_iter().enumerate() {
+        let devices: Vec<RemoteDevice> = devices
+            .into_iter()
+            .enumerate()
+            .map(|(j, (bfd, attachment))| {
+                let mut s = spec("192.0.2.10", 5001, &format!("52:54:00:00:00:{:02x}", j + 1));
+                s.bfd = bfd;
+                s.attachment = attachment;
+                device("t1", &format!("d{j}"), s)
+            })
+            .collect();
+        let plan = plan_tunnels(&devices, &two_nodes());
+        assert_eq!(plan.tunnel_ports.len(), 2, "case {i}: {:?}", plan.devices);
+        for tp in &plan.tunnel_ports {
+            assert_eq!(tp.spec.bfd, want, "case {i}: {}", tp.name_any());
+        }
     }
 }

@@ -52,6 +52,23 @@ impl TunnelPortState {
     ];
 }
 
+/// What a TunnelPort's BFD session says of the remote VTEP (its `Reachable` condition).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TunnelReachability {
+    /// The BFD session is up.
+    Up,
+    /// The BFD session is down.
+    Down,
+    /// The session flapped and is held as flapping until it is stable.
+    Flapping,
+    /// BFD is on; no answer yet.
+    Pending,
+    /// The tunnel runs no BFD.
+    Disabled,
+    /// OVSDB is out of reach: nothing is known.
+    Unknown,
+}
+
 /// Lower-case label values, as Prometheus conventions have them.
 macro_rules! label_values {
     ($($ty:ty { $($variant:ident => $text:literal),+ $(,)? })+) => {$(
@@ -67,6 +84,7 @@ label_values! {
     ErrorKind { Conflict => "conflict", Server => "server", Client => "client", Timeout => "timeout", Other => "other" }
     WriteKind { Apply => "apply", Delete => "delete", ReleaseFinalizer => "release_finalizer", AddFinalizer => "add_finalizer", Status => "status", Event => "event" }
     TunnelPortState { Ready => "ready", Pending => "pending", Failed => "failed" }
+    TunnelReachability { Up => "up", Down => "down", Flapping => "flapping", Pending => "pending", Disabled => "disabled", Unknown => "unknown" }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -91,6 +109,12 @@ struct TunnelLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReachLabel {
+    tunnel_port: String,
+    state: TunnelReachability,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: TunnelPortState,
 }
@@ -105,6 +129,7 @@ pub struct Metrics {
     writes: Family<WriteLabel, Counter>,
     tunnel_ports: Family<StateLabel, Gauge>,
     tunnel_state: Family<TunnelLabel, Gauge>,
+    tunnel_reachable: Family<ReachLabel, Gauge>,
     ovsdb_reconnects: Counter,
     flow_monitor_up: Gauge,
     flow_monitor_failures: Counter,
@@ -204,6 +229,12 @@ impl Metrics {
                 "1 for the state of each of this node's TunnelPorts (agent only)",
                 Family::default(),
             ),
+            tunnel_reachable: registered(
+                r,
+                "tunnel_reachable",
+                "1 for the BFD state of each of this node's TunnelPorts: up, down, flapping, pending, disabled or unknown (agent only)",
+                Family::default(),
+            ),
             ovsdb_reconnects: registered(
                 r,
                 "ovsdb_reconnects",
@@ -272,6 +303,19 @@ impl Metrics {
         }
     }
 
+    /// Sets the BFD state of each TunnelPort; TunnelPorts not given disappear from the gauge.
+    pub fn set_tunnel_reachability(&self, states: &[(String, TunnelReachability)]) {
+        self.tunnel_reachable.clear();
+        for (name, state) in states {
+            self.tunnel_reachable
+                .get_or_create(&ReachLabel {
+                    tunnel_port: name.clone(),
+                    state: *state,
+                })
+                .set(1);
+        }
+    }
+
     /// Counts one reconnection to ovsdb-server.
     pub fn ovsdb_reconnected(&self) {
         self.ovsdb_reconnects.inc();
@@ -324,6 +368,11 @@ mod tests {
         m.set_tunnel_states(&[("gone".into(), TunnelPortState::Ready)]);
         m.set_tunnel_states(&[("n1.vxlan.192-0-2-10".into(), TunnelPortState::Failed)]);
         m.set_tunnel_ports(&[(TunnelPortState::Ready, 2), (TunnelPortState::Failed, 1)]);
+        m.set_tunnel_reachability(&[("gone".into(), TunnelReachability::Up)]);
+        m.set_tunnel_reachability(&[
+            ("n1.vxlan.192-0-2-10".into(), TunnelReachability::Flapping),
+            ("n1.vxlan.192-0-2-11".into(), TunnelReachability::Disabled),
+        ]);
         m.ovsdb_reconnected();
         m.set_flow_monitor(false, 2);
         m.set_flow_monitor(false, 1);
@@ -342,6 +391,8 @@ mod tests {
             "remote_device_operator_flow_monitor_up{component=\"test\"} 0".into(),
             "remote_device_operator_tunnel_state{component=\"test\",tunnel_port=\"n1.vxlan.192-0-2-10\",state=\"failed\"} 1".into(),
             "remote_device_operator_flow_monitor_failures_total{component=\"test\"} 2".into(),
+            "remote_device_operator_tunnel_reachable{component=\"test\",tunnel_port=\"n1.vxlan.192-0-2-10\",state=\"flapping\"} 1".into(),
+            "remote_device_operator_tunnel_reachable{component=\"test\",tunnel_port=\"n1.vxlan.192-0-2-11\",state=\"disabled\"} 1".into(),
             format!(
                 "remote_device_operator_build_info{{component=\"test\",version=\"{version}\"}} 1"
             ),

@@ -5,7 +5,7 @@ mod metrics;
 mod server;
 mod shutdown;
 
-pub use metrics::{ErrorKind, Metrics, TunnelPortState, WriteKind};
+pub use metrics::{ErrorKind, Metrics, TunnelPortState, TunnelReachability, WriteKind};
 pub use server::{DEFAULT_LIVENESS_STALL, Health, ipv4_fallback, liveness, serve};
 pub use shutdown::cancel_on_signal;
 

@@ -165,6 +165,16 @@ pub fn gateway_targets(
             ));
             continue;
         };
+        if let Some(b) = &tp.spec.bfd {
+            // Both ends of the tunnel run the same timers.
+            target.bfd.insert(
+                local,
+                Bfd {
+                    min_rx_ms: b.min_rx_ms,
+                    min_tx_ms: b.min_tx_ms,
+                },
+            );
+        }
         for device in &tp.spec.devices {
             // Only VNIs with a binding here become segments; the rest is dropped by the planner.
             if let Some(segment) = target.input.get_mut(&device.vni)
@@ -221,6 +231,7 @@ mod tests {
                     vlan: Some(7),
                 }),
                 node_selector: None,
+                bfd: None,
             },
         );
         d.metadata.namespace = Some("t".into());
@@ -247,6 +258,7 @@ mod tests {
                         local_vlan: None,
                     })
                     .collect(),
+                bfd: None,
             },
         )
     }
@@ -273,7 +285,14 @@ mod tests {
             ],
             &[
                 tp("n2", Some("198.51.100.2"), "192.0.2.10", &[5001, 5002]),
-                tp("n1", Some("198.51.100.1"), "192.0.2.10", &[5001]),
+                {
+                    let mut t = tp("n1", Some("198.51.100.1"), "192.0.2.10", &[5001]);
+                    t.spec.bfd = Some(crate::api::TunnelBfd {
+                        min_rx_ms: 300,
+                        min_tx_ms: 500,
+                    });
+                    t
+                },
                 // To another VTEP: not this gateway's.
                 tp("n3", Some("198.51.100.3"), "192.0.2.99", &[5001]),
             ],
@@ -293,6 +312,17 @@ mod tests {
             "sorted, n3 excluded"
         );
         assert!(t.problems.is_empty(), "{:?}", t.problems);
+        let bfd: Vec<(String, u32, u32)> = t
+            .bfd
+            .iter()
+            .map(|(ip, b)| (ip.to_string(), b.min_rx_ms, b.min_tx_ms))
+            .collect();
+        assert_eq!(
+            bfd,
+            vec![("198.51.100.1".to_string(), 300, 500)],
+            "n1's tunnel asks for BFD"
+        );
+        assert_eq!(t.desired().bfd.len(), 1);
     }
 
     #[test]
