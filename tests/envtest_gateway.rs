@@ -15,13 +15,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
-use remote_device_operator::api::VtepGateway;
-use remote_device_operator::api::conditions::{READY, find, is_true};
+use remote_device_operator::api::conditions::{REACHABLE, READY, find, is_true};
+use remote_device_operator::api::{RemoteDevice, TunnelPort, VtepGateway};
 use remote_device_operator::vtep::{CONNECTED, logical_switch_name};
 use serde_json::json;
 use support::cluster::{Cluster, RELEASE_NS, TENANT};
 use support::envtest::{Options, apply_value, wait_for};
+use support::netns::Netns;
 use support::netns::require_root_and_tools;
+use support::ovs::node_bridges;
+use support::sandbox::{Datapath, Sandbox};
 use support::vtep::{Pki, Relay, SSL_PORT, SWITCH, TCP_PORT, Tor, TorOptions};
 
 const TOR_VTEP: &str = "192.168.200.2";
@@ -93,9 +96,9 @@ async fn wait_flood(cluster: &Cluster, tor: &Tor, flood: &[&str]) {
     );
 }
 
-/// What `kubectl get vtepgateways` shows: the API server's Table rendering.
-async fn table(cluster: &Cluster) -> String {
-    let request = http::Request::get("/apis/remotedevice.io/v1alpha1/vtepgateways")
+/// What `kubectl get <resource>` shows: the API server's Table rendering.
+async fn table(cluster: &Cluster, resource: &str) -> String {
+    let request = http::Request::get(format!("/apis/remotedevice.io/v1alpha1/{resource}"))
         .header(
             "Accept",
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
@@ -166,7 +169,7 @@ async fn gateway_follows_nodes_over_tcp_and_ssl() {
             .any(|l| l.trim_start().starts_with("0010") && l.contains(&logical_switch_name(VNI))),
         "p1 VLAN 10 bound to our logical switch: {bindings}"
     );
-    let shown = table(&cluster).await;
+    let shown = table(&cluster, "vtepgateways").await;
     eprintln!("kubectl get vtepgateways:\n{shown}");
     assert!(shown.contains("READY") && shown.contains("True"), "{shown}");
 
@@ -229,7 +232,7 @@ async fn gateway_follows_nodes_over_tcp_and_ssl() {
     wait_flood(&cluster, &tor, &["192.168.200.11"]).await;
 
     // The last device of the VNI gone → its logical switch goes; back → it returns.
-    Api::<remote_device_operator::api::RemoteDevice>::namespaced(cluster.admin.clone(), TENANT)
+    Api::<RemoteDevice>::namespaced(cluster.admin.clone(), TENANT)
         .delete("bm1", &DeleteParams::default())
         .await
         .unwrap();
@@ -262,4 +265,162 @@ async fn gateway_follows_nodes_over_tcp_and_ssl() {
     );
     let refused = cluster.refused_requests();
     assert!(refused.is_empty(), "requests refused: {refused:?}");
+}
+
+fn mac_of(ns: &Netns, dev: &str) -> String {
+    let out = ns.exec("ip", &["-o", "link", "show", "dev", dev]).unwrap();
+    out.split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string()
+}
+
+/// The TunnelPort of n1 towards the switch: its Reachable condition's status and reason.
+async fn reachability(cluster: &Cluster) -> Option<(String, String)> {
+    let tps: Vec<TunnelPort> = Api::<TunnelPort>::all(cluster.admin.clone())
+        .list(&Default::default())
+        .await
+        .ok()?
+        .items;
+    let tp = tps.iter().find(|t| t.spec.remote_ip == BFD_TOR_VTEP)?;
+    let c = find(&tp.status.as_ref()?.conditions, REACHABLE)?;
+    Some((c.status.clone(), c.reason.clone()))
+}
+
+const BFD_TOR_VTEP: &str = "192.168.201.2";
+const BFD_NODE_VTEP: &str = "192.168.201.1";
+
+/// BFD between a node's real userspace OVS and the emulated switch, both configured by
+/// the operator from one attached RemoteDevice: `kubectl get tunnelports` shows REACHABLE
+/// True; the underlay cut → False with BFD's diagnostic, the device "0/1"; restored → True.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reachability_shows_in_kubectl_get_tunnelports() {
+    if !require_root_and_tools(&["ip", "ethtool", "vtep-ctl", "ovsdb-server"]) {
+        return;
+    }
+    let Some(mut cluster) = Cluster::start(Options::default()).await else {
+        return;
+    };
+    let host = Netns::new("ebh");
+    host.ip(&[
+        "link", "add", "pod0", "type", "veth", "peer", "name", "pod0x",
+    ]);
+    host.ip(&["link", "set", "pod0", "up"]);
+    host.ip(&["link", "set", "pod0x", "up"]);
+    let tor = Tor::start(TorOptions {
+        tag: "eb",
+        tunnel_ip: BFD_TOR_VTEP,
+        ports: vec![("p1", None)],
+        uplink: Some((&host, "phy0")),
+        pki: None,
+    });
+    host.exec("ethtool", &["-K", "phy0", "tx", "off"]).unwrap();
+    host.ip(&["link", "set", "phy0", "up"]);
+    let sandbox = host
+        .enter(|| Sandbox::start(Datapath::Netdev))
+        .expect("OVS sandbox");
+    host.enter(|| sandbox.restart_vswitchd_with_system_routes())
+        .expect("restart vswitchd");
+    node_bridges(&sandbox, &host, BFD_NODE_VTEP);
+    let tor_mac = mac_of(&tor.ns, "br-phy");
+    sandbox
+        .appctl(&["tnl/neigh/set", "br-phy", BFD_TOR_VTEP, &tor_mac])
+        .unwrap();
+    tor.seed_neighbour(BFD_NODE_VTEP, &mac_of(&host, "br-phy"));
+    let relay = Relay::start(&tor, TCP_PORT);
+
+    cluster
+        .add_node_with_sandbox("n1", &[("rack", "a")], BFD_NODE_VTEP, sandbox)
+        .await;
+    cluster.start_controller("controller-a").await;
+    let mut gw = gateway(&relay.endpoint("tcp"), None);
+    gw["spec"]["tunnelIPs"] = json!([BFD_TOR_VTEP]);
+    apply_value(&cluster.admin, gw).await;
+    apply_value(
+        &cluster.admin,
+        json!({
+            "apiVersion": "remotedevice.io/v1alpha1", "kind": "RemoteDevice",
+            "metadata": {"name": "bm2", "namespace": TENANT},
+            "spec": {"vtepIP": BFD_TOR_VTEP, "vni": 5002, "macAddress": "52:54:00:00:50:02",
+                     "attachment": {"port": "p1"}},
+        }),
+    )
+    .await;
+
+    let applied = std::time::Instant::now();
+    wait_for(LIMIT, "TunnelPort Reachable=True", || async {
+        let (status, _) = reachability(&cluster).await?;
+        (status == "True").then_some(())
+    })
+    .await;
+    eprintln!("apply → Reachable=True: {:?}", applied.elapsed());
+    let shown = table(&cluster, "tunnelports").await;
+    eprintln!("kubectl get tunnelports:\n{shown}");
+    let header: Vec<&str> = shown.lines().next().unwrap().split("  ").collect();
+    let at = header
+        .iter()
+        .position(|c| *c == "REACHABLE")
+        .expect("REACHABLE column");
+    let row: Vec<&str> = shown.lines().nth(1).unwrap().split("  ").collect();
+    assert_eq!(row[at], "True", "{shown}");
+    wait_for(
+        LIMIT,
+        "the switch's tunnel BFD up on the VtepGateway",
+        || async {
+            let status = current(&cluster).await?.status?;
+            status
+                .tunnels
+                .iter()
+                .any(|t| t.remote_ip == BFD_NODE_VTEP && t.bfd_state.as_deref() == Some("up"))
+                .then_some(())
+        },
+    )
+    .await;
+    wait_for(LIMIT, "device reachable 1/1", || async {
+        let d = Api::<RemoteDevice>::namespaced(cluster.admin.clone(), TENANT)
+            .get("bm2")
+            .await
+            .ok()?;
+        (d.status?.reachable.as_deref() == Some("1/1")).then_some(())
+    })
+    .await;
+
+    host.ip(&["link", "set", "phy0", "down"]);
+    let cut = std::time::Instant::now();
+    let (_, reason) = wait_for(LIMIT, "TunnelPort Reachable=False", || async {
+        let (status, reason) = reachability(&cluster).await?;
+        (status == "False").then_some(((), reason))
+    })
+    .await;
+    eprintln!(
+        "underlay cut → Reachable=False ({reason}) after {:?}",
+        cut.elapsed()
+    );
+    let shown = table(&cluster, "tunnelports").await;
+    eprintln!("kubectl get tunnelports:\n{shown}");
+    wait_for(LIMIT, "device reachable 0/1", || async {
+        let d = Api::<RemoteDevice>::namespaced(cluster.admin.clone(), TENANT)
+            .get("bm2")
+            .await
+            .ok()?;
+        (d.status?.reachable.as_deref() == Some("0/1")).then_some(())
+    })
+    .await;
+
+    host.ip(&["link", "set", "phy0", "up"]);
+    let back = std::time::Instant::now();
+    wait_for(LIMIT, "TunnelPort Reachable=True again", || async {
+        let (status, _) = reachability(&cluster).await?;
+        (status == "True").then_some(())
+    })
+    .await;
+    eprintln!(
+        "underlay restored → Reachable=True after {:?}",
+        back.elapsed()
+    );
+    let refused = cluster.refused_requests();
+    assert!(refused.is_empty(), "requests refused: {refused:?}");
+    drop(cluster);
+    drop(tor);
 }

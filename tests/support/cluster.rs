@@ -186,8 +186,21 @@ impl Cluster {
 
     /// Creates Node `name` (labels, tunnel IP annotation), its OVS, and starts its agent.
     pub async fn add_node(&mut self, name: &str, labels: &[(&str, &str)], tunnel_ip: &str) {
-        self.create_node(name, labels, tunnel_ip).await;
         let sandbox = Sandbox::start(Datapath::Dummy).expect("OVS sandbox");
+        self.add_node_with_sandbox(name, labels, tunnel_ip, sandbox)
+            .await;
+    }
+
+    /// [`Cluster::add_node`] with an OVS the test built (e.g. a netdev datapath inside a
+    /// network namespace, for real packets); the agent reaches it over its unix socket.
+    pub async fn add_node_with_sandbox(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        tunnel_ip: &str,
+        sandbox: Sandbox,
+    ) {
+        self.create_node(name, labels, tunnel_ip).await;
         let pod = pod_on_node(
             &self.admin,
             RELEASE_NS,
