@@ -122,13 +122,6 @@ fn ovs_in(ns: &Netns, uplink: &str, ip: &str) -> Sandbox {
     }
 }
 
-fn mac_of(ns: &Netns, dev: &str) -> String {
-    ns.exec("cat", &[&format!("/sys/class/net/{dev}/address")])
-        .expect("mac")
-        .trim()
-        .to_string()
-}
-
 impl Topology {
     fn node(&self) -> &Sandbox {
         self.node_ovs.as_ref().expect("node OVS")
@@ -209,10 +202,10 @@ impl Topology {
         wait_ofport(topo.remote(), "vx-node");
         // Pre-seed each side's neighbour, else the first packets are lost to ARP.
         topo.node()
-            .appctl(&["tnl/neigh/set", "br-phy", REMOTE_VTEP, &mac_of(t, "br-phy")])
+            .appctl(&["tnl/neigh/set", "br-phy", REMOTE_VTEP, &t.mac("br-phy")])
             .expect("neighbour");
         topo.remote()
-            .appctl(&["tnl/neigh/set", "br-phy", NODE_VTEP, &mac_of(h, "br-phy")])
+            .appctl(&["tnl/neigh/set", "br-phy", NODE_VTEP, &h.mac("br-phy")])
             .expect("neighbour");
         topo
     }

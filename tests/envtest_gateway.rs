@@ -267,15 +267,6 @@ async fn gateway_follows_nodes_over_tcp_and_ssl() {
     assert!(refused.is_empty(), "requests refused: {refused:?}");
 }
 
-fn mac_of(ns: &Netns, dev: &str) -> String {
-    let out = ns.exec("ip", &["-o", "link", "show", "dev", dev]).unwrap();
-    out.split("link/ether ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string()
-}
-
 /// The TunnelPort of n1 towards the switch: its Reachable condition's status and reason.
 async fn reachability(cluster: &Cluster) -> Option<(String, String)> {
     let tps: Vec<TunnelPort> = Api::<TunnelPort>::all(cluster.admin.clone())
@@ -323,11 +314,11 @@ async fn reachability_shows_in_kubectl_get_tunnelports() {
     host.enter(|| sandbox.restart_vswitchd_with_system_routes())
         .expect("restart vswitchd");
     node_bridges(&sandbox, &host, BFD_NODE_VTEP);
-    let tor_mac = mac_of(&tor.ns, "br-phy");
+    let tor_mac = tor.ns.mac("br-phy");
     sandbox
         .appctl(&["tnl/neigh/set", "br-phy", BFD_TOR_VTEP, &tor_mac])
         .unwrap();
-    tor.seed_neighbour(BFD_NODE_VTEP, &mac_of(&host, "br-phy"));
+    tor.seed_neighbour(BFD_NODE_VTEP, &host.mac("br-phy"));
     let relay = Relay::start(&tor, TCP_PORT);
 
     cluster

@@ -105,13 +105,6 @@ impl Drop for Topology {
     }
 }
 
-fn mac_of(ns: &Netns, dev: &str) -> String {
-    ns.exec("cat", &[&format!("/sys/class/net/{dev}/address")])
-        .expect("mac")
-        .trim()
-        .to_string()
-}
-
 impl Topology {
     fn sb(&self) -> &Sandbox {
         self.sandbox.as_ref().expect("sandbox")
@@ -190,10 +183,10 @@ impl Topology {
         let (sb, h) = (self.sb(), &self.host);
         node_bridges(sb, h, NODE_VTEP);
         // Both ends know each other's VTEP MAC: no first packets lost to ARP.
-        let tor_mac = mac_of(&self.tor().ns, "br-phy");
+        let tor_mac = self.tor().ns.mac("br-phy");
         sb.appctl(&["tnl/neigh/set", "br-phy", TOR_VTEP, &tor_mac])
             .expect("neigh");
-        self.tor().seed_neighbour(NODE_VTEP, &mac_of(h, "br-phy"));
+        self.tor().seed_neighbour(NODE_VTEP, &h.mac("br-phy"));
     }
 }
 

@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -133,6 +133,8 @@ fn write_tls(dir: &Path, gateway: &str, secret: &Secret) -> Result<TlsFiles, Str
     })
 }
 
+/// A reflector over `api` whose stream yields `()` per event (failures are logged; the
+/// watch retries with backoff).
 fn reflect<K>(api: Api<K>) -> (Store<K>, futures::stream::BoxStream<'static, ()>)
 where
     K: kube::Resource<DynamicType = ()>
@@ -143,18 +145,14 @@ where
         + Sync
         + 'static,
 {
-    let (store, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .backoff(crate::backoff::watch_backoff())
-        .reflect(writer)
+    let (store, stream) = super::reflect(api, watcher::Config::default(), |_| {});
+    let stream = stream
         .filter_map(|event| async move {
-            match event {
-                Ok(_) => Some(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "gateway watch failed; retrying with backoff");
-                    None
-                }
-            }
+            event
+                .map_err(
+                    |e| tracing::warn!(error = %e, "gateway watch failed; retrying with backoff"),
+                )
+                .ok()
         })
         .boxed();
     (store, stream)

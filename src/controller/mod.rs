@@ -189,6 +189,34 @@ fn strip_node(node: &mut Node) {
     }
 }
 
+/// A reflector over `api`: the store it fills (each object passed through `strip` first)
+/// and the stream that drives it, yielding `()` per event, retried with the watch backoff.
+pub(crate) fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    strip: fn(&mut K),
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<(), watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .backoff(crate::backoff::watch_backoff())
+        .modify(strip)
+        .reflect(writer)
+        .map(|event| event.map(|_| ()));
+    (store, stream)
+}
+
 /// Starts the watchers feeding the caches. Every watch event pokes `trigger`. The
 /// returned task runs until `cancel`.
 pub fn start_watchers(
@@ -197,32 +225,6 @@ pub fn start_watchers(
     metrics: Metrics,
     cancel: CancellationToken,
 ) -> (Caches, tokio::task::JoinHandle<()>) {
-    fn reflect<K>(
-        api: Api<K>,
-        config: watcher::Config,
-        strip: fn(&mut K),
-    ) -> (
-        Store<K>,
-        impl Stream<Item = Result<(), watcher::Error>> + Send + 'static,
-    )
-    where
-        K: kube::Resource<DynamicType = ()>
-            + Clone
-            + std::fmt::Debug
-            + serde::de::DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
-    {
-        let (store, writer) = reflector::store();
-        let stream = watcher(api, config)
-            .backoff(crate::backoff::watch_backoff())
-            .modify(strip)
-            .reflect(writer)
-            .map(|event| event.map(|_| ()));
-        (store, stream)
-    }
-
     // The caches keep only what planning reads: managed fields are never needed, and a
     // Node's images and conditions are most of its size on a large cluster.
     let (devices, d) = reflect(

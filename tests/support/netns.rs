@@ -96,6 +96,15 @@ impl Netns {
         must("ip", &all)
     }
 
+    /// The MAC address of link `dev` in this namespace.
+    #[allow(dead_code)] // not every test binary that includes this module needs it
+    pub fn mac(&self, dev: &str) -> String {
+        self.exec("cat", &[&format!("/sys/class/net/{dev}/address")])
+            .expect("mac")
+            .trim()
+            .to_string()
+    }
+
     /// `ip netns exec <ns> PROGRAM ARGS`.
     pub fn exec(&self, program: &str, args: &[&str]) -> Result<String, String> {
         let mut all = vec!["netns", "exec", self.name.as_str(), program];
