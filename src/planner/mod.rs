@@ -149,6 +149,68 @@ fn unique_nodes(nodes: &[Node]) -> Vec<NodeInfo> {
     infos
 }
 
+/// Accepted devices that share a tunnel and a node selector: they land on exactly the
+/// same nodes, so the selector is evaluated once per group and node, not per device.
+struct Group<'a> {
+    tunnel: TunnelId,
+    selector: Option<&'a Selector>,
+    members: Vec<&'a ValidDevice>,
+}
+
+/// The groups of `accepted`, in (tunnel, selector) order so the result does not depend on
+/// input order. Selectors are compared by their expressions: two spellings of the same
+/// selection only make two groups, which place the same way.
+fn group(accepted: &[ValidDevice]) -> Vec<Group<'_>> {
+    type Expressions = Option<Vec<kube::core::Expression>>;
+    let mut groups: BTreeMap<(TunnelId, Expressions), Group<'_>> = BTreeMap::new();
+    for device in accepted {
+        let expressions = device.selector.clone().map(|s| s.into_iter().collect());
+        groups
+            .entry((device.tunnel, expressions))
+            .or_insert_with(|| Group {
+                tunnel: device.tunnel,
+                selector: device.selector.as_ref(),
+                members: Vec::new(),
+            })
+            .members
+            .push(device);
+    }
+    groups.into_values().collect()
+}
+
+/// A group's devices on one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// The selector leaves the node out.
+    NotSelected,
+    /// Selected, but the VTEP is the node's own tunnel IP.
+    SelfTunnel,
+    /// The node's TunnelPort to the VTEP carries them.
+    Carried,
+}
+
+impl Group<'_> {
+    /// Where the group's devices stand on `node`.
+    fn placement(&self, node: &NodeInfo) -> Placement {
+        if !self.selector.is_none_or(|s| s.matches(&node.labels)) {
+            Placement::NotSelected
+        } else if node.tunnel_ips.contains(&self.tunnel.remote_ip()) {
+            Placement::SelfTunnel
+        } else {
+            Placement::Carried
+        }
+    }
+
+    /// The sorted device list and merged BFD of a TunnelPort carrying these groups.
+    fn carried(groups: &[&Group<'_>]) -> (Vec<TunnelDevice>, Option<TunnelBfd>) {
+        let members = || groups.iter().flat_map(|g| &g.members);
+        let bfd = tunnel_bfd(members().map(|d| d.bfd));
+        let mut devices: Vec<TunnelDevice> = members().map(|d| d.entry.clone()).collect();
+        devices.sort();
+        (devices, bfd)
+    }
+}
+
 /// Puts every accepted device on the nodes its selector picks (never on a node whose own
 /// tunnel IP is its VTEP), records where, and builds one TunnelPort per node × tunnel.
 fn place(
@@ -156,53 +218,52 @@ fn place(
     node_infos: &[NodeInfo],
     outcomes: &mut BTreeMap<DeviceKey, DeviceOutcome>,
 ) -> Vec<TunnelPort> {
-    // (node, tunnel) → devices and the BFD each asks for; BTreeMap keeps the output
-    // sorted and order-independent.
-    type Carried = Vec<(TunnelDevice, Option<TunnelBfd>)>;
-    let mut ports: BTreeMap<(&str, TunnelId), Carried> = BTreeMap::new();
-    for device in accepted {
-        let mut tunnel_ports = BTreeMap::new();
-        let mut self_tunnel_nodes = Vec::new();
-        for node in node_infos {
-            if !device
-                .selector
-                .as_ref()
-                .is_none_or(|s| s.matches(&node.labels))
-            {
-                continue;
+    let groups = group(accepted);
+    // Per group: node → TunnelPort name, and the nodes skipped as self-tunnels.
+    let mut placed: Vec<(BTreeMap<String, String>, Vec<String>)> =
+        vec![Default::default(); groups.len()];
+    // (node, tunnel) → indices of the groups it carries; BTreeMap keeps the output sorted.
+    let mut ports: BTreeMap<(&str, TunnelId), Vec<usize>> = BTreeMap::new();
+    for node in node_infos {
+        for (i, g) in groups.iter().enumerate() {
+            match g.placement(node) {
+                Placement::NotSelected => {}
+                Placement::SelfTunnel => placed[i].1.push(node.name.clone()),
+                Placement::Carried => {
+                    let name = g.tunnel.tunnel_port_name(&node.name);
+                    placed[i].0.insert(node.name.clone(), name);
+                    ports
+                        .entry((node.name.as_str(), g.tunnel))
+                        .or_default()
+                        .push(i);
+                }
             }
-            if node.tunnel_ips.contains(&device.tunnel.remote_ip()) {
-                self_tunnel_nodes.push(node.name.clone());
-                continue;
-            }
-            tunnel_ports.insert(
-                node.name.clone(),
-                device.tunnel.tunnel_port_name(&node.name),
-            );
-            ports
-                .entry((node.name.as_str(), device.tunnel))
-                .or_default()
-                .push((device.entry.clone(), device.bfd));
         }
-        outcomes.insert(
-            device.key.clone(),
-            DeviceOutcome::Planned {
-                tunnel_ports,
-                self_tunnel_nodes,
-            },
-        );
+    }
+    for (g, (tunnel_ports, self_tunnel_nodes)) in groups.iter().zip(&placed) {
+        for device in &g.members {
+            let outcome = DeviceOutcome::Planned {
+                tunnel_ports: tunnel_ports.clone(),
+                self_tunnel_nodes: self_tunnel_nodes.clone(),
+            };
+            outcomes.insert(device.key.clone(), outcome);
+        }
     }
     let by_name: BTreeMap<&str, &NodeInfo> =
         node_infos.iter().map(|n| (n.name.as_str(), n)).collect();
-    let mut out: Vec<TunnelPort> = ports
-        .into_iter()
-        .map(|((node, tunnel), carried)| {
-            let bfd = tunnel_bfd(carried.iter().map(|(_, bfd)| *bfd));
-            let mut devices: Vec<TunnelDevice> = carried.into_iter().map(|(d, _)| d).collect();
-            devices.sort();
-            tunnel_port(by_name[node], tunnel, devices, bfd)
-        })
-        .collect();
+    // Nodes that carry the same groups of a tunnel carry the same list: built once.
+    let mut lists: BTreeMap<(TunnelId, &[usize]), (Vec<TunnelDevice>, Option<TunnelBfd>)> =
+        BTreeMap::new();
+    let mut out: Vec<TunnelPort> = Vec::with_capacity(ports.len());
+    for ((node, tunnel), carried) in &ports {
+        let (devices, bfd) = lists
+            .entry((*tunnel, carried.as_slice()))
+            .or_insert_with(|| {
+                let members: Vec<&Group<'_>> = carried.iter().map(|&i| &groups[i]).collect();
+                Group::carried(&members)
+            });
+        out.push(tunnel_port(by_name[node], *tunnel, devices.clone(), *bfd));
+    }
     out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     out
 }

@@ -785,3 +785,69 @@ fn a_tunnel_port_runs_bfd_when_a_device_it_carries_asks_for_it() {
         }
     }
 }
+
+/// Devices group by tunnel and selector: one group per distinct pair, whatever the input
+/// order, and nothing else splits or merges them.
+#[test]
+fn devices_group_by_tunnel_and_selector() {
+    let with_selector = |mut d: RemoteDevice, rack: Option<&str>| {
+        d.spec.node_selector = rack.map(|r| LabelSelector {
+            match_labels: Some(BTreeMap::from([("rack".to_string(), r.to_string())])),
+            ..LabelSelector::default()
+        });
+        d
+    };
+    let dev = |name: &str, vtep: &str, vni: u32, rack: Option<&str>| {
+        let mac = format!("52:54:00:00:00:{vni:02x}");
+        with_selector(device("t", name, spec(vtep, vni, &mac)), rack)
+    };
+    // (case, devices, expected groups as member names in (tunnel, selector) order)
+    let cases: Vec<(&str, Vec<RemoteDevice>, Vec<Vec<&str>>)> = vec![
+        ("nothing", vec![], vec![]),
+        (
+            "same VTEP, no selector: one group",
+            vec![
+                dev("a", "192.0.2.10", 1, None),
+                dev("b", "192.0.2.10", 2, None),
+            ],
+            vec![vec!["a", "b"]],
+        ),
+        (
+            "another VTEP: another group",
+            vec![
+                dev("a", "192.0.2.10", 1, None),
+                dev("b", "192.0.2.11", 2, None),
+            ],
+            vec![vec!["a"], vec!["b"]],
+        ),
+        (
+            "same VTEP, selectors split and equal selectors join",
+            vec![
+                dev("a", "192.0.2.10", 1, Some("r1")),
+                dev("b", "192.0.2.10", 2, None),
+                dev("c", "192.0.2.10", 3, Some("r1")),
+                dev("d", "192.0.2.10", 4, Some("r2")),
+            ],
+            vec![vec!["b"], vec!["a", "c"], vec!["d"]],
+        ),
+    ];
+    for (case, devices, want) in cases {
+        for reversed in [false, true] {
+            let mut input: Vec<&RemoteDevice> = devices.iter().collect();
+            if reversed {
+                input.reverse();
+            }
+            let accepted = accept(&input, &mut BTreeMap::new());
+            let got: Vec<Vec<&str>> = group(&accepted)
+                .iter()
+                .map(|g| {
+                    let mut names: Vec<&str> =
+                        g.members.iter().map(|d| d.key.name.as_str()).collect();
+                    names.sort();
+                    names
+                })
+                .collect();
+            assert_eq!(got, want, "{case} (reversed: {reversed})");
+        }
+    }
+}
