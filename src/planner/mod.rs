@@ -8,7 +8,8 @@ mod nodes;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -28,8 +29,9 @@ pub use nodes::{NodeInfo, NodeIssue};
 pub enum DeviceOutcome {
     /// Planned onto these nodes.
     Planned {
-        /// Node name → name of the TunnelPort that carries the device there.
-        tunnel_ports: BTreeMap<String, String>,
+        /// Node name → name of the TunnelPort that carries the device there; shared by
+        /// the devices of one (tunnel, selector) group, which land on the same nodes.
+        tunnel_ports: Arc<BTreeMap<String, String>>,
         /// Selected nodes skipped because the device's VTEP is the node's own tunnel IP.
         self_tunnel_nodes: Vec<String>,
     },
@@ -65,17 +67,21 @@ struct ValidDevice {
     bfd: Option<TunnelBfd>,
 }
 
+/// Namespace/name of every device a stored TunnelPort carries, borrowed: every node's
+/// port repeats the same devices, so owned keys would cost nodes × devices allocations.
+type Holders<'a> = HashSet<(&'a str, &'a str)>;
+
 /// Order in which claims are settled: devices that already hold their claim on a stored
 /// TunnelPort first (so a newcomer can never take a claim away, even when creation times
 /// tie or are missing), then older objects, then namespace/name. Objects read from files
 /// have no creation time and are settled by namespace/name after the sitting holders.
 fn settle_order(
     device: &RemoteDevice,
-    holders: &BTreeSet<DeviceKey>,
+    holders: &Holders<'_>,
 ) -> (bool, Option<k8s_openapi::jiff::Timestamp>, DeviceKey) {
     let key = DeviceKey::of(device);
     (
-        !holders.contains(&key),
+        !holders.contains(&(key.namespace.as_str(), key.name.as_str())),
         device.metadata.creation_timestamp.as_ref().map(|t| t.0),
         key,
     )
@@ -108,13 +114,10 @@ fn settled_devices<'a>(
     devices: &'a [RemoteDevice],
     previous: &[TunnelPort],
 ) -> Vec<&'a RemoteDevice> {
-    let holders: BTreeSet<DeviceKey> = previous
+    let holders: Holders<'_> = previous
         .iter()
         .flat_map(|tp| &tp.spec.devices)
-        .map(|d| DeviceKey {
-            namespace: d.namespace.clone(),
-            name: d.name.clone(),
-        })
+        .map(|d| (d.namespace.as_str(), d.name.as_str()))
         .collect();
     // One object per key (the first in settle order), whatever the input order.
     let mut unique: BTreeMap<DeviceKey, &RemoteDevice> = BTreeMap::new();
@@ -240,10 +243,11 @@ fn place(
             }
         }
     }
-    for (g, (tunnel_ports, self_tunnel_nodes)) in groups.iter().zip(&placed) {
+    for (g, (tunnel_ports, self_tunnel_nodes)) in groups.iter().zip(placed.iter_mut()) {
+        let tunnel_ports = Arc::new(std::mem::take(tunnel_ports));
         for device in &g.members {
             let outcome = DeviceOutcome::Planned {
-                tunnel_ports: tunnel_ports.clone(),
+                tunnel_ports: Arc::clone(&tunnel_ports),
                 self_tunnel_nodes: self_tunnel_nodes.clone(),
             };
             outcomes.insert(device.key.clone(), outcome);
