@@ -83,13 +83,14 @@ fn node(i: usize) -> Node {
 }
 
 fn device(i: usize, vteps: usize, selector_every: usize, now: Timestamp) -> RemoteDevice {
-    let node_selector = (selector_every > 0 && i % selector_every == 0).then(|| LabelSelector {
-        match_labels: Some(BTreeMap::from([(
-            "rack".to_string(),
-            format!("r{}", (i / selector_every) % RACKS),
-        )])),
-        ..LabelSelector::default()
-    });
+    let node_selector =
+        (selector_every > 0 && i.is_multiple_of(selector_every)).then(|| LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "rack".to_string(),
+                format!("r{}", (i / selector_every) % RACKS),
+            )])),
+            ..LabelSelector::default()
+        });
     let mut d = RemoteDevice::new(
         &format!("dev-{i}"),
         RemoteDeviceSpec {

@@ -131,13 +131,14 @@ pub fn needs_apply(desired: &TunnelPort, stored: &TunnelPort) -> bool {
     if desired.spec != stored.spec {
         return true;
     }
-    let stored_labels = stored.metadata.labels.clone().unwrap_or_default();
+    // Borrowed, not cloned: this runs for every TunnelPort on every pass.
+    let stored_labels = stored.metadata.labels.as_ref();
     let labels_differ = desired
         .metadata
         .labels
         .iter()
         .flatten()
-        .any(|(k, v)| stored_labels.get(k) != Some(v));
+        .any(|(k, v)| stored_labels.and_then(|l| l.get(k)) != Some(v));
     let stored_owners = stored
         .metadata
         .owner_references
@@ -292,7 +293,7 @@ impl<'a> PassIndex<'a> {
 fn orphan_finalizers(index: &PassIndex<'_>) -> Vec<Action> {
     let mut actions = Vec::new();
     for (name, port) in &index.stored {
-        let finalizers = port.metadata.finalizers.clone().unwrap_or_default();
+        let finalizers = port.metadata.finalizers.as_deref().unwrap_or_default();
         if index.node_exists(port) || !finalizers.iter().any(|f| f == OVS_CLEANUP_FINALIZER) {
             continue;
         }

@@ -75,6 +75,9 @@ type Holders<'a> = HashSet<(&'a str, &'a str)>;
 /// TunnelPort first (so a newcomer can never take a claim away, even when creation times
 /// tie or are missing), then older objects, then namespace/name. Objects read from files
 /// have no creation time and are settled by namespace/name after the sitting holders.
+/// The devices one tunnel port carries and the BFD settings they merge to.
+type CarriedList = (Vec<TunnelDevice>, Option<TunnelBfd>);
+
 fn settle_order(
     device: &RemoteDevice,
     holders: &Holders<'_>,
@@ -256,8 +259,7 @@ fn place(
     let by_name: BTreeMap<&str, &NodeInfo> =
         node_infos.iter().map(|n| (n.name.as_str(), n)).collect();
     // Nodes that carry the same groups of a tunnel carry the same list: built once.
-    let mut lists: BTreeMap<(TunnelId, &[usize]), (Vec<TunnelDevice>, Option<TunnelBfd>)> =
-        BTreeMap::new();
+    let mut lists: BTreeMap<(TunnelId, &[usize]), CarriedList> = BTreeMap::new();
     let mut out: Vec<TunnelPort> = Vec::with_capacity(ports.len());
     for ((node, tunnel), carried) in &ports {
         let (devices, bfd) = lists

@@ -140,10 +140,10 @@ fn one_device_gives_one_tunnel_port_per_node() {
     assert_eq!(
         plan.devices[&key("t1", "d1")],
         DeviceOutcome::Planned {
-            tunnel_ports: BTreeMap::from([
+            tunnel_ports: Arc::new(BTreeMap::from([
                 ("n1".into(), "n1.vxlan.192-0-2-10".into()),
                 ("n2".into(), "n2.vxlan.192-0-2-10".into())
-            ]),
+            ])),
             self_tunnel_nodes: vec![],
         }
     );
@@ -802,7 +802,8 @@ fn devices_group_by_tunnel_and_selector() {
         with_selector(device("t", name, spec(vtep, vni, &mac)), rack)
     };
     // (case, devices, expected groups as member names in (tunnel, selector) order)
-    let cases: Vec<(&str, Vec<RemoteDevice>, Vec<Vec<&str>>)> = vec![
+    type Case<'a> = (&'a str, Vec<RemoteDevice>, Vec<Vec<&'a str>>);
+    let cases: Vec<Case<'_>> = vec![
         ("nothing", vec![], vec![]),
         (
             "same VTEP, no selector: one group",
