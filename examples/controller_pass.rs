@@ -117,7 +117,7 @@ fn device(i: usize, vteps: usize, selector_every: usize, now: Timestamp) -> Remo
     d
 }
 
-/// The caches after `snapshot`'s writes went through.
+/// The caches after `snapshot`'s writes went through (`snapshot` holds no TunnelPorts).
 fn settle(snapshot: &Snapshot, now: Timestamp) -> Snapshot {
     let mut settled = snapshot.clone();
     let index: HashMap<DeviceKey, usize> = settled
@@ -131,9 +131,7 @@ fn settle(snapshot: &Snapshot, now: Timestamp) -> Snapshot {
             Action::Apply { mut port, .. } => {
                 port.metadata.uid = Some("uid".into());
                 port.metadata.generation = Some(1);
-                settled
-                    .tunnel_ports
-                    .retain(|p| p.metadata.name != port.metadata.name);
+                // One Apply per TunnelPort name in a pass: a plain push keeps this linear.
                 settled.tunnel_ports.push(port);
             }
             Action::DeviceStatus { key, status, .. } => {

@@ -75,9 +75,6 @@ type Holders<'a> = HashSet<(&'a str, &'a str)>;
 /// TunnelPort first (so a newcomer can never take a claim away, even when creation times
 /// tie or are missing), then older objects, then namespace/name. Objects read from files
 /// have no creation time and are settled by namespace/name after the sitting holders.
-/// The devices one tunnel port carries and the BFD settings they merge to.
-type CarriedList = (Vec<TunnelDevice>, Option<TunnelBfd>);
-
 fn settle_order(
     device: &RemoteDevice,
     holders: &Holders<'_>,
@@ -155,6 +152,9 @@ fn unique_nodes(nodes: &[Node]) -> Vec<NodeInfo> {
     infos
 }
 
+/// The devices one tunnel port carries and the BFD settings they merge to.
+type CarriedList = (Vec<TunnelDevice>, Option<TunnelBfd>);
+
 /// Accepted devices that share a tunnel and a node selector: they land on exactly the
 /// same nodes, so the selector is evaluated once per group and node, not per device.
 struct Group<'a> {
@@ -208,7 +208,7 @@ impl Group<'_> {
     }
 
     /// The sorted device list and merged BFD of a TunnelPort carrying these groups.
-    fn carried(groups: &[&Group<'_>]) -> (Vec<TunnelDevice>, Option<TunnelBfd>) {
+    fn carried(groups: &[&Group<'_>]) -> CarriedList {
         let members = || groups.iter().flat_map(|g| &g.members);
         let bfd = tunnel_bfd(members().map(|d| d.bfd));
         let mut devices: Vec<TunnelDevice> = members().map(|d| d.entry.clone()).collect();
