@@ -64,6 +64,12 @@ fn help_explains_every_flag_and_its_environment_variable() {
         "[env: RDO_RESYNC_SECONDS=]",
         "[env: RDO_API_TIMEOUT_SECONDS=]",
         "[env: RDO_LEASE_NAME=]",
+        "--api-max-in-flight",
+        "[env: RDO_API_MAX_IN_FLIGHT=]",
+        "--api-qps",
+        "[env: RDO_API_QPS=]",
+        "--api-burst",
+        "--event-qps",
     ] {
         assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
     }

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Recorder, Reporter};
@@ -191,43 +192,90 @@ pub async fn apply(
             .then_some(false)
         }
     };
-    for name in &decisions.add_finalizer {
-        if let Some(tp) = by_name.get(name.as_str()) {
-            let result = bounded(timeout, add_finalizer(api, tp)).await;
-            if record(result, WriteKind::AddFinalizer, tp, "adding the finalizer").is_none() {
-                return false;
-            }
-        }
+    let named = |names: &[String]| -> Vec<&TunnelPort> {
+        names
+            .iter()
+            .filter_map(|n| by_name.get(n.as_str()).copied())
+            .collect()
+    };
+    let adds = named(&decisions.add_finalizer)
+        .into_iter()
+        .map(|tp| (tp, bounded(timeout, add_finalizer(api, tp)).boxed()))
+        .collect();
+    let done = side_by_side(adds, |result, tp| {
+        record(result, WriteKind::AddFinalizer, tp, "adding the finalizer")
+    });
+    if !done.await {
+        return false;
     }
-    for name in &decisions.release_finalizer {
-        if let Some(tp) = by_name.get(name.as_str()) {
-            let result = bounded(timeout, release_finalizer(api, tp)).await;
-            match record(
-                result,
-                WriteKind::ReleaseFinalizer,
+    let releases = named(&decisions.release_finalizer)
+        .into_iter()
+        .map(|tp| (tp, bounded(timeout, release_finalizer(api, tp)).boxed()))
+        .collect();
+    let done = side_by_side(releases, |result, tp| {
+        let outcome = record(
+            result,
+            WriteKind::ReleaseFinalizer,
+            tp,
+            "releasing the finalizer",
+        );
+        if outcome == Some(true) {
+            let name = tp.metadata.name.as_deref().unwrap_or_default();
+            tracing::info!(tunnelport = %name, "OVS port and rules removed; finalizer released");
+        }
+        outcome
+    });
+    if !done.await {
+        return false;
+    }
+    let statuses = decisions
+        .status
+        .iter()
+        .filter_map(|(name, status)| {
+            let tp = *by_name.get(name.as_str())?;
+            Some((
                 tp,
-                "releasing the finalizer",
-            ) {
-                None => return false,
-                Some(true) => {
-                    tracing::info!(tunnelport = %name, "OVS port and rules removed; finalizer released")
-                }
-                Some(false) => {}
-            }
-        }
-    }
-    for (name, status) in &decisions.status {
-        if let Some(tp) = by_name.get(name.as_str()) {
-            let result = bounded(timeout, write_status(api, name, status)).await;
-            if record(result, WriteKind::Status, tp, "writing status").is_none() {
-                return false;
-            }
-        }
+                bounded(timeout, write_status(api, name, status)).boxed(),
+            ))
+        })
+        .collect();
+    let done = side_by_side(statuses, |result, tp| {
+        record(result, WriteKind::Status, tp, "writing status")
+    });
+    if !done.await {
+        return false;
     }
     ok
 }
 
-/// This node's TunnelPorts by state, from the status just decided (or the one stored).
+/// Writes of one kind in flight at once: a node's 100 TunnelPorts get their finalizers and
+/// status in a few round trips instead of 100, and the node still never holds more than a
+/// handful of the API server's request slots.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// The result of one write: the object back, or the kind of failure and its text.
+type Outcome = Result<TunnelPort, (ErrorKind, String)>;
+
+/// Runs one phase's writes side by side (at most [`MAX_IN_FLIGHT`]) and hands each result
+/// to `record` in order. `record` says `None` when the server is unwell: the writes not
+/// yet answered are dropped and this returns `false`.
+async fn side_by_side<'a>(
+    writes: Vec<(&'a TunnelPort, BoxFuture<'a, Outcome>)>,
+    mut record: impl FnMut(Outcome, &TunnelPort) -> Option<bool>,
+) -> bool {
+    let (objects, requests): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
+    let mut results = futures::stream::iter(requests).buffered(MAX_IN_FLIGHT);
+    for tp in objects {
+        let Some(result) = results.next().await else {
+            break;
+        };
+        if record(result, tp).is_none() {
+            return false;
+        }
+    }
+    true
+}
+
 /// The state of each of this node's TunnelPorts, from the status about to be written or
 /// else the one it shows.
 fn tunnel_states(

@@ -16,7 +16,7 @@ use tower_test::mock::{self, SendResponse};
 
 use super::reconcile::{Action, Snapshot, decide};
 use super::tests::{at, device, node, settle};
-use super::{Settings, Writer, drive, start_watchers};
+use super::{Pacing, Settings, Writer, drive, start_watchers};
 use crate::api::OVS_CLEANUP_FINALIZER;
 use crate::telemetry::{ErrorKind, Metrics, WriteKind};
 
@@ -106,10 +106,16 @@ impl Seen {
 }
 
 async fn next(handle: &mut Handle) -> Seen {
-    let (request, respond) = tokio::time::timeout(Duration::from_secs(30), handle.next_request())
+    try_next(handle, Duration::from_secs(30))
         .await
-        .expect("no request within 30 s")
-        .expect("client gone");
+        .expect("no request within 30 s, or the client is gone")
+}
+
+/// The next request, if one comes within `wait` (`None` too once the client is gone).
+async fn try_next(handle: &mut Handle, wait: Duration) -> Option<Seen> {
+    let (request, respond) = tokio::time::timeout(wait, handle.next_request())
+        .await
+        .ok()??;
     let (parts, body) = request.into_parts();
     let bytes = body.collect_bytes().await.unwrap();
     let body = if bytes.is_empty() {
@@ -128,7 +134,7 @@ async fn next(handle: &mut Handle) -> Seen {
             (percent_decode(k), percent_decode(v))
         })
         .collect();
-    Seen {
+    Some(Seen {
         method: parts.method,
         path: parts.uri.path().to_string(),
         query,
@@ -138,7 +144,7 @@ async fn next(handle: &mut Handle) -> Seen {
             .map(|v| v.to_str().unwrap().to_string()),
         body,
         respond,
-    }
+    })
 }
 
 /// Asserts the mock API server gets no request for `wait` (virtual time).
@@ -167,6 +173,8 @@ fn writer(client: Client, metrics: &Metrics) -> Writer {
         metrics.clone(),
         Duration::from_secs(2),
     )
+    // One write at a time: these tests check each request in order.
+    .with_pacing(Pacing::serial())
 }
 
 /// A running `drive` loop over a fixed snapshot, and the handles a test steers it by.
@@ -323,11 +331,95 @@ async fn first_apply_writes_tunnel_ports_events_and_status() {
     let device = serde_json::to_value(&snap.devices[0]).unwrap();
     seen.reply(200, device);
 
-    assert_eq!(run.await.unwrap().unwrap(), 3);
+    assert_eq!(run.await.unwrap().unwrap().writes, 3);
     assert_quiet(&mut handle, Duration::from_millis(50)).await;
     assert_eq!(metrics.writes(WriteKind::Apply), 2);
     assert_eq!(metrics.writes(WriteKind::Event), 2);
     assert_eq!(metrics.writes(WriteKind::Status), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_of_a_phase_run_side_by_side_within_the_bound() {
+    let (client, mut handle) = mock_client();
+    let metrics = Metrics::new();
+    let mut snap = first_snapshot();
+    snap.nodes.push(node("n3", "10.1.0.3"));
+    let decisions = decide(&snap, at(100));
+    let device = serde_json::to_value(&snap.devices[0]).unwrap();
+    let w = writer(client, &metrics).with_pacing(Pacing {
+        max_in_flight: 2,
+        ..Pacing::serial()
+    });
+    let run = tokio::spawn(async move { w.execute(&decisions).await });
+    // The mock answers the oldest open request whenever the writer sends nothing more.
+    let mut open: Vec<Seen> = Vec::new();
+    let (mut most_open, mut applied) = (0, 0);
+    loop {
+        match try_next(&mut handle, Duration::from_millis(100)).await {
+            Some(seen) => {
+                if seen.path.ends_with("/status") {
+                    assert_eq!(
+                        applied, 3,
+                        "the status phase started before the applies ended"
+                    );
+                }
+                open.push(seen);
+                most_open = most_open.max(open.len());
+                assert!(open.len() <= 2, "more than 2 writes in flight");
+            }
+            None if open.is_empty() => break,
+            None => {
+                let seen = open.remove(0);
+                if seen.path.starts_with(TP) {
+                    applied += 1;
+                    let uid = format!("uid-{}", seen.path);
+                    seen.echo(&uid);
+                } else if seen.path.ends_with("/status") {
+                    seen.reply(200, device.clone());
+                } else {
+                    seen.reply(201, json!({}));
+                }
+            }
+        }
+    }
+    assert_eq!(run.await.unwrap().unwrap().writes, 4);
+    assert_eq!(most_open, 2, "the applies never ran side by side");
+    assert_eq!(metrics.writes(WriteKind::Apply), 3);
+    assert_eq!(metrics.writes(WriteKind::Event), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_over_the_budget_are_dropped_and_counted() {
+    let (client, mut handle) = mock_client();
+    let metrics = Metrics::new();
+    let mut snap = first_snapshot();
+    snap.nodes.push(node("n3", "10.1.0.3"));
+    let decisions = decide(&snap, at(100));
+    let device = serde_json::to_value(&snap.devices[0]).unwrap();
+    let w = writer(client, &metrics).with_pacing(Pacing {
+        events_per_second: 1.0,
+        event_burst: 1.0,
+        ..Pacing::serial()
+    });
+    let run = tokio::spawn(async move { w.execute(&decisions).await });
+    let mut events = 0;
+    while let Some(seen) = try_next(&mut handle, Duration::from_millis(100)).await {
+        if seen.path.starts_with(TP) {
+            seen.echo("uid-x");
+        } else if seen.path.ends_with("/status") {
+            seen.reply(200, device.clone());
+        } else {
+            events += 1;
+            seen.reply(201, json!({}));
+        }
+    }
+    assert_eq!(
+        run.await.unwrap().unwrap().writes,
+        4,
+        "the writes all went out"
+    );
+    assert_eq!(events, 1, "one event in the budget");
+    assert_eq!(metrics.events_dropped(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -400,7 +492,7 @@ async fn last_device_deleted_deletes_its_tunnel_ports_only() {
         );
         event.reply(201, json!({}));
     }
-    assert_eq!(run.await.unwrap().unwrap(), 2);
+    assert_eq!(run.await.unwrap().unwrap().writes, 2);
     // The other device's TunnelPorts and status are left alone.
     assert_quiet(&mut handle, Duration::from_millis(50)).await;
     assert_eq!(metrics.writes(WriteKind::Delete), 2);
@@ -477,7 +569,7 @@ async fn node_deleted_releases_finalizer_deletes_and_updates_status() {
     assert_eq!(seen.body["status"]["ready"], json!("0/1"));
     seen.reply(200, serde_json::to_value(&snap.devices[0]).unwrap());
 
-    assert_eq!(run.await.unwrap().unwrap(), 3);
+    assert_eq!(run.await.unwrap().unwrap().writes, 3);
     assert_quiet(&mut handle, Duration::from_millis(50)).await;
     assert_eq!(metrics.writes(WriteKind::ReleaseFinalizer), 1);
 }
@@ -523,7 +615,7 @@ async fn invalid_device_gets_condition_and_event_but_no_tunnel_port() {
     assert_eq!(event.body["regarding"]["uid"], json!("uid-t1-srv"));
     assert_eq!(event.body["note"], json!(message));
     event.reply(201, json!({}));
-    assert_eq!(run.await.unwrap().unwrap(), 1);
+    assert_eq!(run.await.unwrap().unwrap().writes, 1);
     assert_quiet(&mut handle, Duration::from_millis(50)).await;
 }
 

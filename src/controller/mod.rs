@@ -8,6 +8,7 @@
 
 pub mod gateways;
 pub mod leader;
+pub mod pacing;
 pub mod reconcile;
 pub mod status;
 pub mod writer;
@@ -31,8 +32,9 @@ use crate::telemetry::{Health, Metrics};
 
 pub use crate::backoff::Backoff;
 pub use leader::LeaseConfig;
+pub use pacing::Pacing;
 pub use reconcile::{Action, PassDecisions, Snapshot, decide};
-pub use writer::{WriteError, Writer};
+pub use writer::{Executed, WriteError, Writer};
 
 /// Flags of `remote-device-operator controller`.
 #[derive(clap::Args, Clone, Debug)]
@@ -58,6 +60,19 @@ pub struct ControllerArgs {
     /// Seconds to wait for the API server to answer one write before retrying later.
     #[arg(long, env = "RDO_API_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub api_timeout_seconds: u64,
+    /// Writes to the API server in flight at once.
+    #[arg(long, env = "RDO_API_MAX_IN_FLIGHT", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub api_max_in_flight: u64,
+    /// Writes started per second, sustained (client-side rate limit).
+    #[arg(long, env = "RDO_API_QPS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
+    pub api_qps: u64,
+    /// Writes that may start at once after a quiet time (the rate limit's burst).
+    #[arg(long, env = "RDO_API_BURST", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub api_burst: u64,
+    /// Kubernetes Events published per second, sustained (bursts of 5× that); Events over
+    /// the budget are dropped and counted in `events_dropped_total`.
+    #[arg(long, env = "RDO_EVENT_QPS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_qps: u64,
 }
 
 impl ControllerArgs {
@@ -86,6 +101,14 @@ impl ControllerArgs {
         Settings {
             resync: Duration::from_secs(self.resync_seconds),
             write_timeout: Duration::from_secs(self.api_timeout_seconds),
+            pacing: Pacing {
+                max_in_flight: usize::try_from(self.api_max_in_flight).unwrap_or(usize::MAX),
+                writes_per_second: self.api_qps as f64,
+                write_burst: self.api_burst as f64,
+                events_per_second: self.event_qps as f64,
+                event_burst: 5.0 * self.event_qps as f64,
+                ..Pacing::default()
+            },
             ..Settings::default()
         }
     }
@@ -108,8 +131,13 @@ pub fn lease_namespace(flag: Option<&str>, pod_file: Option<&str>) -> String {
 /// Timings of the reconcile loop.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Quiet time gathered before a pass, so a burst of watch events makes one pass.
+    /// Quiet time gathered before a pass: a pass waits until no watch event came for this
+    /// long, so a burst of events (a `kubectl apply` of many devices) makes one pass and
+    /// each TunnelPort is written once for it.
     pub debounce: Duration,
+    /// Longest wait for quiet: under a steady stream of events a pass still runs this
+    /// often.
+    pub debounce_max: Duration,
     /// A pass runs at least this often.
     pub resync: Duration,
     /// Time limit of one write.
@@ -118,16 +146,20 @@ pub struct Settings {
     pub backoff_min: Duration,
     /// Longest delay between failed passes.
     pub backoff_max: Duration,
+    /// Limits of the writes.
+    pub pacing: Pacing,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            debounce: Duration::from_millis(200),
+            debounce: Duration::from_millis(50),
+            debounce_max: Duration::from_secs(1),
             resync: Duration::from_secs(300),
             write_timeout: Duration::from_secs(10),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
+            pacing: Pacing::default(),
         }
     }
 }
@@ -316,11 +348,14 @@ pub async fn drive_reporting(
     // Node problems are logged when they change, not on every pass.
     let mut reported_issues = Vec::new();
     let mut was_leader = false;
+    // When device statuses held back by the writer are due.
+    let mut held_until = None;
     loop {
-        if !due && !wait_for_work(trigger, &mut leader, settings, cancel).await {
+        if !due && !wait_for_work(trigger, &mut leader, held_until, settings, cancel).await {
             return;
         }
         due = false;
+        held_until = None;
         health.pending(PASS_LOOP);
         let is_leader = *leader.borrow_and_update();
         if is_leader != was_leader {
@@ -358,9 +393,10 @@ pub async fn drive_reporting(
         metrics.reconciled(started.elapsed());
         health.progress(PASS_LOOP);
         match result {
-            Ok(writes) => {
+            Ok(done) => {
                 backoff.reset();
-                tracing::debug!(writes, "reconciled");
+                held_until = done.held_until.map(Instant::from_std);
+                tracing::debug!(writes = done.writes, "reconciled");
             }
             Err(e) => {
                 let delay = backoff.next_delay();
@@ -374,11 +410,13 @@ pub async fn drive_reporting(
     }
 }
 
-/// Waits for a reason to run a pass — a watch event, the resync timer, a leadership change
-/// — then gathers the burst for `debounce`. `false` when the loop must end.
+/// Waits for a reason to run a pass — a watch event, the resync timer, a leadership change,
+/// held statuses falling due — then gathers the burst ([`gather`]). `false` when the loop
+/// must end.
 async fn wait_for_work(
     trigger: &Notify,
     leader: &mut watch::Receiver<bool>,
+    held_until: Option<Instant>,
     settings: &Settings,
     cancel: &CancellationToken,
 ) -> bool {
@@ -386,6 +424,7 @@ async fn wait_for_work(
         _ = cancel.cancelled() => return false,
         _ = trigger.notified() => {}
         _ = tokio::time::sleep(settings.resync) => {}
+        _ = sleep_until_held(held_until) => {}
         changed = leader.changed() => {
             if changed.is_err() {
                 tracing::warn!("leader election stopped; no more writes");
@@ -393,9 +432,28 @@ async fn wait_for_work(
             }
         }
     }
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(settings.debounce) => true,
+    gather(trigger, settings, cancel).await
+}
+
+/// Sleeps until `at`, or for ever when there is no such time.
+async fn sleep_until_held(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Gathers a burst of watch events: returns once none came for `debounce`, or at the
+/// latest `debounce_max` after it started. `false` when the loop must end.
+async fn gather(trigger: &Notify, settings: &Settings, cancel: &CancellationToken) -> bool {
+    let latest = Instant::now() + settings.debounce_max;
+    loop {
+        let quiet_until = (Instant::now() + settings.debounce).min(latest);
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep_until(quiet_until) => return true,
+            _ = trigger.notified() => {}
+        }
     }
 }
 
@@ -418,10 +476,7 @@ async fn pause_after_failure(
         _ = tokio::time::sleep(delay) => return true,
         _ = trigger.notified(), if interruptible => {}
     }
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(settings.debounce) => true,
-    }
+    gather(trigger, settings, cancel).await
 }
 
 /// Runs the controller until `cancel`: watchers, leader election, reconcile loop.
@@ -458,6 +513,7 @@ pub async fn run(
                 health.set_ready(true);
                 tracing::info!("caches synced");
                 let writer = Writer::new(client.clone(), identity, metrics.clone(), settings.write_timeout)
+                    .with_pacing(settings.pacing.clone())
                     .with_progress(health.clone(), PASS_LOOP);
                 let gateway_loop = tokio::spawn(gateways::run(
                     client.clone(),

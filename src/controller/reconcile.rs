@@ -97,6 +97,9 @@ pub enum Action {
         reference: ObjectReference,
         /// Events to publish once the status is written.
         events: Vec<EventSpec>,
+        /// Only the counts moved ([`status::progress_only`]): the writer may hold it back
+        /// for a while.
+        progress_only: bool,
     },
 }
 
@@ -377,11 +380,13 @@ fn device_statuses(
             continue;
         }
         let events = device_events(device.status.as_ref(), &new);
+        let progress_only = status::progress_only(device.status.as_ref(), &new);
         actions.push(Action::DeviceStatus {
             key,
             status: new,
             reference: device.object_ref(&()),
             events,
+            progress_only,
         });
     }
     actions

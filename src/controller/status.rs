@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::{self, NODES_SKIPPED, REACHABLE, READY, device_reason, tunnel_reason};
@@ -190,6 +191,33 @@ pub fn device_status(
         reachable_nodes: reachable,
         reachable: reachable.map(|r| format!("{r}/{total}")),
     }
+}
+
+/// Whether going from `old` to `new` only moves the counts along: the same generation and
+/// node total, the same conditions (type, status, reason; only `Ready`'s message may
+/// differ). Such an update may wait a while — during a rollout the Ready count of every
+/// device changes with each agent's report, and writing each step would crowd out the
+/// TunnelPort writes the user is waiting for. Turning Ready, failing or a new node set is
+/// never progress only.
+pub fn progress_only(old: Option<&RemoteDeviceStatus>, new: &RemoteDeviceStatus) -> bool {
+    let Some(old) = old else {
+        return false;
+    };
+    let same_condition = |a: &Condition, b: &Condition| {
+        a.type_ == b.type_
+            && a.status == b.status
+            && a.reason == b.reason
+            && a.observed_generation == b.observed_generation
+            && (a.message == b.message || a.type_ == READY)
+    };
+    old.observed_generation == new.observed_generation
+        && old.total_nodes == new.total_nodes
+        && old.conditions.len() == new.conditions.len()
+        && old
+            .conditions
+            .iter()
+            .zip(&new.conditions)
+            .all(|(a, b)| same_condition(a, b))
 }
 
 /// The `Ready` condition's verdict and the node counts.
@@ -413,5 +441,76 @@ mod tests {
         let outcome = &plan.devices[&DeviceKey::of(&bad)];
         let status = device_status(&bad, outcome, &HashMap::new(), at(100));
         assert_eq!((status.reachable_nodes, status.reachable), (None, None));
+    }
+
+    #[test]
+    fn only_moving_counts_is_progress() {
+        let cond = |type_: &str, status: &str, reason: &str, message: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: Some(1),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::UNIX_EPOCH,
+            ),
+        };
+        let st = |ready: u32, total: u32, conditions: Vec<Condition>| RemoteDeviceStatus {
+            observed_generation: Some(1),
+            conditions,
+            ready_nodes: ready,
+            total_nodes: total,
+            ready: Some(format!("{ready}/{total}")),
+            ..RemoteDeviceStatus::default()
+        };
+        let waiting = |m: &str| cond(READY, "False", "Pending", m);
+        let skipped = |m: &str| cond(NODES_SKIPPED, "True", device_reason::SELF_TUNNEL, m);
+        let base = st(2, 20, vec![waiting("waiting for 18 nodes")]);
+        let mut next_generation = st(3, 20, vec![waiting("waiting for 17 nodes")]);
+        next_generation.observed_generation = Some(2);
+        let cases = [
+            ("no status yet", None, base.clone(), false),
+            (
+                "count moves",
+                Some(&base),
+                st(3, 20, vec![waiting("waiting for 17 nodes")]),
+                true,
+            ),
+            ("nothing moves", Some(&base), base.clone(), true),
+            (
+                "turns ready",
+                Some(&base),
+                st(20, 20, vec![cond(READY, "True", "Ready", "all")]),
+                false,
+            ),
+            (
+                "fails",
+                Some(&base),
+                st(2, 20, vec![cond(READY, "False", "TunnelFailed", "n1")]),
+                false,
+            ),
+            (
+                "node set grows",
+                Some(&base),
+                st(2, 21, vec![waiting("waiting for 19 nodes")]),
+                false,
+            ),
+            ("new generation", Some(&base), next_generation, false),
+            (
+                "a node skipped",
+                Some(&base),
+                st(2, 20, vec![waiting("waiting for 18 nodes"), skipped("n9")]),
+                false,
+            ),
+        ];
+        for (name, old, new, want) in cases {
+            assert_eq!(progress_only(old, &new), want, "{name}");
+        }
+        let with_skip = st(2, 20, vec![waiting("a"), skipped("n9")]);
+        let other_skip = st(3, 20, vec![waiting("b"), skipped("n8")]);
+        assert!(
+            !progress_only(Some(&with_skip), &other_skip),
+            "other nodes skipped is news (it has an event)"
+        );
     }
 }

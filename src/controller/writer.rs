@@ -1,6 +1,13 @@
 //! The thin I/O shell: carries out [`PassDecisions`] against the API server.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::mem::discriminant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -12,6 +19,7 @@ use crate::api::{DeviceKey, MANAGER, RemoteDevice, RemoteDeviceStatus, TunnelPor
 use crate::failure::ErrorKind;
 use crate::telemetry::{Health, Metrics, WriteKind};
 
+use super::pacing::{Pacer, Pacing, progress_held_until};
 use super::reconcile::{Action, EventSpec, PassDecisions, event_reason, tunnel_summary};
 
 /// A failed write.
@@ -89,6 +97,23 @@ pub struct Writer {
     /// Where each write of a pass is reported as progress, so a long first pass on a
     /// large cluster does not look stuck to the liveness probe.
     progress: Option<(Health, &'static str)>,
+    pacing: Pacing,
+    pacer: Arc<Pacer>,
+    /// When each device's status was last written (for holding progress-only updates).
+    status_written: Arc<Mutex<HashMap<DeviceKey, Instant>>>,
+}
+
+/// What [`Writer::execute`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Executed {
+    /// Writes made.
+    pub writes: usize,
+    /// When the earliest progress-only status held back is due (a pass must run then).
+    pub held_until: Option<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The reference of a TunnelPort, for events (cluster-scoped: they land in `default`).
@@ -115,7 +140,17 @@ impl Writer {
             metrics,
             timeout,
             progress: None,
+            pacer: Arc::new(Pacer::new(&Pacing::default())),
+            pacing: Pacing::default(),
+            status_written: Arc::default(),
         }
+    }
+
+    /// Paces the writes by `pacing` instead of the defaults.
+    pub fn with_pacing(mut self, pacing: Pacing) -> Self {
+        self.pacer = Arc::new(Pacer::new(&pacing));
+        self.pacing = pacing;
+        self
     }
 
     /// Reports every successful write as progress of loop `what` on `health`.
@@ -142,36 +177,97 @@ impl Writer {
         }
     }
 
-    /// Runs every action in order. Object-specific failures (409, other 4xx) are logged
-    /// and the remaining actions still run; a server-wide failure (5xx, timeout,
-    /// connection) stops the pass. Returns the number of writes made, or the first
-    /// failure, so the caller retries with backoff.
-    pub async fn execute(&self, decisions: &PassDecisions) -> Result<usize, WriteError> {
+    /// Runs the actions phase by phase in [`decide`](super::decide)'s order (finalizer
+    /// releases, applies, deletions, statuses); the writes of one phase run concurrently
+    /// under the [`Pacing`] limits. Object-specific failures (409, other 4xx) are logged
+    /// and the other writes still run; a server-wide failure (5xx, timeout, connection)
+    /// starts no further write. Progress-only device statuses written recently are held
+    /// back ([`progress_held_until`]). Returns what was done, or the first failure, so the
+    /// caller retries with backoff.
+    pub async fn execute(&self, decisions: &PassDecisions) -> Result<Executed, WriteError> {
+        let (actions, held_until) = self.hold_progress(&decisions.actions, Instant::now());
+        let stop = AtomicBool::new(false);
         let mut first_error = None;
         let mut writes = 0;
-        for action in &decisions.actions {
-            match self.execute_one(action).await {
-                Ok(()) => {
-                    writes += 1;
-                    if let Some((health, what)) = &self.progress {
-                        health.advanced(what);
+        let same_phase = |a: &&Action, b: &&Action| discriminant(*a) == discriminant(*b);
+        for phase in actions.chunk_by(same_phase) {
+            // Boxed and collected first: a stream mapping borrowed actions through a
+            // closure trips the compiler's Send check of the loop (rust-lang/rust#102211).
+            let writes_of_phase: Vec<BoxFuture<'_, _>> = phase
+                .iter()
+                .map(|action| self.paced(action, &stop).boxed())
+                .collect();
+            let mut done = futures::stream::iter(writes_of_phase)
+                .buffer_unordered(self.pacing.max_in_flight.max(1));
+            while let Some(outcome) = done.next().await {
+                match outcome {
+                    // Not started: an earlier write found the server unwell.
+                    None => {}
+                    Some(Ok(())) => {
+                        writes += 1;
+                        if let Some((health, what)) = &self.progress {
+                            health.advanced(what);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.metrics.error(e.kind());
+                        tracing::warn!(error = %e, kind = ?e.kind(), "write failed");
+                        if !e.object_specific() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        first_error.get_or_insert(e);
                     }
                 }
-                Err(e) => {
-                    self.metrics.error(e.kind());
-                    tracing::warn!(error = %e, kind = ?e.kind(), "write failed");
-                    let stop = !e.object_specific();
-                    first_error.get_or_insert(e);
-                    if stop {
-                        break;
-                    }
-                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
             }
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(writes),
+            None => Ok(Executed { writes, held_until }),
         }
+    }
+
+    /// The actions to run now, and when the earliest held one is due.
+    fn hold_progress<'a>(
+        &self,
+        actions: &'a [Action],
+        now: Instant,
+    ) -> (Vec<&'a Action>, Option<Instant>) {
+        let interval = self.pacing.progress_interval;
+        let mut written = lock(&self.status_written);
+        // Older writes hold nothing back any more.
+        written.retain(|_, at| now.saturating_duration_since(*at) < interval);
+        let mut held_until: Option<Instant> = None;
+        let mut run = Vec::with_capacity(actions.len());
+        for action in actions {
+            if let Action::DeviceStatus {
+                key,
+                progress_only: true,
+                ..
+            } = action
+                && let Some(due) =
+                    progress_held_until(true, written.get(key).copied(), now, interval)
+            {
+                held_until = Some(held_until.map_or(due, |h| h.min(due)));
+                continue;
+            }
+            run.push(action);
+        }
+        (run, held_until)
+    }
+
+    /// One write once the pacer admits it; `None` when a server-wide failure came first.
+    async fn paced(&self, action: &Action, stop: &AtomicBool) -> Option<Result<(), WriteError>> {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let _permit = self.pacer.admit().await;
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(self.execute_one(action).await)
     }
 
     async fn execute_one(&self, action: &Action) -> Result<(), WriteError> {
@@ -188,6 +284,7 @@ impl Writer {
                 status,
                 reference,
                 events,
+                ..
             } => self.device_status(key, status, reference, events).await,
         }
     }
@@ -306,6 +403,7 @@ impl Writer {
             return Ok(());
         }
         self.metrics.write(WriteKind::Status);
+        lock(&self.status_written).insert(key.clone(), Instant::now());
         tracing::info!(device = %key, ready = status.ready.as_deref().unwrap_or_default(), "wrote RemoteDevice status");
         for event in events {
             self.publish(event, reference).await;
@@ -316,6 +414,14 @@ impl Writer {
     /// Publishes an event; failures are logged and counted, never retried, because an
     /// event is a courtesy and must not hold up reconciliation.
     async fn publish(&self, event: &EventSpec, reference: &ObjectReference) {
+        if !self.pacer.event_allowed() {
+            self.metrics.event_dropped();
+            tracing::debug!(
+                reason = event.reason,
+                "event dropped: over the event budget"
+            );
+            return;
+        }
         let ev = crate::events::event(event.warning, event.reason, &event.note);
         let done = self
             .timed(

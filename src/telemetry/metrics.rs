@@ -133,6 +133,7 @@ pub struct Metrics {
     ovsdb_reconnects: Counter,
     flow_monitor_up: Gauge,
     flow_monitor_failures: Counter,
+    events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -253,6 +254,12 @@ impl Metrics {
                 "Times the agent's flow monitor could not start or ended",
                 Counter::default(),
             ),
+            events_dropped: registered(
+                r,
+                "events_dropped",
+                "Kubernetes Events not published because they went over the event budget",
+                Counter::default(),
+            ),
             registry: Arc::new(registry),
         }
     }
@@ -266,6 +273,16 @@ impl Metrics {
     /// Counts one failure.
     pub fn error(&self, kind: ErrorKind) {
         self.errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts one Event dropped over the event budget.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
+    }
+
+    /// Events dropped over the event budget so far.
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped.get()
     }
 
     /// Counts one successful write.
