@@ -19,6 +19,7 @@ pub mod flows;
 pub mod manifests;
 pub mod ovs;
 pub mod ovsdb;
+pub mod pacing;
 pub mod planner;
 pub mod standalone;
 pub mod telemetry;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use kube::client::Body;
 use kube::{Api, Client};
-use remote_device_operator::agent::apiserver;
+use remote_device_operator::agent::apiserver::{self, Round};
 use remote_device_operator::agent::decide::decide_writes;
 use remote_device_operator::agent::node::{self, Feed, NodeConfig};
 use remote_device_operator::api::conditions::{READY, is_true};
@@ -188,7 +188,7 @@ async fn a_conflict_or_server_error_is_reported_not_fatal() {
         add_finalizer: vec!["a".into()],
         ..Default::default()
     };
-    for code in [409u16, 500] {
+    for (code, want) in [(409u16, Round::Conflicted), (500, Round::Failed)] {
         let call = tokio::spawn({
             let (api, objects, decisions) = (api.clone(), objects.clone(), decisions.clone());
             async move {
@@ -215,9 +215,10 @@ async fn a_conflict_or_server_error_is_reported_not_fatal() {
                 .body(Body::from(serde_json::to_vec(&status).unwrap()))
                 .unwrap(),
         );
-        assert!(
-            !call.await.unwrap(),
-            "a failed write is reported so the round is retried"
+        assert_eq!(
+            call.await.unwrap(),
+            want,
+            "a failed write is reported so the round is retried ({code})"
         );
     }
 }

@@ -24,6 +24,7 @@ use super::decide::{AgentWrites, decide_writes};
 use super::events::{self, EventMemory, decide_events};
 use super::node::{NodeHandle, NodeView, sleep_until};
 use crate::backoff::Backoff;
+use crate::pacing::Settling;
 
 /// Field manager of the agent's server-side-apply status writes.
 pub const AGENT_MANAGER: &str = "remote-device-operator-agent";
@@ -153,9 +154,20 @@ impl OwnWrites {
     }
 }
 
-/// Carries out one round's writes, each bounded by `timeout`. Returns whether all
-/// succeeded; failures are logged, counted, and the next round decides again from fresh
-/// state.
+/// How a round's writes went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Round {
+    /// Every write was made.
+    Done,
+    /// Some object had changed meanwhile (409): decide again soon on the newer version,
+    /// without backoff (its watch event usually starts the next round at once).
+    Conflicted,
+    /// A write failed otherwise: retry with backoff.
+    Failed,
+}
+
+/// Carries out one round's writes, each bounded by `timeout`. Failures are logged,
+/// counted, and the next round decides again from fresh state.
 pub async fn apply(
     api: &Api<TunnelPort>,
     objects: &[TunnelPort],
@@ -163,12 +175,12 @@ pub async fn apply(
     own: &mut OwnWrites,
     metrics: &Metrics,
     timeout: Duration,
-) -> bool {
+) -> Round {
     let by_name: BTreeMap<&str, &TunnelPort> = objects
         .iter()
         .filter_map(|tp| Some((tp.metadata.name.as_deref()?, tp)))
         .collect();
-    let mut ok = true;
+    let (mut failed, mut conflicted) = (false, false);
     // Some(true): written; Some(false): this object failed, go on with the others;
     // None: the server is unwell (5xx, no answer) — end the round, the retry is scheduled.
     let mut record = |result: Result<TunnelPort, (ErrorKind, String)>,
@@ -180,11 +192,21 @@ pub async fn apply(
             own.record(before, after);
             Some(true)
         }
+        // Someone (the controller, during a rollout) wrote a newer version: no backoff —
+        // backing off here held finalizers and status up for seconds while the
+        // controller kept writing.
+        Err((ErrorKind::Conflict, e)) => {
+            metrics.error(ErrorKind::Conflict);
+            conflicted = true;
+            let name = before.metadata.name.as_deref().unwrap_or_default();
+            tracing::info!(tunnelport = %name, error = %e, "{what}: the object changed meanwhile; deciding again on the newer version");
+            Some(false)
+        }
         Err((error_kind, e)) => {
             metrics.error(error_kind);
             let name = before.metadata.name.as_deref().unwrap_or_default();
             tracing::warn!(tunnelport = %name, error = %e, "{what} failed");
-            ok = false;
+            failed = true;
             (!matches!(
                 error_kind,
                 ErrorKind::Server | ErrorKind::Timeout | ErrorKind::Other
@@ -206,7 +228,7 @@ pub async fn apply(
         record(result, WriteKind::AddFinalizer, tp, "adding the finalizer")
     });
     if !done.await {
-        return false;
+        return Round::Failed;
     }
     let releases = named(&decisions.release_finalizer)
         .into_iter()
@@ -226,7 +248,7 @@ pub async fn apply(
         outcome
     });
     if !done.await {
-        return false;
+        return Round::Failed;
     }
     let statuses = decisions
         .status
@@ -243,9 +265,44 @@ pub async fn apply(
         record(result, WriteKind::Status, tp, "writing status")
     });
     if !done.await {
-        return false;
+        return Round::Failed;
     }
-    ok
+    match (failed, conflicted) {
+        (true, _) => Round::Failed,
+        (false, true) => Round::Conflicted,
+        (false, false) => Round::Done,
+    }
+}
+
+/// How long a "port pending" status waits for the port's ofport: OVS usually gives it
+/// within a few hundred milliseconds, and then one status write (Ready) replaces two.
+const PENDING_HOLD: Duration = Duration::from_secs(1);
+
+/// Holds back statuses that only say the port is pending (`PortPending`), for at most
+/// [`PENDING_HOLD`] per TunnelPort generation; returns when the earliest held one is due.
+fn hold_pending(
+    pending: &mut Settling<String, Option<i64>>,
+    decisions: &mut AgentWrites,
+    now: std::time::Instant,
+) -> Option<std::time::Instant> {
+    let mut due: Option<std::time::Instant> = None;
+    let mut held = std::collections::HashSet::new();
+    decisions.status.retain(|(name, status)| {
+        let is_pending = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == READY && c.reason == tunnel_reason::PENDING);
+        let until = is_pending
+            .then(|| pending.held_until(name, &status.observed_generation, now))
+            .flatten();
+        if let Some(until) = until {
+            due = Some(due.map_or(until, |d| d.min(until)));
+            held.insert(name.clone());
+        }
+        until.is_none()
+    });
+    pending.retain(|name| held.contains(name));
+    due
 }
 
 /// Writes of one kind in flight at once: a node's 100 TunnelPorts get their finalizers and
@@ -357,6 +414,13 @@ pub async fn run(
     let mut own = OwnWrites::default();
     let mut retry = Backoff::new(RETRY_MIN, RETRY_MAX);
     let mut retry_at: Option<tokio::time::Instant> = None;
+    // A round soon after a conflict (in case no watch event brings one), or when a held
+    // status is due.
+    let mut again_at: Option<tokio::time::Instant> = None;
+    let mut pending = Settling::new(PENDING_HOLD, PENDING_HOLD);
+    // After a conflict, writes wait for the newer version's watch event (or `again_at`):
+    // a round woken by OVS alone would repeat the write on the stale version.
+    let mut after_conflict = false;
     let mut ready = false;
     let mut reconnects = 0;
     let mut agent_events = AgentEvents::new(&api, &node, api_timeout);
@@ -372,12 +436,23 @@ pub async fn run(
                     metrics.error(ErrorKind::Other);
                     tracing::warn!(error = %e, "watching TunnelPorts failed; retrying");
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => {
+                    after_conflict = false;
+                    // Take in every event already there before deciding: a burst of
+                    // TunnelPort changes makes one round, not one each.
+                    while let Some(Some(event)) = events.next().now_or_never() {
+                        if let Err(e) = event {
+                            metrics.error(ErrorKind::Other);
+                            tracing::warn!(error = %e, "watching TunnelPorts failed; retrying");
+                        }
+                    }
+                }
                 None => return,
             },
             r = view.changed() => if r.is_err() { return },
             _ = recheck.tick() => {}
             _ = sleep_until(retry_at) => { retry_at = None; }
+            _ = sleep_until(again_at) => { again_at = None; after_conflict = false; }
         }
         health.pending(API_LOOP);
         let objects =
@@ -391,21 +466,30 @@ pub async fn run(
             agent_events.round(&node, objects, &current);
         }
         feed_desired(handle, &decisions);
-        if retry_at.is_some() {
+        let mut decisions = decisions;
+        if let Some(due) = hold_pending(&mut pending, &mut decisions, std::time::Instant::now()) {
+            again_at = Some(again_at.map_or(due.into(), |a| a.min(due.into())));
+        }
+        if retry_at.is_some() || after_conflict {
             health.progress(API_LOOP);
             continue;
         }
         let objects = objects.unwrap_or_default();
-        let all_ok = tokio::select! {
+        let round = tokio::select! {
             _ = shutdown.cancelled() => return,
-            ok = apply(&api, &objects, &decisions, &mut own, metrics, api_timeout) => ok,
+            round = apply(&api, &objects, &decisions, &mut own, metrics, api_timeout) => round,
         };
         metrics.reconciled(started.elapsed());
         health.progress(API_LOOP);
-        if all_ok {
-            retry.reset();
-        } else {
-            retry_at = Some(tokio::time::Instant::now() + retry.next_delay());
+        let now = tokio::time::Instant::now();
+        match round {
+            Round::Done => retry.reset(),
+            Round::Conflicted => {
+                after_conflict = true;
+                let soon = now + RETRY_MIN;
+                again_at = Some(again_at.map_or(soon, |a| a.min(soon)));
+            }
+            Round::Failed => retry_at = Some(now + retry.next_delay()),
         }
     }
 }
@@ -471,6 +555,61 @@ mod tests {
         tp.metadata.resource_version = Some(rv.into());
         tp.metadata.finalizers = finalizer.then(|| vec![OVS_CLEANUP_FINALIZER.into()]);
         tp
+    }
+
+    #[test]
+    fn a_pending_status_waits_a_moment_for_the_ofport() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let status = |reason: &str, generation: i64| TunnelPortStatus {
+            observed_generation: Some(generation),
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: if reason == tunnel_reason::READY {
+                    "True"
+                } else {
+                    "False"
+                }
+                .into(),
+                reason: reason.into(),
+                message: String::new(),
+                observed_generation: Some(generation),
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            }],
+            ..TunnelPortStatus::default()
+        };
+        let writes = |list: &[(&str, &str, i64)]| AgentWrites {
+            status: list
+                .iter()
+                .map(|(n, r, g)| (n.to_string(), status(r, *g)))
+                .collect(),
+            ..AgentWrites::default()
+        };
+        let names = |w: &AgentWrites| w.status.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let t0 = std::time::Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut pending = Settling::new(PENDING_HOLD, PENDING_HOLD);
+        // After a conflict, writes wait for the newer version's watch event (or `again_at`):
+        // a round woken by OVS alone would repeat the write on the stale version.
+        let mut after_conflict = false;
+        let (p, r, e) = (
+            tunnel_reason::PENDING,
+            tunnel_reason::READY,
+            tunnel_reason::OVS_ERROR,
+        );
+
+        let mut w = writes(&[("a", p, 1), ("b", r, 1), ("c", e, 1)]);
+        assert_eq!(hold_pending(&mut pending, &mut w, ms(0)), Some(ms(1000)));
+        assert_eq!(names(&w), ["b", "c"], "Ready and failures go out at once");
+        // Ready within the hold: one write, nothing left waiting.
+        let mut w = writes(&[("a", r, 1)]);
+        assert_eq!(hold_pending(&mut pending, &mut w, ms(300)), None);
+        assert_eq!(names(&w), ["a"]);
+        // Still pending after the hold: written then.
+        let mut w = writes(&[("d", p, 1)]);
+        assert_eq!(hold_pending(&mut pending, &mut w, ms(400)), Some(ms(1400)));
+        let mut w = writes(&[("d", p, 1)]);
+        assert_eq!(hold_pending(&mut pending, &mut w, ms(1400)), None);
+        assert_eq!(names(&w), ["d"]);
     }
 
     #[test]

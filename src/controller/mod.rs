@@ -8,7 +8,6 @@
 
 pub mod gateways;
 pub mod leader;
-pub mod pacing;
 pub mod reconcile;
 pub mod status;
 pub mod writer;
@@ -31,8 +30,8 @@ use crate::failure::ErrorKind;
 use crate::telemetry::{Health, Metrics};
 
 pub use crate::backoff::Backoff;
+pub use crate::pacing::Pacing;
 pub use leader::LeaseConfig;
-pub use pacing::Pacing;
 pub use reconcile::{Action, PassDecisions, Snapshot, decide};
 pub use writer::{Executed, WriteError, Writer};
 

@@ -1,6 +1,5 @@
 //! The thin I/O shell: carries out [`PassDecisions`] against the API server.
 
-use std::collections::HashMap;
 use std::mem::discriminant;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,8 +18,8 @@ use crate::api::{DeviceKey, MANAGER, RemoteDevice, RemoteDeviceStatus, TunnelPor
 use crate::failure::ErrorKind;
 use crate::telemetry::{Health, Metrics, WriteKind};
 
-use super::pacing::{Pacer, Pacing, progress_held_until};
 use super::reconcile::{Action, EventSpec, PassDecisions, event_reason, tunnel_summary};
+use crate::pacing::{LastWrites, Pacer, Pacing, Settling};
 
 /// A failed write.
 #[derive(Debug, thiserror::Error)]
@@ -99,9 +98,29 @@ pub struct Writer {
     progress: Option<(Health, &'static str)>,
     pacing: Pacing,
     pacer: Arc<Pacer>,
-    /// When each device's status was last written (for holding progress-only updates).
-    status_written: Arc<Mutex<HashMap<DeviceKey, Instant>>>,
+    /// When each TunnelPort and device status was last written, to hold updates back.
+    last_writes: Arc<Mutex<Written>>,
 }
+
+/// The writer's memory of its own writes.
+#[derive(Debug)]
+struct Written {
+    /// TunnelPort updates waiting to settle, by name.
+    ports: Settling<String, TunnelPort>,
+    statuses: LastWrites<DeviceKey>,
+}
+
+impl Written {
+    fn new(pacing: &Pacing) -> Self {
+        Written {
+            ports: Settling::new(pacing.update_settle, pacing.update_max_wait),
+            statuses: LastWrites::new(pacing.progress_interval),
+        }
+    }
+}
+
+/// When a count-only status update held over the budget is tried again.
+const PROGRESS_RETRY: Duration = Duration::from_secs(1);
 
 /// What [`Writer::execute`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,13 +161,14 @@ impl Writer {
             progress: None,
             pacer: Arc::new(Pacer::new(&Pacing::default())),
             pacing: Pacing::default(),
-            status_written: Arc::default(),
+            last_writes: Arc::new(Mutex::new(Written::new(&Pacing::default()))),
         }
     }
 
     /// Paces the writes by `pacing` instead of the defaults.
     pub fn with_pacing(mut self, pacing: Pacing) -> Self {
         self.pacer = Arc::new(Pacer::new(&pacing));
+        self.last_writes = Arc::new(Mutex::new(Written::new(&pacing)));
         self.pacing = pacing;
         self
     }
@@ -181,11 +201,11 @@ impl Writer {
     /// releases, applies, deletions, statuses); the writes of one phase run concurrently
     /// under the [`Pacing`] limits. Object-specific failures (409, other 4xx) are logged
     /// and the other writes still run; a server-wide failure (5xx, timeout, connection)
-    /// starts no further write. Progress-only device statuses written recently are held
-    /// back ([`progress_held_until`]). Returns what was done, or the first failure, so the
+    /// starts no further write. Updates of TunnelPorts and count-only device statuses
+    /// written recently are held back ([`Writer::hold_back`]). Returns what was done, or the first failure, so the
     /// caller retries with backoff.
     pub async fn execute(&self, decisions: &PassDecisions) -> Result<Executed, WriteError> {
-        let (actions, held_until) = self.hold_progress(&decisions.actions, Instant::now());
+        let (actions, held_until) = self.hold_back(&decisions.actions, Instant::now());
         let stop = AtomicBool::new(false);
         let mut first_error = None;
         let mut writes = 0;
@@ -229,32 +249,50 @@ impl Writer {
         }
     }
 
-    /// The actions to run now, and when the earliest held one is due.
-    fn hold_progress<'a>(
+    /// The actions to run now, and when the earliest held one is due: updates of
+    /// TunnelPorts whose content has not settled yet, and count-only device statuses
+    /// written less than `progress_interval` ago or over their budget.
+    fn hold_back<'a>(
         &self,
         actions: &'a [Action],
         now: Instant,
     ) -> (Vec<&'a Action>, Option<Instant>) {
-        let interval = self.pacing.progress_interval;
-        let mut written = lock(&self.status_written);
-        // Older writes hold nothing back any more.
-        written.retain(|_, at| now.saturating_duration_since(*at) < interval);
+        let mut last = lock(&self.last_writes);
         let mut held_until: Option<Instant> = None;
+        let mut settling = std::collections::HashSet::new();
         let mut run = Vec::with_capacity(actions.len());
         for action in actions {
-            if let Action::DeviceStatus {
-                key,
-                progress_only: true,
-                ..
-            } = action
-                && let Some(due) =
-                    progress_held_until(true, written.get(key).copied(), now, interval)
-            {
-                held_until = Some(held_until.map_or(due, |h| h.min(due)));
-                continue;
+            let due = match action {
+                Action::Apply {
+                    port,
+                    create: false,
+                } => {
+                    let name = port.metadata.name.clone().unwrap_or_default();
+                    let due = last.ports.held_until(&name, port, now);
+                    if due.is_some() {
+                        settling.insert(name);
+                    }
+                    due
+                }
+                Action::DeviceStatus {
+                    key,
+                    progress_only: true,
+                    ..
+                } => last
+                    .statuses
+                    .held_until(key, now)
+                    // Over the budget of count-only updates: a later pass tries again.
+                    .or_else(|| (!self.pacer.progress_allowed()).then(|| now + PROGRESS_RETRY)),
+                _ => None,
+            };
+            match due {
+                Some(due) => held_until = Some(held_until.map_or(due, |h| h.min(due))),
+                None => run.push(action),
             }
-            run.push(action);
         }
+        // An update no longer decided (the port was deleted, or its content is stored
+        // already) starts afresh if it comes back.
+        last.ports.retain(|name| settling.contains(name));
         (run, held_until)
     }
 
@@ -403,7 +441,9 @@ impl Writer {
             return Ok(());
         }
         self.metrics.write(WriteKind::Status);
-        lock(&self.status_written).insert(key.clone(), Instant::now());
+        lock(&self.last_writes)
+            .statuses
+            .record(key.clone(), Instant::now());
         tracing::info!(device = %key, ready = status.ready.as_deref().unwrap_or_default(), "wrote RemoteDevice status");
         for event in events {
             self.publish(event, reference).await;

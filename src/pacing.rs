@@ -1,7 +1,11 @@
-//! Client-side pacing of the controller's writes: at most so many requests in flight, at
+//! Client-side pacing of writes to the API server: at most so many requests in flight, at
 //! most so many started per second, so a full resync on a large cluster cannot flood the
-//! API server. The bucket is pure (time passed in); [`Pacer`] is its async shell.
+//! API server; and holding updates back until they settle, so a burst of changes makes
+//! one write. The bucket and the memories are pure (time passed in); [`Pacer`] is the
+//! async shell.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -77,8 +81,19 @@ pub struct Pacing {
     /// Events that may go out at once.
     pub event_burst: f64,
     /// A device status that only moves its counts waits this long after the device's last
-    /// status write ([`progress_held_until`]).
+    /// status write ([`LastWrites`]).
     pub progress_interval: Duration,
+    /// An update of an existing TunnelPort goes out once its desired content has stayed
+    /// the same this long ([`Settling`]): while `kubectl apply` (or a delete) brings the
+    /// devices behind a VTEP one by one, the port is written once for the lot instead of
+    /// once per device. New ports and deletions are not held.
+    pub update_settle: Duration,
+    /// ... but an update waits at most this long, however often its content changes.
+    pub update_max_wait: Duration,
+    /// Such count-only updates written per second over all devices: during a rollout of
+    /// a thousand devices they would otherwise take a third of a small API server's
+    /// writes away from the TunnelPorts.
+    pub progress_per_second: f64,
 }
 
 impl Default for Pacing {
@@ -96,6 +111,11 @@ impl Default for Pacing {
             // `kubectl get remotedevices -w` still moves every few seconds during a
             // rollout; Ready, failures and new node sets are written at once.
             progress_interval: Duration::from_secs(5),
+            // Longer than the gap between two devices of one `kubectl apply`, even on a
+            // busy server; short enough that one device added by hand is not kept long.
+            update_settle: Duration::from_millis(300),
+            update_max_wait: Duration::from_secs(5),
+            progress_per_second: 20.0,
         }
     }
 }
@@ -110,21 +130,100 @@ impl Pacing {
             events_per_second: 1e9,
             event_burst: 1e9,
             progress_interval: Duration::ZERO,
+            update_settle: Duration::ZERO,
+            update_max_wait: Duration::ZERO,
+            progress_per_second: 1e9,
         }
     }
 }
 
-/// When a device status update may go out: `None` at once, else the time it is due. Only
-/// an update that moves the counts (`progress_only`) waits, and only until `interval`
-/// after the device's `last` status write.
-pub fn progress_held_until(
-    progress_only: bool,
-    last: Option<Instant>,
-    now: Instant,
+/// When each object was last written, so updates to it can be held back: a TunnelPort
+/// rewritten as the devices behind its VTEP arrive one by one, a device status whose
+/// count moves with every agent's report. Pure data: the caller passes the time.
+#[derive(Debug)]
+pub struct LastWrites<K> {
+    at: HashMap<K, Instant>,
     interval: Duration,
-) -> Option<Instant> {
-    let due = last? + interval;
-    (progress_only && due > now).then_some(due)
+}
+
+impl<K: Hash + Eq> LastWrites<K> {
+    /// Updates wait until `interval` after the object's last write.
+    pub fn new(interval: Duration) -> Self {
+        LastWrites {
+            at: HashMap::new(),
+            interval,
+        }
+    }
+
+    /// Notes a write of `key` at `now`; entries too old to hold anything back are dropped.
+    pub fn record(&mut self, key: K, now: Instant) {
+        let interval = self.interval;
+        if self.at.len() > 1024 {
+            self.at
+                .retain(|_, at| now.saturating_duration_since(*at) < interval);
+        }
+        self.at.insert(key, now);
+    }
+
+    /// When an update of `key` may go out: `None` at once, else the time it is due.
+    pub fn held_until(&self, key: &K, now: Instant) -> Option<Instant> {
+        let due = *self.at.get(key)? + self.interval;
+        (due > now).then_some(due)
+    }
+}
+
+/// Pending updates and since when their content has been what it is, so an update goes
+/// out once it settled. Pure data: the caller passes the time.
+#[derive(Debug)]
+pub struct Settling<K, V> {
+    pending: HashMap<K, Pending<V>>,
+    settle: Duration,
+    max_wait: Duration,
+}
+
+#[derive(Debug)]
+struct Pending<V> {
+    value: V,
+    /// When `value` was first seen.
+    since: Instant,
+    /// When an update of this key was first held.
+    first: Instant,
+}
+
+impl<K: Hash + Eq + Clone, V: PartialEq + Clone> Settling<K, V> {
+    /// Updates go out once unchanged for `settle`, or `max_wait` after first held.
+    pub fn new(settle: Duration, max_wait: Duration) -> Self {
+        Settling {
+            pending: HashMap::new(),
+            settle,
+            max_wait,
+        }
+    }
+
+    /// Whether the update of `key` to `value` may go out at `now` (`None`), else when to
+    /// look again. Forgets the key once it may go.
+    pub fn held_until(&mut self, key: &K, value: &V, now: Instant) -> Option<Instant> {
+        let entry = self.pending.entry(key.clone()).or_insert_with(|| Pending {
+            value: value.clone(),
+            since: now,
+            first: now,
+        });
+        if entry.value != *value {
+            entry.value = value.clone();
+            entry.since = now;
+        }
+        let due = (entry.since + self.settle).min(entry.first + self.max_wait);
+        if due > now {
+            return Some(due);
+        }
+        self.pending.remove(key);
+        None
+    }
+
+    /// Forgets every key not in `still_pending` (written meanwhile, or no longer wanted).
+    pub fn retain(&mut self, still_pending: impl Fn(&K) -> bool) {
+        self.pending.retain(|k, _| still_pending(k));
+    }
 }
 
 /// The async shell: admits a write once a slot is free and the bucket allows it.
@@ -133,6 +232,7 @@ pub struct Pacer {
     in_flight: Semaphore,
     writes: Mutex<TokenBucket>,
     events: Mutex<TokenBucket>,
+    progress: Mutex<TokenBucket>,
 }
 
 impl Pacer {
@@ -149,6 +249,11 @@ impl Pacer {
             events: Mutex::new(TokenBucket::new(
                 pacing.events_per_second,
                 pacing.event_burst,
+                now,
+            )),
+            progress: Mutex::new(TokenBucket::new(
+                pacing.progress_per_second,
+                pacing.progress_per_second,
                 now,
             )),
         }
@@ -168,6 +273,11 @@ impl Pacer {
     /// Whether an event may go out now (else it is dropped).
     pub fn event_allowed(&self) -> bool {
         lock(&self.events).try_take(Instant::now())
+    }
+
+    /// Whether a count-only status update may go out now (else it waits for a later pass).
+    pub fn progress_allowed(&self) -> bool {
+        lock(&self.progress).try_take(Instant::now())
     }
 }
 
@@ -250,26 +360,75 @@ mod tests {
     }
 
     #[test]
-    fn only_progress_waits_and_only_after_a_recent_write() {
+    fn updates_wait_only_after_a_recent_write() {
         let t0 = Instant::now();
-        let interval = Duration::from_secs(5);
         let s = Duration::from_secs(1);
-        // (progress only, last write, now) → held until
+        let mut last = LastWrites::new(5 * s);
+        assert_eq!(last.held_until(&"a", t0), None, "never written");
+        last.record("a", t0);
+        // (now) → held until
         let cases = [
-            (true, None, t0, None),
-            (true, Some(t0), t0 + s, Some(t0 + interval)),
-            (true, Some(t0), t0 + 5 * s, None),
-            (true, Some(t0), t0 + 9 * s, None),
-            (false, Some(t0), t0 + s, None),
-            (false, None, t0, None),
+            (t0, Some(t0 + 5 * s)),
+            (t0 + s, Some(t0 + 5 * s)),
+            (t0 + 5 * s, None),
+            (t0 + 9 * s, None),
         ];
-        for (i, (progress, last, now, want)) in cases.into_iter().enumerate() {
-            assert_eq!(
-                progress_held_until(progress, last, now, interval),
-                want,
-                "case {i}"
-            );
+        for (i, (now, want)) in cases.into_iter().enumerate() {
+            assert_eq!(last.held_until(&"a", now), want, "case {i}");
         }
+        assert_eq!(last.held_until(&"b", t0 + s), None, "another object");
+        last.record("a", t0 + 7 * s);
+        assert_eq!(
+            last.held_until(&"a", t0 + 8 * s),
+            Some(t0 + 12 * s),
+            "a rewrite restarts it"
+        );
+    }
+
+    #[test]
+    fn an_update_goes_out_once_settled_or_after_the_longest_wait() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut s: Settling<&str, u32> =
+            Settling::new(Duration::from_millis(300), Duration::from_millis(1000));
+        // (now, content) → held until
+        let cases = [
+            (0, 1, Some(ms(300))),   // first seen: settle
+            (200, 1, Some(ms(300))), // unchanged: same due
+            (250, 2, Some(ms(550))), // changed: settle again
+            (550, 2, None),          // settled: write
+            (600, 3, Some(ms(900))), // a new round starts afresh
+            (800, 4, Some(ms(1100))),
+            (1000, 5, Some(ms(1300))),
+            (1300, 6, Some(ms(1600))), // 700 ms after it was first held…
+            (1600, 7, None),           // …and 1000 ms: out, changing or not
+        ];
+        for (i, (now, v, want)) in cases.into_iter().enumerate() {
+            assert_eq!(s.held_until(&"tp", &v, ms(now)), want, "case {i}");
+        }
+        s.held_until(&"gone", &1, ms(0));
+        s.retain(|k| *k != "gone");
+        assert_eq!(
+            s.held_until(&"gone", &1, ms(2000)),
+            Some(ms(2300)),
+            "forgotten"
+        );
+    }
+
+    #[test]
+    fn old_entries_are_dropped_as_the_memory_grows() {
+        let t0 = Instant::now();
+        let mut last = LastWrites::new(Duration::from_secs(1));
+        for i in 0..2000 {
+            last.record(i, t0);
+        }
+        let later = t0 + Duration::from_secs(2);
+        last.record(-1, later);
+        assert_eq!(
+            last.at.len(),
+            1,
+            "entries past the interval hold nothing back"
+        );
     }
 
     #[tokio::test(start_paused = true)]
