@@ -588,9 +588,6 @@ mod tests {
         let t0 = std::time::Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut pending = Settling::new(PENDING_HOLD, PENDING_HOLD);
-        // After a conflict, writes wait for the newer version's watch event (or `again_at`):
-        // a round woken by OVS alone would repeat the write on the stale version.
-        let mut after_conflict = false;
         let (p, r, e) = (
             tunnel_reason::PENDING,
             tunnel_reason::READY,
