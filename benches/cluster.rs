@@ -737,6 +737,24 @@ async fn run(shape: Shape) {
         rss_kb(controller_pid, "VmRSS:") / 1024,
         wall.elapsed().as_secs_f64()
     );
+    keep_logs();
+}
+
+/// Copies every component's log to `$RDO_BENCH_LOGS` (when set), for reading afterwards:
+/// the private TMPDIR of `scripts/hermetic.sh` goes with its namespace.
+fn keep_logs() {
+    let (Some(to), Some(from)) = (
+        std::env::var_os("RDO_BENCH_LOGS"),
+        std::env::var_os("TMPDIR"),
+    ) else {
+        return;
+    };
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&from)
+        .arg(&to)
+        .status();
+    eprintln!("logs copied to {}: {status:?}", to.to_string_lossy());
 }
 
 fn verdict(met: bool) -> &'static str {

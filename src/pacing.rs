@@ -90,6 +90,11 @@ pub struct Pacing {
     pub update_settle: Duration,
     /// ... but an update waits at most this long, however often its content changes.
     pub update_max_wait: Duration,
+    /// A pass that would create more TunnelPorts than this is part of a bulk change (a
+    /// `kubectl apply` of many devices): its new ports settle like updates, so each is
+    /// created with all the devices of its VTEP instead of created and then rewritten.
+    /// A few new ports (one device onto ten nodes) go out at once.
+    pub bulk_creates: usize,
     /// Such count-only updates written per second over all devices: during a rollout of
     /// a thousand devices they would otherwise take a third of a small API server's
     /// writes away from the TunnelPorts.
@@ -115,6 +120,7 @@ impl Default for Pacing {
             // busy server; short enough that one device added by hand is not kept long.
             update_settle: Duration::from_millis(300),
             update_max_wait: Duration::from_secs(5),
+            bulk_creates: 50,
             progress_per_second: 20.0,
         }
     }
@@ -132,6 +138,7 @@ impl Pacing {
             progress_interval: Duration::ZERO,
             update_settle: Duration::ZERO,
             update_max_wait: Duration::ZERO,
+            bulk_creates: usize::MAX,
             progress_per_second: 1e9,
         }
     }

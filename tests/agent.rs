@@ -215,6 +215,23 @@ async fn a_conflict_or_server_error_is_reported_not_fatal() {
                 .body(Body::from(serde_json::to_vec(&status).unwrap()))
                 .unwrap(),
         );
+        if code == 409 {
+            // The agent reads the object once; it was recreated meanwhile (another uid),
+            // so it leaves it to the next round.
+            let (method, path, _, _, _, send) = next(&mut handle).await;
+            assert_eq!(
+                (method.as_str(), path.as_str()),
+                ("GET", "/apis/remotedevice.io/v1alpha1/tunnelports/a")
+            );
+            let mut recreated = tunnel_port("a", false);
+            recreated.metadata.uid = Some("uid-2".into());
+            send.send_response(
+                Response::builder()
+                    .status(200)
+                    .body(Body::from(serde_json::to_vec(&recreated).unwrap()))
+                    .unwrap(),
+            );
+        }
         assert_eq!(
             call.await.unwrap(),
             want,

@@ -43,8 +43,8 @@ fn find(fake: &FakeApi, plural: &str, name: &str) -> Option<Value> {
 /// TunnelPort, the agent removes port and rules and releases its finalizer, and the
 /// object is gone.
 /// A failing API server (server error, no answer at all) is retried with growing pauses —
-/// no hot loop — until it answers; a conflict is retried after a short fixed pause (a
-/// newer version exists; its watch event usually comes first).
+/// no hot loop — until it answers; a conflict is retried at once on a freshly read
+/// version (the watch may lag behind).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_retries_failed_writes_with_backoff() {
     let sandbox = Sandbox::start(Datapath::Dummy).unwrap();
@@ -74,14 +74,22 @@ async fn agent_retries_failed_writes_with_backoff() {
         .map(|r| r.at)
         .collect();
     assert_eq!(attempts.len(), 4, "three failures, then success");
-    // After the conflict 0.5 s without growing the backoff; then pauses double (0.5 s,
+    // The conflict is retried at once on a fresh read; then the pauses double (0.5 s,
     // 1 s), and the hung request also waited out its 1 s timeout.
     let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
-    for (gap, least) in gaps.iter().zip([500, 500, 2000]) {
+    assert!(gaps[0] < Duration::from_millis(500), "gaps {gaps:?}");
+    for (gap, least) in gaps.iter().zip([0, 500, 2000]) {
         assert!(*gap >= Duration::from_millis(least), "gaps {gaps:?}");
     }
     use remote_device_operator::telemetry::ErrorKind;
-    assert_eq!(metrics.errors(ErrorKind::Conflict), 1);
+    // The conflict was settled by the re-read: not a failed write.
+    assert_eq!(metrics.errors(ErrorKind::Conflict), 0);
+    assert!(
+        fake.log()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with(name)),
+        "the conflict made the agent read the object"
+    );
     assert_eq!(metrics.errors(ErrorKind::Server), 1);
     assert_eq!(metrics.errors(ErrorKind::Timeout), 1);
     wait_for("Ready after the retries", || {

@@ -57,11 +57,37 @@ async fn set_finalizers(
     api.patch(name, &params, &Patch::Merge(patch)).await
 }
 
-/// Adds the agent's finalizer (before the OVS port is created).
+/// Adds the agent's finalizer (before the OVS port is created). On a conflict it reads the
+/// object once and tries again on that version: on a busy API server the watch can lag
+/// seconds behind the controller's updates, and every round in between would conflict
+/// again on the version the watch shows.
 pub async fn add_finalizer(api: &Api<TunnelPort>, tp: &TunnelPort) -> kube::Result<TunnelPort> {
-    let mut finalizers = tp.metadata.finalizers.clone().unwrap_or_default();
-    finalizers.push(OVS_CLEANUP_FINALIZER.to_string());
-    set_finalizers(api, tp, finalizers).await
+    let with_ours = |tp: &TunnelPort| {
+        let mut finalizers = tp.metadata.finalizers.clone().unwrap_or_default();
+        finalizers.push(OVS_CLEANUP_FINALIZER.to_string());
+        finalizers
+    };
+    let conflict = match set_finalizers(api, tp, with_ours(tp)).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => kube::Error::Api(status),
+        done => return done,
+    };
+    let fresh = api
+        .get(tp.metadata.name.as_deref().unwrap_or_default())
+        .await?;
+    let has_ours = fresh
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == OVS_CLEANUP_FINALIZER);
+    // Another object by now (recreated) or going away: decide again from the watch.
+    if fresh.metadata.uid != tp.metadata.uid || fresh.metadata.deletion_timestamp.is_some() {
+        return Err(conflict);
+    }
+    if has_ours {
+        return Ok(fresh);
+    }
+    set_finalizers(api, &fresh, with_ours(&fresh)).await
 }
 
 /// Removes the agent's finalizer (after the OVS port and its rules are gone).

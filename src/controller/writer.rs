@@ -250,7 +250,8 @@ impl Writer {
     }
 
     /// The actions to run now, and when the earliest held one is due: updates of
-    /// TunnelPorts whose content has not settled yet, and count-only device statuses
+    /// TunnelPorts whose content has not settled yet (and creations, in a bulk change),
+    /// and count-only device statuses
     /// written less than `progress_interval` ago or over their budget.
     fn hold_back<'a>(
         &self,
@@ -261,12 +262,14 @@ impl Writer {
         let mut held_until: Option<Instant> = None;
         let mut settling = std::collections::HashSet::new();
         let mut run = Vec::with_capacity(actions.len());
+        let creates = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Apply { create: true, .. }))
+            .count();
+        let bulk = creates > self.pacing.bulk_creates;
         for action in actions {
             let due = match action {
-                Action::Apply {
-                    port,
-                    create: false,
-                } => {
+                Action::Apply { port, create } if bulk || !create => {
                     let name = port.metadata.name.clone().unwrap_or_default();
                     let due = last.ports.held_until(&name, port, now);
                     if due.is_some() {
