@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -132,6 +133,8 @@ fn ready(tp: &TunnelPort) -> bool {
 /// Counts of the watched TunnelPorts against the wanted (node, VTEP → devices).
 #[derive(Default, Debug)]
 struct Tally {
+    /// Wanted ports complete, and whether Ready, by name.
+    seen: Vec<(String, bool)>,
     /// Wanted ports that exist with all their devices.
     complete: usize,
     /// Of those, Ready for their generation.
@@ -148,6 +151,7 @@ fn tally(store: &Store<TunnelPort>, want: &BTreeMap<(String, String), usize>) ->
             Some(&n) if tp.spec.devices.len() == n => {
                 t.complete += 1;
                 t.ready += usize::from(ready(&tp));
+                t.seen.push((tp.name_any(), ready(&tp)));
             }
             Some(_) => {}
             None => t.unwanted += 1,
@@ -162,6 +166,26 @@ struct Milestones {
     first_complete: Option<Duration>,
     all_complete: Option<Duration>,
     all_ready: Option<Duration>,
+    /// Per port: from complete (all its devices) to Ready, as the watch showed it.
+    complete_to_ready: Vec<Duration>,
+}
+
+impl Milestones {
+    /// "p50 …, p90 …, max …" of the ports' complete → Ready times (the agents' share).
+    fn agents_share(&self) -> String {
+        let mut v = self.complete_to_ready.clone();
+        if v.is_empty() {
+            return "-".into();
+        }
+        v.sort();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+        format!(
+            "p50 {:.2} s, p90 {:.2} s, max {:.2} s",
+            at(0.5).as_secs_f64(),
+            at(0.9).as_secs_f64(),
+            at(1.0).as_secs_f64()
+        )
+    }
 }
 
 async fn wait_ready(
@@ -171,9 +195,18 @@ async fn wait_ready(
     tick: Duration,
 ) -> Milestones {
     let mut m = Milestones::default();
+    let mut completed: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut readied: BTreeMap<String, Duration> = BTreeMap::new();
     loop {
         let t = tally(store, want);
         let now = start.elapsed();
+        for (name, is_ready) in &t.seen {
+            let done = *completed.entry(name.clone()).or_insert(now);
+            if *is_ready && !readied.contains_key(name) {
+                readied.insert(name.clone(), now);
+                m.complete_to_ready.push(now - done);
+            }
+        }
         if t.complete > 0 {
             m.first_complete.get_or_insert(now);
         }
@@ -628,6 +661,7 @@ async fn run(shape: Shape) {
         secs(Some(ready_at.saturating_sub(kubectl_apply))),
         verdict(ready_at.saturating_sub(kubectl_apply) <= Duration::from_secs(15))
     );
+    println!("   per port, complete → Ready        {}", up.agents_share());
     println!("   CPU s while converging: {cpu_up}");
     println!("   API requests (not watches, leases): {requests_up}");
     println!(

@@ -111,8 +111,8 @@ impl Default for Pacing {
             max_in_flight: 32,
             writes_per_second: 250.0,
             write_burst: 500.0,
-            events_per_second: 20.0,
-            event_burst: 100.0,
+            events_per_second: 10.0,
+            event_burst: 50.0,
             // `kubectl get remotedevices -w` still moves every few seconds during a
             // rollout; Ready, failures and new node sets are written at once.
             progress_interval: Duration::from_secs(5),

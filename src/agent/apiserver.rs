@@ -301,8 +301,10 @@ pub async fn apply(
 }
 
 /// How long a "port pending" status waits for the port's ofport: OVS usually gives it
-/// within a few hundred milliseconds, and then one status write (Ready) replaces two.
-const PENDING_HOLD: Duration = Duration::from_secs(1);
+/// within a few hundred milliseconds, and then one status write (Ready) replaces two;
+/// during a rollout on a busy node it can take seconds, and a status that only says
+/// "pending" is not worth an API write each.
+const PENDING_HOLD: Duration = Duration::from_secs(3);
 
 /// Holds back statuses that only say the port is pending (`PortPending`), for at most
 /// [`PENDING_HOLD`] per TunnelPort generation; returns when the earliest held one is due.
@@ -621,7 +623,7 @@ mod tests {
         );
 
         let mut w = writes(&[("a", p, 1), ("b", r, 1), ("c", e, 1)]);
-        assert_eq!(hold_pending(&mut pending, &mut w, ms(0)), Some(ms(1000)));
+        assert_eq!(hold_pending(&mut pending, &mut w, ms(0)), Some(ms(3000)));
         assert_eq!(names(&w), ["b", "c"], "Ready and failures go out at once");
         // Ready within the hold: one write, nothing left waiting.
         let mut w = writes(&[("a", r, 1)]);
@@ -629,9 +631,9 @@ mod tests {
         assert_eq!(names(&w), ["a"]);
         // Still pending after the hold: written then.
         let mut w = writes(&[("d", p, 1)]);
-        assert_eq!(hold_pending(&mut pending, &mut w, ms(400)), Some(ms(1400)));
+        assert_eq!(hold_pending(&mut pending, &mut w, ms(400)), Some(ms(3400)));
         let mut w = writes(&[("d", p, 1)]);
-        assert_eq!(hold_pending(&mut pending, &mut w, ms(1400)), None);
+        assert_eq!(hold_pending(&mut pending, &mut w, ms(3400)), None);
         assert_eq!(names(&w), ["d"]);
     }
 

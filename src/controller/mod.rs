@@ -70,7 +70,7 @@ pub struct ControllerArgs {
     pub api_burst: u64,
     /// Kubernetes Events published per second, sustained (bursts of 5× that); Events over
     /// the budget are dropped and counted in `events_dropped_total`.
-    #[arg(long, env = "RDO_EVENT_QPS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "RDO_EVENT_QPS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub event_qps: u64,
 }
 
