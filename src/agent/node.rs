@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -312,10 +313,38 @@ async fn lifecycle_loop(
         });
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = ch.desired.changed() => if r.is_err() { return },
+            r = ch.desired.changed() => {
+                if r.is_err() || !gather_desired(&mut ch.desired, &shutdown).await {
+                    return;
+                }
+            }
             r = ch.observed.changed() => if r.is_err() { return },
             r = ch.flows.changed() => if r.is_err() { return },
             _ = sleep_until(step.wake_at) => {}
+        }
+    }
+}
+
+/// Quiet time after a change of the desired TunnelPorts before the loop steps on it...
+const DESIRED_QUIET: Duration = Duration::from_millis(30);
+/// ... and the longest wait for that quiet.
+const DESIRED_MAX_WAIT: Duration = Duration::from_millis(500);
+
+/// Gathers a burst of changes to the desired TunnelPorts (a bulk `kubectl apply` or
+/// `delete` brings a node's ports one by one): each step re-plans and re-diffs every rule
+/// of the node, so a step per change cost changes × rules — 100 ports deleted one by one
+/// beside 5 000 rules kept a node's agent busy for seconds. `false` when the loop must end.
+async fn gather_desired(
+    desired: &mut watch::Receiver<Option<Vec<TunnelPort>>>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let latest = tokio::time::Instant::now() + DESIRED_MAX_WAIT;
+    loop {
+        let quiet = (tokio::time::Instant::now() + DESIRED_QUIET).min(latest);
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            r = desired.changed() => if r.is_err() { return false },
+            _ = tokio::time::sleep_until(quiet) => return true,
         }
     }
 }
