@@ -226,6 +226,24 @@ async fn wait_ready(
     }
 }
 
+/// `kubectl apply -f file`, timed from its start, while the watch waits (checking every
+/// `tick`) until `want` is Ready: how long kubectl took, and the milestones.
+async fn apply_and_wait(
+    cluster: &Cluster,
+    store: &Store<TunnelPort>,
+    want: &BTreeMap<(String, String), usize>,
+    file: &str,
+    tick: Duration,
+) -> (Duration, Milestones) {
+    let start = Instant::now();
+    let watching = {
+        let (store, want) = (store.clone(), want.clone());
+        tokio::spawn(async move { wait_ready(&store, &want, start, tick).await })
+    };
+    let took = kubectl(cluster, &["apply", "-f", file]).await;
+    (took, watching.await.expect("the wait"))
+}
+
 async fn wait_gone(store: &Store<TunnelPort>, start: Instant, tick: Duration) -> Duration {
     loop {
         if store.state().is_empty() {
@@ -609,15 +627,8 @@ async fn run(shape: Shape) {
     let applies_before = controller_lines(&cluster, "applied TunnelPort");
     let cpu0 = cpu_by_component(controller_pid);
     let requests0 = api_requests(&cluster.admin).await;
-    let start = Instant::now();
-    let watching = {
-        let (store, want) = (store.clone(), want.clone());
-        tokio::spawn(
-            async move { wait_ready(&store, &want, start, Duration::from_millis(20)).await },
-        )
-    };
-    let kubectl_apply = kubectl(&cluster, &["apply", "-f", &file]).await;
-    let up = watching.await.expect("the wait");
+    let (kubectl_apply, up) =
+        apply_and_wait(&cluster, &store, &want, &file, Duration::from_millis(20)).await;
     let cpu_up = cpu_spent(&cpu0, &cpu_by_component(controller_pid));
     let requests_up = requests_made(&requests0, &api_requests(&cluster.admin).await);
     check_ovs(&cluster, &store);
@@ -730,15 +741,8 @@ async fn run(shape: Shape) {
         let want: BTreeMap<(String, String), usize> = (1..=single_nodes)
             .map(|n| ((node_name(n), ip.clone()), 1))
             .collect();
-        let start = Instant::now();
-        let watching = {
-            let (store, want) = (store.clone(), want.clone());
-            tokio::spawn(
-                async move { wait_ready(&store, &want, start, Duration::from_millis(2)).await },
-            )
-        };
-        let returned = kubectl(&cluster, &["apply", "-f", &path]).await;
-        let m = watching.await.expect("the wait");
+        let (returned, m) =
+            apply_and_wait(&cluster, &store, &want, &path, Duration::from_millis(2)).await;
         let took = m.all_ready.expect("ready");
         from_kubectl.push(took);
         from_return.push(took.saturating_sub(returned));

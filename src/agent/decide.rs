@@ -61,7 +61,7 @@ pub fn decide_writes(
         })
         .collect();
     AgentWrites {
-        desired: Some(objects.to_vec()),
+        desired: Some(objects.iter().map(node_input).collect()),
         add_finalizer: still(&view.add_finalizer, |p| p == Phase::NeedsFinalizer),
         release_finalizer: still(&view.release_finalizer, |p| {
             p == Phase::Deleting {
@@ -70,4 +70,20 @@ pub fn decide_writes(
         }),
         status,
     }
+}
+
+/// What the node loop reads of a TunnelPort: its name, spec, finalizers and deletion.
+/// Status and versions are left out, so a status write (the agent's own, echoed by the
+/// watch) does not make the node loop re-plan every rule of the node.
+pub fn node_input(tp: &TunnelPort) -> TunnelPort {
+    let mut input = TunnelPort::new(
+        tp.metadata.name.as_deref().unwrap_or_default(),
+        tp.spec.clone(),
+    );
+    input.metadata.uid = tp.metadata.uid.clone();
+    input.metadata.generation = tp.metadata.generation;
+    input.metadata.labels = tp.metadata.labels.clone();
+    input.metadata.finalizers = tp.metadata.finalizers.clone();
+    input.metadata.deletion_timestamp = tp.metadata.deletion_timestamp.clone();
+    input
 }

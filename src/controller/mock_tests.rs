@@ -338,14 +338,19 @@ async fn first_apply_writes_tunnel_ports_events_and_status() {
     assert_eq!(metrics.writes(WriteKind::Status), 1);
 }
 
+/// The first pass's decisions with one device on three nodes, and the device as JSON.
+fn three_nodes_first_pass() -> (super::PassDecisions, Value) {
+    let mut snap = first_snapshot();
+    snap.nodes.push(node("n3", "10.1.0.3"));
+    let decisions = decide(&snap, at(100));
+    (decisions, serde_json::to_value(&snap.devices[0]).unwrap())
+}
+
 #[tokio::test(start_paused = true)]
 async fn writes_of_a_phase_run_side_by_side_within_the_bound() {
     let (client, mut handle) = mock_client();
     let metrics = Metrics::new();
-    let mut snap = first_snapshot();
-    snap.nodes.push(node("n3", "10.1.0.3"));
-    let decisions = decide(&snap, at(100));
-    let device = serde_json::to_value(&snap.devices[0]).unwrap();
+    let (decisions, device) = three_nodes_first_pass();
     let w = writer(client, &metrics).with_pacing(Pacing {
         max_in_flight: 2,
         ..Pacing::serial()
@@ -392,10 +397,7 @@ async fn writes_of_a_phase_run_side_by_side_within_the_bound() {
 async fn events_over_the_budget_are_dropped_and_counted() {
     let (client, mut handle) = mock_client();
     let metrics = Metrics::new();
-    let mut snap = first_snapshot();
-    snap.nodes.push(node("n3", "10.1.0.3"));
-    let decisions = decide(&snap, at(100));
-    let device = serde_json::to_value(&snap.devices[0]).unwrap();
+    let (decisions, device) = three_nodes_first_pass();
     let w = writer(client, &metrics).with_pacing(Pacing {
         events_per_second: 1.0,
         event_burst: 1.0,
