@@ -454,17 +454,24 @@ fn cpu_by_component(controller: u32) -> BTreeMap<String, f64> {
 
 /// CPU used between two [`cpu_by_component`] readings, largest first.
 fn cpu_spent(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
-    let mut spent: Vec<(&String, f64)> = after
+    let spent = grown(before, after, |_, v| v >= 0.05);
+    let list: Vec<String> = spent.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+    list.join(", ")
+}
+
+/// What grew from `before` to `after`, kept where `keep` says, largest first.
+fn grown<'a>(
+    before: &BTreeMap<String, f64>,
+    after: &'a BTreeMap<String, f64>,
+    keep: impl Fn(&str, f64) -> bool,
+) -> Vec<(&'a String, f64)> {
+    let mut grown: Vec<(&String, f64)> = after
         .iter()
         .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, v)| *v >= 0.05)
+        .filter(|(k, v)| keep(k, *v))
         .collect();
-    spent.sort_by(|a, b| b.1.total_cmp(&a.1));
-    spent
-        .iter()
-        .map(|(k, v)| format!("{k} {v:.1}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    grown.sort_by(|a, b| b.1.total_cmp(&a.1));
+    grown
 }
 
 /// The API server's own request counts (`apiserver_request_total`) by verb, resource and
@@ -506,19 +513,10 @@ async fn api_requests(client: &kube::Client) -> BTreeMap<String, f64> {
 
 /// Requests between two [`api_requests`] readings, most first.
 fn requests_made(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
-    let mut made: Vec<(&String, f64)> = after
-        .iter()
-        .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(k, v)| *v >= 1.0 && !k.contains("leases"))
-        .collect();
-    made.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let made = grown(before, after, |k, v| v >= 1.0 && !k.contains("leases"));
     let total: f64 = made.iter().map(|(_, v)| v).sum();
-    let list = made
-        .iter()
-        .map(|(k, v)| format!("{k} {v:.0}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("{total:.0} ({list})")
+    let list: Vec<String> = made.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
+    format!("{total:.0} ({})", list.join(", "))
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

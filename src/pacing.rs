@@ -86,7 +86,8 @@ pub struct Pacing {
     /// An update of an existing TunnelPort goes out once its desired content has stayed
     /// the same this long ([`Settling`]): while `kubectl apply` (or a delete) brings the
     /// devices behind a VTEP one by one, the port is written once for the lot instead of
-    /// once per device. New ports and deletions are not held.
+    /// once per device. Deletions are not held, new ports only in a bulk change
+    /// (`bulk_creates`).
     pub update_settle: Duration,
     /// ... but an update waits at most this long, however often its content changes.
     pub update_max_wait: Duration,
@@ -144,9 +145,8 @@ impl Pacing {
     }
 }
 
-/// When each object was last written, so updates to it can be held back: a TunnelPort
-/// rewritten as the devices behind its VTEP arrive one by one, a device status whose
-/// count moves with every agent's report. Pure data: the caller passes the time.
+/// When each object was last written, so updates to it can be held back (a device status
+/// whose count moves with every agent's report). Pure data: the caller passes the time.
 #[derive(Debug)]
 pub struct LastWrites<K> {
     at: HashMap<K, Instant>,
@@ -233,6 +233,65 @@ impl<K: Hash + Eq + Clone, V: PartialEq + Clone> Settling<K, V> {
     }
 }
 
+/// The earlier of a time already due (if any) and `at`.
+pub fn earliest<T: Ord>(due: Option<T>, at: T) -> T {
+    match due {
+        Some(due) => due.min(at),
+        None => at,
+    }
+}
+
+/// Sleeps until `at`, or for ever when there is nothing to wait for.
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Something that signals changes: a [`Notify`](tokio::sync::Notify) poked per watch
+/// event, or a watch channel.
+pub trait Changes {
+    /// Waits for the next change; `false` once no change can come any more.
+    fn changed(&mut self) -> impl Future<Output = bool> + Send;
+}
+
+impl Changes for &tokio::sync::Notify {
+    fn changed(&mut self) -> impl Future<Output = bool> + Send {
+        let notify = *self;
+        async move {
+            notify.notified().await;
+            true
+        }
+    }
+}
+
+impl<T: Send + Sync> Changes for &mut tokio::sync::watch::Receiver<T> {
+    async fn changed(&mut self) -> bool {
+        tokio::sync::watch::Receiver::changed(self).await.is_ok()
+    }
+}
+
+/// Gathers a burst of changes: returns `true` once none came for `quiet`, or at the
+/// latest `max_wait` after it started; `false` when `cancel` fires or the changes end.
+/// One home for the debounce of the controller's passes and of the node loop.
+pub async fn until_quiet(
+    mut changes: impl Changes,
+    quiet: Duration,
+    max_wait: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let latest = tokio::time::Instant::now() + max_wait;
+    loop {
+        let quiet_until = (tokio::time::Instant::now() + quiet).min(latest);
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep_until(quiet_until) => return true,
+            alive = changes.changed() => if !alive { return false },
+        }
+    }
+}
+
 /// The async shell: admits a write once a slot is free and the bucket allows it.
 #[derive(Debug)]
 pub struct Pacer {
@@ -288,10 +347,11 @@ impl Pacer {
     }
 }
 
-/// The bucket behind its lock; a panic elsewhere cannot leave it inconsistent (every
-/// update is a few float operations), so a poisoned lock is taken over.
-fn lock(bucket: &Mutex<TokenBucket>) -> std::sync::MutexGuard<'_, TokenBucket> {
-    bucket.lock().unwrap_or_else(|p| p.into_inner())
+/// The value behind its lock. What this module's users lock (a bucket, a memory of
+/// writes) is a few field updates that a panic cannot leave half done, so a poisoned lock
+/// is taken over.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -435,6 +495,42 @@ mod tests {
             last.at.len(),
             1,
             "entries past the interval hold nothing back"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_ends_at_quiet_or_at_the_longest_wait() {
+        use tokio::time::{Instant as TInstant, sleep};
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (quiet, max) = (Duration::from_millis(30), Duration::from_millis(200));
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        // (gap between changes in ms, changes) → returns after ms
+        let cases = [(0, 0, 30), (10, 3, 60), (20, 100, 200)];
+        for (gap, count, want) in cases {
+            let poker = {
+                let notify = notify.clone();
+                tokio::spawn(async move {
+                    for _ in 0..count {
+                        sleep(Duration::from_millis(gap)).await;
+                        notify.notify_one();
+                    }
+                })
+            };
+            let started = TInstant::now();
+            assert!(until_quiet(&*notify, quiet, max, &cancel).await);
+            assert_eq!(started.elapsed(), Duration::from_millis(want), "gap {gap}");
+            poker.abort();
+        }
+        let (tx, mut rx) = tokio::sync::watch::channel(());
+        drop(tx);
+        assert!(
+            !until_quiet(&mut rx, quiet, max, &cancel).await,
+            "the channel ended"
+        );
+        cancel.cancel();
+        assert!(
+            !until_quiet(&*notify, quiet, max, &cancel).await,
+            "cancelled"
         );
     }
 

@@ -22,9 +22,9 @@ use crate::telemetry::{Health, Metrics, TunnelPortState, WriteKind};
 
 use super::decide::{AgentWrites, decide_writes};
 use super::events::{self, EventMemory, decide_events};
-use super::node::{NodeHandle, NodeView, sleep_until};
+use super::node::{NodeHandle, NodeView};
 use crate::backoff::Backoff;
-use crate::pacing::Settling;
+use crate::pacing::{Settling, earliest, sleep_until};
 
 /// Field manager of the agent's server-side-apply status writes.
 pub const AGENT_MANAGER: &str = "remote-device-operator-agent";
@@ -324,7 +324,7 @@ fn hold_pending(
             .then(|| pending.held_until(name, &status.observed_generation, now))
             .flatten();
         if let Some(until) = until {
-            due = Some(due.map_or(until, |d| d.min(until)));
+            due = Some(earliest(due, until));
             held.insert(name.clone());
         }
         until.is_none()
@@ -487,16 +487,15 @@ pub async fn run(
             ready.then(|| own.overlay(store.state().iter().map(|tp| (**tp).clone()).collect()));
         let current = view.borrow_and_update().clone();
         let started = std::time::Instant::now();
-        let decisions = decide_writes(&node, objects.as_deref(), &current, Timestamp::now());
+        let mut decisions = decide_writes(&node, objects.as_deref(), &current, Timestamp::now());
         report(&current, ready, &mut reconnects, metrics, health);
         if let Some(objects) = &objects {
             metrics.set_tunnel_states(&tunnel_states(&node, objects, &decisions));
             agent_events.round(&node, objects, &current);
         }
         feed_desired(handle, &decisions);
-        let mut decisions = decisions;
         if let Some(due) = hold_pending(&mut pending, &mut decisions, std::time::Instant::now()) {
-            again_at = Some(again_at.map_or(due.into(), |a| a.min(due.into())));
+            again_at = Some(earliest(again_at, due.into()));
         }
         if retry_at.is_some() || after_conflict {
             health.progress(API_LOOP);
@@ -514,8 +513,7 @@ pub async fn run(
             Round::Done => retry.reset(),
             Round::Conflicted => {
                 after_conflict = true;
-                let soon = now + RETRY_MIN;
-                again_at = Some(again_at.map_or(soon, |a| a.min(soon)));
+                again_at = Some(earliest(again_at, now + RETRY_MIN));
             }
             Round::Failed => retry_at = Some(now + retry.next_delay()),
         }

@@ -22,6 +22,7 @@ use crate::flows::{
     WorkloadPort,
 };
 use crate::ovs::{self, Observed, OvsConfig, PortState};
+use crate::pacing::{sleep_until, until_quiet};
 
 use super::lifecycle::{Inputs, NodeState};
 
@@ -313,8 +314,14 @@ async fn lifecycle_loop(
         });
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            // A burst of changes (a bulk `kubectl apply` or `delete` brings a node's ports
+            // one by one) makes one step: each step re-plans and re-diffs every rule of
+            // the node, and a step per change kept an agent with 100 ports beside 5 000
+            // rules busy for seconds.
             r = ch.desired.changed() => {
-                if r.is_err() || !gather_desired(&mut ch.desired, &shutdown).await {
+                if r.is_err()
+                    || !until_quiet(&mut ch.desired, DESIRED_QUIET, DESIRED_MAX_WAIT, &shutdown).await
+                {
                     return;
                 }
             }
@@ -329,30 +336,3 @@ async fn lifecycle_loop(
 const DESIRED_QUIET: Duration = Duration::from_millis(30);
 /// ... and the longest wait for that quiet.
 const DESIRED_MAX_WAIT: Duration = Duration::from_millis(500);
-
-/// Gathers a burst of changes to the desired TunnelPorts (a bulk `kubectl apply` or
-/// `delete` brings a node's ports one by one): each step re-plans and re-diffs every rule
-/// of the node, so a step per change cost changes × rules — 100 ports deleted one by one
-/// beside 5 000 rules kept a node's agent busy for seconds. `false` when the loop must end.
-async fn gather_desired(
-    desired: &mut watch::Receiver<Option<Vec<TunnelPort>>>,
-    shutdown: &CancellationToken,
-) -> bool {
-    let latest = tokio::time::Instant::now() + DESIRED_MAX_WAIT;
-    loop {
-        let quiet = (tokio::time::Instant::now() + DESIRED_QUIET).min(latest);
-        tokio::select! {
-            _ = shutdown.cancelled() => return false,
-            r = desired.changed() => if r.is_err() { return false },
-            _ = tokio::time::sleep_until(quiet) => return true,
-        }
-    }
-}
-
-/// Sleeps until `at`, or for ever when there is nothing to wait for.
-pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}

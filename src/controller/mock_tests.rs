@@ -338,6 +338,70 @@ async fn first_apply_writes_tunnel_ports_events_and_status() {
     assert_eq!(metrics.writes(WriteKind::Status), 1);
 }
 
+/// An update of a stored TunnelPort goes out only once its content stayed the same for
+/// the settle time; the rest of the pass is not held up by it.
+#[tokio::test]
+async fn an_update_waits_until_it_settled() {
+    let (client, mut handle) = mock_client();
+    let metrics = Metrics::new();
+    let mut snap = settled(&first_snapshot());
+    let second = device("t1", "srv2", "192.0.2.10", 5001, "52:54:00:00:00:02");
+    let second_json = serde_json::to_value(&second).unwrap();
+    snap.devices.push(second);
+    let decisions = decide(&snap, at(200));
+    let updates = decisions
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Apply { create: false, .. }))
+        .count();
+    assert_eq!(updates, 2, "both nodes' TunnelPorts carry the new device");
+    let settle = Duration::from_millis(300);
+    let w = writer(client, &metrics).with_pacing(Pacing {
+        update_settle: settle,
+        update_max_wait: Duration::from_secs(5),
+        ..Pacing::serial()
+    });
+    // Answers every request; returns the paths seen.
+    async fn answer(handle: &mut Handle, device: &Value) -> Vec<String> {
+        let mut paths = Vec::new();
+        while let Some(seen) = try_next(handle, Duration::from_millis(100)).await {
+            paths.push(seen.path.clone());
+            if seen.path.starts_with(TP) {
+                seen.echo("uid-x");
+            } else if seen.path.ends_with("/status") {
+                seen.reply(200, device.clone());
+            } else {
+                seen.reply(201, json!({}));
+            }
+        }
+        paths
+    }
+    let started = std::time::Instant::now();
+    let first = {
+        let (w, decisions) = (w.clone(), decisions.clone());
+        tokio::spawn(async move { w.execute(&decisions).await })
+    };
+    let paths = answer(&mut handle, &second_json).await;
+    let done = first.await.unwrap().unwrap();
+    assert!(
+        paths.iter().all(|p| !p.starts_with(TP)),
+        "an unsettled update went out: {paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.ends_with("srv2/status")),
+        "{paths:?}"
+    );
+    let due = done.held_until.expect("the held update is due later");
+    assert!(due >= started + settle && due <= std::time::Instant::now() + settle);
+
+    tokio::time::sleep_until(due.into()).await;
+    let again = tokio::spawn(async move { w.execute(&decisions).await });
+    let paths = answer(&mut handle, &second_json).await;
+    again.await.unwrap().unwrap();
+    let applied = paths.iter().filter(|p| p.starts_with(TP)).count();
+    assert_eq!(applied, 2, "settled: both updates go out ({paths:?})");
+}
+
 /// The first pass's decisions with one device on three nodes, and the device as JSON.
 fn three_nodes_first_pass() -> (super::PassDecisions, Value) {
     let mut snap = first_snapshot();

@@ -31,6 +31,7 @@ use crate::telemetry::{Health, Metrics};
 
 pub use crate::backoff::Backoff;
 pub use crate::pacing::Pacing;
+use crate::pacing::{sleep_until, until_quiet};
 pub use leader::LeaseConfig;
 pub use reconcile::{Action, PassDecisions, Snapshot, decide};
 pub use writer::{Executed, WriteError, Writer};
@@ -347,7 +348,7 @@ pub async fn drive_reporting(
     // Node problems are logged when they change, not on every pass.
     let mut reported_issues = Vec::new();
     let mut was_leader = false;
-    // When device statuses held back by the writer are due.
+    // When writes the writer held back are due.
     let mut held_until = None;
     loop {
         if !due && !wait_for_work(trigger, &mut leader, held_until, settings, cancel).await {
@@ -423,7 +424,7 @@ async fn wait_for_work(
         _ = cancel.cancelled() => return false,
         _ = trigger.notified() => {}
         _ = tokio::time::sleep(settings.resync) => {}
-        _ = sleep_until_held(held_until) => {}
+        _ = sleep_until(held_until) => {}
         changed = leader.changed() => {
             if changed.is_err() {
                 tracing::warn!("leader election stopped; no more writes");
@@ -434,26 +435,10 @@ async fn wait_for_work(
     gather(trigger, settings, cancel).await
 }
 
-/// Sleeps until `at`, or for ever when there is no such time.
-async fn sleep_until_held(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Gathers a burst of watch events: returns once none came for `debounce`, or at the
-/// latest `debounce_max` after it started. `false` when the loop must end.
+/// Gathers a burst of watch events ([`until_quiet`]): quiet for `debounce`, at most
+/// `debounce_max`. `false` when the loop must end.
 async fn gather(trigger: &Notify, settings: &Settings, cancel: &CancellationToken) -> bool {
-    let latest = Instant::now() + settings.debounce_max;
-    loop {
-        let quiet_until = (Instant::now() + settings.debounce).min(latest);
-        tokio::select! {
-            _ = cancel.cancelled() => return false,
-            _ = tokio::time::sleep_until(quiet_until) => return true,
-            _ = trigger.notified() => {}
-        }
-    }
+    until_quiet(trigger, settings.debounce, settings.debounce_max, cancel).await
 }
 
 /// The pause after a failed pass. A new watch event ends it when it shows the retry may

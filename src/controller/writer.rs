@@ -19,7 +19,7 @@ use crate::failure::ErrorKind;
 use crate::telemetry::{Health, Metrics, WriteKind};
 
 use super::reconcile::{Action, EventSpec, PassDecisions, event_reason, tunnel_summary};
-use crate::pacing::{LastWrites, Pacer, Pacing, Settling};
+use crate::pacing::{LastWrites, Pacer, Pacing, Settling, earliest, lock};
 
 /// A failed write.
 #[derive(Debug, thiserror::Error)]
@@ -127,12 +127,9 @@ const PROGRESS_RETRY: Duration = Duration::from_secs(1);
 pub struct Executed {
     /// Writes made.
     pub writes: usize,
-    /// When the earliest progress-only status held back is due (a pass must run then).
+    /// When the earliest write held back (an unsettled TunnelPort, a count-only status)
+    /// is due: a pass must run then.
     pub held_until: Option<Instant>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The reference of a TunnelPort, for events (cluster-scoped: they land in `default`).
@@ -201,9 +198,9 @@ impl Writer {
     /// releases, applies, deletions, statuses); the writes of one phase run concurrently
     /// under the [`Pacing`] limits. Object-specific failures (409, other 4xx) are logged
     /// and the other writes still run; a server-wide failure (5xx, timeout, connection)
-    /// starts no further write. Updates of TunnelPorts and count-only device statuses
-    /// written recently are held back ([`Writer::hold_back`]). Returns what was done, or the first failure, so the
-    /// caller retries with backoff.
+    /// starts no further write. Writes that have not settled are held back
+    /// ([`Writer::hold_back`]). Returns what was done, or the first failure, so the caller
+    /// retries with backoff.
     pub async fn execute(&self, decisions: &PassDecisions) -> Result<Executed, WriteError> {
         let (actions, held_until) = self.hold_back(&decisions.actions, Instant::now());
         let stop = AtomicBool::new(false);
@@ -251,8 +248,8 @@ impl Writer {
 
     /// The actions to run now, and when the earliest held one is due: updates of
     /// TunnelPorts whose content has not settled yet (and creations, in a bulk change),
-    /// and count-only device statuses
-    /// written less than `progress_interval` ago or over their budget.
+    /// and count-only device statuses written less than `progress_interval` ago or over
+    /// their budget.
     fn hold_back<'a>(
         &self,
         actions: &'a [Action],
@@ -289,7 +286,7 @@ impl Writer {
                 _ => None,
             };
             match due {
-                Some(due) => held_until = Some(held_until.map_or(due, |h| h.min(due))),
+                Some(due) => held_until = Some(earliest(held_until, due)),
                 None => run.push(action),
             }
         }
