@@ -323,3 +323,29 @@ fn flows_only_point_at_ready_tunnels_and_workload_ports_exclude_tunnels() {
         vec![(3, Some(10))]
     );
 }
+
+#[test]
+fn the_node_loop_is_not_fed_status_or_versions() {
+    let view = NodeView::default();
+    let with = |rv: &str, ready: bool| {
+        let mut t = tp("a", "n1", true, false);
+        t.metadata.resource_version = Some(rv.into());
+        if ready {
+            t.status = Some(tunnel_port_status(&t, &view, now()));
+        }
+        t
+    };
+    let fed = |t: TunnelPort| decide_writes("n1", Some(&[t]), &view, now()).desired;
+    // The agent's own status write, echoed by the watch: the loop's input stays the same.
+    assert_eq!(fed(with("10", false)), fed(with("11", true)));
+    // What the loop acts on still reaches it.
+    let mut deleting = with("12", true);
+    deleting.metadata.deletion_timestamp = Some(Time(now()));
+    assert_ne!(fed(with("10", false)), fed(deleting));
+    let mut released = with("13", true);
+    released.metadata.finalizers = None;
+    assert_ne!(fed(with("10", false)), fed(released));
+    let mut respecced = with("14", false);
+    respecced.spec.devices.clear();
+    assert_ne!(fed(with("10", false)), fed(respecced));
+}
