@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Instant;
 
 use crate::api::{OVS_CLEANUP_FINALIZER, TunnelId, TunnelPort};
-use crate::flows::{FlowPlan, SyncStatus};
+use crate::flows::{FlowPlan, FlowPlanner, SyncStatus};
 use crate::ovs::Observed;
 
 use super::node::flow_input;
@@ -103,6 +103,8 @@ pub struct NodeState {
     leaving: BTreeMap<String, (TunnelPort, u64)>,
     /// Deleted TunnelPorts whose rules were confirmed gone (their port may go).
     cleared: BTreeSet<String>,
+    /// The flow planner with its memory: a step plans only what changed.
+    flows: FlowPlanner,
 }
 
 impl NodeState {
@@ -117,6 +119,7 @@ impl NodeState {
             previous: BTreeMap::new(),
             leaving: BTreeMap::new(),
             cleared: BTreeSet::new(),
+            flows: FlowPlanner::default(),
         }
     }
 
@@ -134,9 +137,9 @@ impl NodeState {
         };
         let mine = self.by_phase(objects, &mut step);
         let active: Vec<TunnelPort> = mine.active.values().cloned().collect();
-        step.flow_plan = self
-            .seen_ovs
-            .then(|| crate::flows::desired_flows(&flow_input(&active, input.observed)));
+        if self.seen_ovs {
+            step.flow_plan = Some(self.flows.plan(&flow_input(&active, input.observed)));
+        }
         let rules = Rules::new(input.flows, &active);
         self.track_leaving(&mine, &rules);
         // Every deleted one is in `leaving` until its rules are confirmed gone; then its

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::TunnelPort;
 use crate::flows::{
-    Flow, FlowInput, FlowPlan, FlowSync, FlowSyncConfig, Owner, SyncStatus, TunnelFlowsInput,
+    FlowInput, FlowPlan, FlowSync, FlowSyncConfig, Owner, SyncStatus, TunnelFlowsInput,
     WorkloadPort,
 };
 use crate::ovs::{self, Observed, OvsConfig, PortState};
@@ -124,25 +124,19 @@ impl NodeView {
         if Arc::ptr_eq(want, have) {
             return true;
         }
-        let mut owners: Vec<Owner> = devices.iter().cloned().map(Owner::Device).collect();
+        let mut owners: Vec<Owner> = devices
+            .iter()
+            .map(|d| Owner::Device(Arc::new(d.clone())))
+            .collect();
         owners.push(Owner::Tunnel(interface.to_string()));
         // The flows of these owners, in both plans (an ofport change shows in the actions).
-        let flows_of = |plan: &FlowPlan| -> Vec<Flow> {
-            let cookies: Vec<u64> = owners
-                .iter()
-                .filter_map(|o| plan.cookies.get(o).copied())
-                .collect();
-            plan.flows
-                .values()
-                .filter(|f| cookies.contains(&f.cookie))
-                .cloned()
-                .collect()
-        };
         want.installed_per_tunnel.get(interface) == have.installed_per_tunnel.get(interface)
             && devices
                 .iter()
                 .all(|d| want.devices.get(d) == have.devices.get(d))
-            && flows_of(want) == flows_of(have)
+            && owners
+                .iter()
+                .all(|o| want.owners.get(o) == have.owners.get(o))
     }
 }
 

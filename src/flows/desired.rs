@@ -58,7 +58,7 @@ pub enum Segment {
 }
 
 impl Segment {
-    fn of(vlan: Option<u16>) -> Self {
+    pub(super) fn of(vlan: Option<u16>) -> Self {
         vlan.map_or(Segment::Untagged, Segment::Vlan)
     }
 
@@ -75,7 +75,7 @@ impl Segment {
         self.id() + 1
     }
 
-    fn conj_id(self) -> u32 {
+    pub(super) fn conj_id(self) -> u32 {
         CONJ_ID_BASE + self.id()
     }
 }
@@ -93,8 +93,9 @@ impl fmt::Display for Segment {
 /// are removed with it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Owner {
-    /// A remote device: its egress, ingress, responders and its match clauses.
-    Device(DeviceKey),
+    /// A remote device: its egress, ingress, responders and its match clauses. (Shared
+    /// key: a plan is cloned per change, its owners and devices with it.)
+    Device(Arc<DeviceKey>),
     /// A tunnel port: the rule dropping unknown traffic from it.
     Tunnel(String),
     /// A segment used by at least one device: its port clauses and local delivery.
@@ -188,25 +189,60 @@ pub enum DeviceState {
     },
 }
 
-/// The complete desired state of the owned flows.
+/// The flows of one owner, all under its cookie.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedFlows {
+    /// The owner's cookie ([`COOKIE_TAG`] | owner id).
+    pub cookie: u64,
+    /// Its flows by identity.
+    pub flows: BTreeMap<FlowKey, Flow>,
+}
+
+impl OwnedFlows {
+    /// The owner's flows from their drafts.
+    pub(super) fn new(cookie: u64, drafts: Vec<Draft>) -> Self {
+        let flows = drafts
+            .into_iter()
+            .map(|d| {
+                let flow = Flow {
+                    cookie,
+                    table: d.table,
+                    priority: d.priority,
+                    matches: d.matches,
+                    actions: d.actions,
+                };
+                (flow.key(), flow)
+            })
+            .collect();
+        OwnedFlows { cookie, flows }
+    }
+}
+
+/// The complete desired state of the owned flows, kept per owner: a change of one device
+/// replaces that owner's entry only, so a new plan shares every other owner's flows with
+/// the one before and two plans are compared owner by owner ([`super::diff_plans`]).
+/// A flow identity ([`FlowKey`]) belongs to one owner only.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowPlan {
-    /// Every owned flow by identity.
-    pub flows: BTreeMap<FlowKey, Flow>,
-    /// Cookie of every owner that has flows.
-    pub cookies: BTreeMap<Owner, u64>,
+    /// Every owner that has flows, with them.
+    pub owners: BTreeMap<Owner, Arc<OwnedFlows>>,
     /// What became of each device in the input.
-    pub devices: BTreeMap<DeviceKey, DeviceState>,
+    pub devices: BTreeMap<Arc<DeviceKey>, DeviceState>,
     /// Devices with flows, per tunnel port name (every input tunnel is listed).
     pub installed_per_tunnel: BTreeMap<String, u32>,
+    /// Number of flows (kept, not counted).
+    flow_count: usize,
 }
 
 impl FlowPlan {
+    /// The cookie of an owner that has flows.
+    pub fn cookie(&self, owner: &Owner) -> Option<u64> {
+        self.owners.get(owner).map(|o| o.cookie)
+    }
+
     /// The cookie of a device's flows, when it has flows.
     pub fn device_cookie(&self, namespace: &str, name: &str) -> Option<u64> {
-        self.cookies
-            .get(&Owner::Device(device_key(namespace, name)))
-            .copied()
+        self.cookie(&Owner::Device(Arc::new(device_key(namespace, name))))
     }
 
     /// Whether this plan holds flows of the device (used to confirm a device's rules are
@@ -215,20 +251,31 @@ impl FlowPlan {
         self.device_cookie(namespace, name).is_some()
     }
 
+    /// Every flow, owner by owner.
+    pub fn flows(&self) -> impl Iterator<Item = &Flow> {
+        self.owners.values().flat_map(|o| o.flows.values())
+    }
+
+    /// The flow with this identity (looks through every owner: for tests and tools; the
+    /// diff builds an index instead).
+    pub fn flow(&self, key: &FlowKey) -> Option<&Flow> {
+        self.owners.values().find_map(|o| o.flows.get(key))
+    }
+
     /// Number of flows.
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.flow_count
     }
 
     /// Whether the plan holds no flow.
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.flow_count == 0
     }
 
     /// The flows in `ovs-ofctl add-flows` file syntax (for baselines and debugging).
     pub fn to_ofctl_lines(&self) -> String {
         let mut out = String::new();
-        for flow in self.flows.values() {
+        for flow in self.flows() {
             out.push_str(&flow.to_ofctl());
             out.push('\n');
         }
@@ -239,9 +286,30 @@ impl FlowPlan {
     pub fn into_shared(self) -> Arc<FlowPlan> {
         Arc::new(self)
     }
+
+    /// Sets (or with `None` removes) an owner's flows, keeping the entry (and so the
+    /// sharing with earlier plans) when they are the same.
+    pub(super) fn set_owner(&mut self, owner: &Owner, flows: Option<OwnedFlows>) {
+        match flows {
+            Some(flows) => {
+                if self.owners.get(owner).is_some_and(|o| **o == flows) {
+                    return;
+                }
+                self.flow_count += flows.flows.len();
+                if let Some(old) = self.owners.insert(owner.clone(), Arc::new(flows)) {
+                    self.flow_count -= old.flows.len();
+                }
+            }
+            None => {
+                if let Some(old) = self.owners.remove(owner) {
+                    self.flow_count -= old.flows.len();
+                }
+            }
+        }
+    }
 }
 
-fn device_key(namespace: &str, name: &str) -> DeviceKey {
+pub(super) fn device_key(namespace: &str, name: &str) -> DeviceKey {
     DeviceKey {
         namespace: namespace.to_string(),
         name: name.to_string(),
@@ -249,61 +317,72 @@ fn device_key(namespace: &str, name: &str) -> DeviceKey {
 }
 
 /// A device accepted for flows, with its parsed data.
-struct UsableDevice {
-    key: DeviceKey,
-    mac: String,
-    vni: u32,
-    segment: Segment,
-    ofport: i64,
-    ipv4: Vec<IpAddr>,
-    ipv6: Vec<IpAddr>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct UsableDevice {
+    pub(super) key: Arc<DeviceKey>,
+    pub(super) mac: String,
+    pub(super) vni: u32,
+    pub(super) segment: Segment,
+    pub(super) ofport: i64,
+    pub(super) ipv4: Vec<IpAddr>,
+    pub(super) ipv6: Vec<IpAddr>,
 }
 
 impl UsableDevice {
     fn ips(&self) -> impl Iterator<Item = &IpAddr> {
         self.ipv4.iter().chain(&self.ipv6)
     }
+
+    /// What it takes for itself: its MAC and IPs in its segment, its ingress match.
+    pub(super) fn claims(&self) -> Vec<Claim> {
+        let mut out = vec![Claim::Mac(self.segment, self.mac.clone())];
+        out.extend(self.ips().map(|ip| Claim::Ip(self.segment, *ip)));
+        out.push(Claim::Ingress(self.ofport, self.vni, self.mac.clone()));
+        out
+    }
 }
 
-/// A flow before cookies are assigned.
-struct Draft {
-    /// Index into the owners list.
-    owner: usize,
+/// A flow of an owner before its cookie is known.
+#[derive(Clone, Debug)]
+pub(super) struct Draft {
     table: u8,
     priority: u16,
     matches: String,
     actions: String,
 }
 
+impl Draft {
+    fn new(table: u8, priority: u16, matches: String, actions: String) -> Self {
+        Draft {
+            table,
+            priority,
+            matches,
+            actions,
+        }
+    }
+}
+
 /// Computes the owned flows. Pure and deterministic: the same input (in any order) gives
 /// the same plan. Devices are considered in (namespace, name) order; when two claim the
 /// same MAC or IP in one segment, or the same (tunnel, VNI, MAC), the first one wins and
-/// the other is [`DeviceState::Rejected`].
+/// the other is [`DeviceState::Rejected`]. (A fresh [`super::FlowPlanner`]; the agent
+/// keeps one, so that a change costs in proportion to what changed.)
 pub fn desired_flows(input: &FlowInput) -> FlowPlan {
-    let mut out = FlowPlan::default();
-    let tunnels = Tunnels::of(input);
-    for t in &tunnels.sorted {
-        out.installed_per_tunnel.insert(t.interface_name.clone(), 0);
-    }
-    let ports = local_ports(input, &tunnels);
-    let accepted = admit_devices(&tunnels, &mut out);
-    let (owners, drafts) = draft_flows(&accepted, &tunnels.valid, &ports);
-    out.fill(owners, drafts);
-    out
+    super::FlowPlanner::default().plan(input)
 }
 
 /// The input's tunnels: which may carry flows, and why the others may not.
-struct Tunnels<'a> {
+pub(super) struct Tunnels<'a> {
     /// Every tunnel, by name then ofport.
-    sorted: Vec<&'a TunnelFlowsInput>,
+    pub(super) sorted: Vec<&'a TunnelFlowsInput>,
     /// Tunnels that carry flows: name → ofport (a valid ofport belongs to one tunnel only).
-    valid: BTreeMap<&'a str, i64>,
+    pub(super) valid: BTreeMap<&'a str, i64>,
     /// Why a tunnel cannot carry flows, by name.
     problem: BTreeMap<&'a str, String>,
 }
 
 impl<'a> Tunnels<'a> {
-    fn of(input: &'a FlowInput) -> Self {
+    pub(super) fn of(input: &'a FlowInput) -> Self {
         let mut sorted: Vec<&TunnelFlowsInput> = input.tunnels.iter().collect();
         sorted.sort_by(|a, b| (&a.interface_name, a.ofport).cmp(&(&b.interface_name, b.ofport)));
         let mut out = Tunnels {
@@ -335,7 +414,7 @@ impl<'a> Tunnels<'a> {
     }
 
     /// The ofport a device behind `tunnel` is sent to, or why it has to wait.
-    fn ofport(&self, tunnel: &TunnelFlowsInput) -> Result<i64, DeviceState> {
+    pub(super) fn ofport(&self, tunnel: &TunnelFlowsInput) -> Result<i64, DeviceState> {
         let name = tunnel.interface_name.as_str();
         let reason = match (self.problem.get(name), self.valid.get(name)) {
             (Some(problem), _) => problem.clone(),
@@ -347,15 +426,23 @@ impl<'a> Tunnels<'a> {
 }
 
 /// Local ports per segment. An ofport any tunnel reports is never a workload port (even a
-/// tunnel that gets no flows: delivering to it could loop between tunnels).
-fn local_ports(input: &FlowInput, tunnels: &Tunnels) -> BTreeMap<Segment, BTreeSet<i64>> {
+/// tunnel that gets no flows: delivering to it could loop between tunnels), and an ofport
+/// listed twice belongs to the segment of its first listing by tag (OVS gives a port one
+/// tag; one flow identity per port clause).
+pub(super) fn local_ports(
+    input: &FlowInput,
+    tunnels: &Tunnels,
+) -> BTreeMap<Segment, BTreeSet<i64>> {
     let tunnel_ofports: BTreeSet<i64> = tunnels.sorted.iter().map(|t| t.ofport).collect();
+    let mut sorted = input.workload_ports.clone();
+    sorted.sort();
+    let mut taken = BTreeSet::new();
     let mut ports: BTreeMap<Segment, BTreeSet<i64>> = BTreeMap::new();
-    for p in &input.workload_ports {
+    for p in sorted {
         let usable = valid_ofport(p.ofport)
             && !tunnel_ofports.contains(&p.ofport)
             && p.vlan.is_none_or(|v| v <= MAX_VLAN);
-        if usable {
+        if usable && taken.insert(p.ofport) {
             ports
                 .entry(Segment::of(p.vlan))
                 .or_default()
@@ -365,154 +452,78 @@ fn local_ports(input: &FlowInput, tunnels: &Tunnels) -> BTreeMap<Segment, BTreeS
     ports
 }
 
-/// All (device, tunnel) pairs in a total order (down to the device data), so duplicates
-/// resolve the same way whatever the input order.
-fn device_pairs<'a>(
-    tunnels: &[&'a TunnelFlowsInput],
-) -> Vec<(&'a TunnelDevice, &'a TunnelFlowsInput)> {
-    let mut pairs: Vec<(&TunnelDevice, &TunnelFlowsInput)> = tunnels
-        .iter()
-        .flat_map(|t| t.devices.iter().map(move |d| (d, *t)))
-        .collect();
-    pairs.sort_by(|(da, ta), (db, tb)| {
-        (&da.namespace, &da.name, &ta.interface_name, ta.ofport, *da).cmp(&(
-            &db.namespace,
-            &db.name,
-            &tb.interface_name,
-            tb.ofport,
-            *db,
-        ))
-    });
-    pairs
+/// What a device takes for itself, so that no other device may have it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Claim {
+    /// Its MAC in its segment.
+    Mac(Segment, String),
+    /// One of its IPs in its segment.
+    Ip(Segment, IpAddr),
+    /// (tunnel ofport, VNI, MAC): what its ingress flow matches.
+    Ingress(i64, u32, String),
 }
 
-/// Who took a (segment, MAC), (segment, IP), (ofport, VNI, MAC).
+/// Who took each claim, among devices accepted so far.
 #[derive(Default)]
-struct Claims {
-    mac: BTreeMap<(Segment, String), DeviceKey>,
-    ip: BTreeMap<(Segment, IpAddr), DeviceKey>,
-    ingress: BTreeMap<(i64, u32, String), DeviceKey>,
+pub(super) struct Claims {
+    taken: BTreeMap<Claim, Arc<DeviceKey>>,
 }
 
 impl Claims {
-    /// Why `a` (behind `tunnel`) collides with a device accepted before, if it does.
-    fn conflict(&self, a: &UsableDevice, tunnel: &str) -> Option<String> {
-        if let Some(o) = self.mac.get(&(a.segment, a.mac.clone())) {
-            return Some(format!(
-                "MAC {} in {} is already used by {o}",
-                a.mac, a.segment
-            ));
-        }
-        if let Some((ip, o)) = a
-            .ips()
-            .find_map(|ip| self.ip.get(&(a.segment, *ip)).map(|o| (ip, o)))
-        {
-            return Some(format!("IP {ip} in {} is already used by {o}", a.segment));
-        }
-        self.ingress
-            .get(&(a.ofport, a.vni, a.mac.clone()))
-            .map(|o| {
-                format!(
-                    "MAC {} with VNI {} behind tunnel {tunnel} is already used by {o}",
-                    a.mac, a.vni
-                )
-            })
-    }
-
-    fn claim(&mut self, a: &UsableDevice) {
-        self.mac.insert((a.segment, a.mac.clone()), a.key.clone());
-        for ip in a.ips() {
-            self.ip.insert((a.segment, *ip), a.key.clone());
-        }
-        self.ingress
-            .insert((a.ofport, a.vni, a.mac.clone()), a.key.clone());
-    }
-}
-
-/// Decides every device's state (cookies are filled in later) and returns the accepted
-/// ones in device order.
-fn admit_devices(tunnels: &Tunnels, out: &mut FlowPlan) -> Vec<UsableDevice> {
-    let mut accepted: Vec<UsableDevice> = Vec::new();
-    let mut claims = Claims::default();
-    for (device, tunnel) in device_pairs(&tunnels.sorted) {
-        let key = device_key(&device.namespace, &device.name);
-        if out.devices.contains_key(&key) {
-            // Listed behind two tunnels (or twice): the first keeps its state.
-            continue;
-        }
-        let state = match check_device(device, tunnel, tunnels) {
-            Err(state) => state,
-            Ok(a) => match claims.conflict(&a, &tunnel.interface_name) {
-                Some(reason) => DeviceState::Rejected { reason },
-                None => {
-                    claims.claim(&a);
-                    *out.installed_per_tunnel
-                        .entry(tunnel.interface_name.clone())
-                        .or_default() += 1;
-                    accepted.push(a);
-                    DeviceState::Installed { cookie: 0 }
+    /// Why `a` (behind `tunnel`) collides with a device accepted before, if it does: the
+    /// first of its claims (MAC, then IPs, then ingress) someone else has.
+    pub(super) fn conflict(&self, a: &UsableDevice, tunnel: &str) -> Option<String> {
+        a.claims().into_iter().find_map(|claim| {
+            let o = self.taken.get(&claim)?;
+            Some(match claim {
+                Claim::Mac(segment, mac) => {
+                    format!("MAC {mac} in {segment} is already used by {o}")
                 }
-            },
-        };
-        out.devices.insert(key, state);
-    }
-    accepted
-}
-
-impl FlowPlan {
-    /// Assigns the owners' cookies and fills in the flows, cookies and installed states.
-    fn fill(&mut self, owners: Vec<Owner>, drafts: Vec<Draft>) {
-        let cookies = assign_cookies(&owners);
-        self.flows = drafts
-            .into_iter()
-            .map(|d| {
-                let flow = Flow {
-                    cookie: cookies[d.owner],
-                    table: d.table,
-                    priority: d.priority,
-                    matches: d.matches,
-                    actions: d.actions,
-                };
-                (flow.key(), flow)
+                Claim::Ip(segment, ip) => format!("IP {ip} in {segment} is already used by {o}"),
+                Claim::Ingress(_, vni, mac) => format!(
+                    "MAC {mac} with VNI {vni} behind tunnel {tunnel} is already used by {o}"
+                ),
             })
-            .collect();
-        self.cookies = owners.into_iter().zip(cookies).collect();
-        for (key, state) in self.devices.iter_mut() {
-            if let DeviceState::Installed { cookie } = state {
-                *cookie = self.cookies[&Owner::Device(key.clone())];
-            }
+        })
+    }
+
+    pub(super) fn claim(&mut self, a: &UsableDevice) {
+        for claim in a.claims() {
+            self.taken.insert(claim, a.key.clone());
         }
     }
 }
 
-/// Cookies by owner index: owner hash, collisions resolved in owner order (deterministic).
-fn assign_cookies(owners: &[Owner]) -> Vec<u64> {
-    let mut order: Vec<usize> = (0..owners.len()).collect();
-    order.sort_unstable_by(|a, b| owners[*a].cmp(&owners[*b]));
-    let mut used: HashSet<u32> = HashSet::with_capacity(owners.len());
-    let mut cookies = vec![0u64; owners.len()];
-    for i in order {
-        let mut id = owner_hash(&owners[i]);
-        while id == 0 || used.contains(&id) {
-            id = id.wrapping_add(1);
-        }
-        used.insert(id);
-        cookies[i] = COOKIE_TAG | u64::from(id);
-    }
-    cookies
+/// Cookie ids by owner, for owners in order with their hashes: the hash, or on a
+/// collision the next free id (deterministic: the earlier owner keeps its hash).
+pub(super) fn assign_cookies<'a>(
+    owners: impl Iterator<Item = (&'a Owner, u32)>,
+) -> Vec<(&'a Owner, u64)> {
+    let mut used: HashSet<u32> = HashSet::new();
+    owners
+        .map(|(owner, hash)| {
+            let mut id = hash;
+            while id == 0 || used.contains(&id) {
+                id = id.wrapping_add(1);
+            }
+            used.insert(id);
+            (owner, COOKIE_TAG | u64::from(id))
+        })
+        .collect()
 }
 
 fn valid_ofport(ofport: i64) -> bool {
     (1..=MAX_PHYSICAL_OFPORT).contains(&ofport)
 }
 
-fn owner_hash(owner: &Owner) -> u32 {
+pub(super) fn owner_hash(owner: &Owner) -> u32 {
     let digest = Sha256::digest(owner.label().as_bytes());
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 /// Parses and checks one device; `Err` carries the state of a device that gets no flows.
-fn check_device(
+pub(super) fn check_device(
+    key: &Arc<DeviceKey>,
     device: &TunnelDevice,
     tunnel: &TunnelFlowsInput,
     tunnels: &Tunnels,
@@ -546,7 +557,7 @@ fn check_device(
     }
     let ofport = tunnels.ofport(tunnel)?;
     Ok(UsableDevice {
-        key: device_key(&device.namespace, &device.name),
+        key: key.clone(),
         mac,
         vni: device.vni,
         segment: Segment::of(device.local_vlan),
@@ -593,164 +604,119 @@ fn enter_segment(segment: Segment, table: u8) -> String {
     )
 }
 
-/// Working state of [`draft_flows`].
-#[derive(Default)]
-struct Drafter {
-    owners: Vec<Owner>,
-    drafts: Vec<Draft>,
-    /// Second-dimension clauses, merged by match: conj ids and contributing device owners.
-    clauses: BTreeMap<String, (BTreeSet<u32>, BTreeSet<usize>)>,
-    segments: BTreeSet<Segment>,
-    segments_with_ipv6: BTreeSet<Segment>,
-}
-
-/// The owners (each once) and every flow, pointing at its owner by index.
-fn draft_flows(
-    accepted: &[UsableDevice],
-    valid_tunnels: &BTreeMap<&str, i64>,
-    ports: &BTreeMap<Segment, BTreeSet<i64>>,
-) -> (Vec<Owner>, Vec<Draft>) {
-    let mut d = Drafter::default();
-    for a in accepted {
-        d.device(a);
-    }
-    d.clause_flows();
-    for segment in std::mem::take(&mut d.segments) {
-        let no_ports = BTreeSet::new();
-        d.segment(segment, ports.get(&segment).unwrap_or(&no_ports));
-    }
-    for (name, ofport) in valid_tunnels {
-        let owner = d.owner(Owner::Tunnel(name.to_string()));
-        let matches = format!("in_port={ofport}");
-        d.push(
-            owner,
-            TABLE_CLASSIFY,
-            PRIORITY_TUNNEL_DROP,
-            matches,
-            "drop".into(),
-        );
-    }
-    (d.owners, d.drafts)
-}
-
-impl Drafter {
-    fn owner(&mut self, owner: Owner) -> usize {
-        self.owners.push(owner);
-        self.owners.len() - 1
-    }
-
-    fn push(&mut self, owner: usize, table: u8, priority: u16, matches: String, actions: String) {
-        self.drafts.push(Draft {
-            owner,
-            table,
-            priority,
+/// A device's own flows: egress to its tunnel, ARP/ND responders, ingress from it.
+pub(super) fn device_flows(a: &UsableDevice) -> Vec<Draft> {
+    let reg = in_segment(a.segment);
+    let mut out = vec![Draft::new(
+        TABLE_FROM_LOCAL,
+        PRIORITY_EGRESS,
+        format!("{reg},dl_dst={}", a.mac),
+        format!("set_field:{:#x}->tun_id,output:{}", a.vni, a.ofport),
+    )];
+    let arp = a.ipv4.iter().map(|ip| {
+        let matches = format!("arp,{reg},arp_tpa={ip},arp_op=1");
+        (matches, arp_responder(&a.mac, *ip))
+    });
+    let nd = a.ipv6.iter().map(|ip| {
+        let matches = format!("icmp6,{reg},icmp_type=135,icmp_code=0,nd_target={ip}");
+        (matches, nd_responder(&a.mac, *ip))
+    });
+    for (matches, actions) in arp.chain(nd) {
+        out.push(Draft::new(
+            TABLE_FROM_LOCAL,
+            PRIORITY_RESPONDER,
             matches,
             actions,
-        });
+        ));
     }
+    out.push(Draft::new(
+        TABLE_CLASSIFY,
+        PRIORITY_INGRESS,
+        format!("tun_id={:#x},in_port={},dl_src={}", a.vni, a.ofport, a.mac),
+        enter_segment(a.segment, TABLE_TO_LOCAL),
+    ));
+    out
+}
 
-    /// A device's own flows (egress, responders, ingress) and its match clauses.
-    fn device(&mut self, a: &UsableDevice) {
-        let owner = self.owner(Owner::Device(a.key.clone()));
-        self.segments.insert(a.segment);
-        if !a.ipv6.is_empty() {
-            self.segments_with_ipv6.insert(a.segment);
-        }
-        self.device_clauses(owner, a);
-        let reg = in_segment(a.segment);
-        let matches = format!("{reg},dl_dst={}", a.mac);
-        let actions = format!("set_field:{:#x}->tun_id,output:{}", a.vni, a.ofport);
-        self.push(owner, TABLE_FROM_LOCAL, PRIORITY_EGRESS, matches, actions);
-        let arp = a.ipv4.iter().map(|ip| {
-            let matches = format!("arp,{reg},arp_tpa={ip},arp_op=1");
-            (matches, arp_responder(&a.mac, *ip))
-        });
-        let nd = a.ipv6.iter().map(|ip| {
-            let matches = format!("icmp6,{reg},icmp_type=135,icmp_code=0,nd_target={ip}");
-            (matches, nd_responder(&a.mac, *ip))
-        });
-        for (matches, actions) in arp.chain(nd) {
-            self.push(
-                owner,
-                TABLE_FROM_LOCAL,
-                PRIORITY_RESPONDER,
-                matches,
-                actions,
-            );
-        }
-        let matches = format!("tun_id={:#x},in_port={},dl_src={}", a.vni, a.ofport, a.mac);
-        let actions = enter_segment(a.segment, TABLE_TO_LOCAL);
-        self.push(owner, TABLE_CLASSIFY, PRIORITY_INGRESS, matches, actions);
-    }
+/// A device's second-dimension clauses (its MAC, ARP and neighbour questions). Devices of
+/// several segments may need the same one: it is one flow listing each segment's
+/// conjunction ([`clause_flow`]), owned by the device when it is the only one.
+pub(super) fn device_clauses(a: &UsableDevice) -> Vec<String> {
+    let mac = std::iter::once(format!("dl_dst={}", a.mac));
+    let arp = a.ipv4.iter().map(|ip| format!("arp,arp_tpa={ip},arp_op=1"));
+    let nd = a
+        .ipv6
+        .iter()
+        .map(|ip| format!("icmp6,icmp_type=135,nd_target={ip}"));
+    mac.chain(arp).chain(nd).collect()
+}
 
-    /// Registers a device's second-dimension clauses (its MAC, ARP and neighbour
-    /// questions), merged by match with other devices' (see [`Drafter::clause_flows`]).
-    fn device_clauses(&mut self, owner: usize, a: &UsableDevice) {
-        let mac = std::iter::once(format!("dl_dst={}", a.mac));
-        let arp = a.ipv4.iter().map(|ip| format!("arp,arp_tpa={ip},arp_op=1"));
-        let nd = a
-            .ipv6
-            .iter()
-            .map(|ip| format!("icmp6,icmp_type=135,nd_target={ip}"));
-        for clause in mac.chain(arp).chain(nd) {
-            let (conj_ids, devices) = self.clauses.entry(clause).or_default();
-            conj_ids.insert(a.segment.conj_id());
-            devices.insert(owner);
-        }
-    }
+/// The flow of one second-dimension clause, for the segments of the devices needing it.
+pub(super) fn clause_flow(matches: &str, segments: impl Iterator<Item = Segment>) -> Draft {
+    let conj_ids: BTreeSet<u32> = segments.map(Segment::conj_id).collect();
+    let actions = conj_ids
+        .iter()
+        .map(|id| format!("conjunction({id},2/2)"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Draft::new(
+        TABLE_CLASSIFY,
+        PRIORITY_CLASSIFY,
+        matches.to_string(),
+        actions,
+    )
+}
 
-    /// The second-dimension clauses; one needed by several devices gets a shared owner.
-    fn clause_flows(&mut self) {
-        for (matches, (conj_ids, devices)) in std::mem::take(&mut self.clauses) {
-            let owner = match devices.first() {
-                Some(&only) if devices.len() == 1 => only,
-                _ => self.owner(Owner::Shared(matches.clone())),
-            };
-            let actions = conj_ids
-                .iter()
-                .map(|id| format!("conjunction({id},2/2)"))
-                .collect::<Vec<_>>()
-                .join(",");
-            self.push(owner, TABLE_CLASSIFY, PRIORITY_CLASSIFY, matches, actions);
-        }
-    }
-
-    /// A segment's port clauses, its conjunction, the ND finisher and local delivery.
-    fn segment(&mut self, segment: Segment, local: &BTreeSet<i64>) {
-        let owner = self.owner(Owner::Segment(segment));
-        let conj = segment.conj_id();
-        for ofport in local {
-            let (matches, actions) = (
+/// A segment's port clauses, its conjunction, the ND finisher (when a device of it has
+/// IPv6) and local delivery.
+pub(super) fn segment_flows(segment: Segment, local: &BTreeSet<i64>, ipv6: bool) -> Vec<Draft> {
+    let conj = segment.conj_id();
+    let mut out: Vec<Draft> = local
+        .iter()
+        .map(|ofport| {
+            Draft::new(
+                TABLE_CLASSIFY,
+                PRIORITY_CLASSIFY,
                 format!("in_port={ofport}"),
                 format!("conjunction({conj},1/2)"),
-            );
-            self.push(owner, TABLE_CLASSIFY, PRIORITY_CLASSIFY, matches, actions);
-        }
-        let actions = enter_segment(segment, TABLE_FROM_LOCAL);
-        self.push(
-            owner,
-            TABLE_CLASSIFY,
-            PRIORITY_CLASSIFY,
-            format!("conj_id={conj}"),
-            actions,
-        );
-        if self.segments_with_ipv6.contains(&segment) {
-            let matches = format!("icmp6,{},icmp_type=136", in_segment(segment));
-            let actions = "move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT".to_string();
-            self.push(owner, TABLE_ND_REPLY, PRIORITY_DELIVER, matches, actions);
-        }
-        let deliver = if local.is_empty() {
-            "drop".to_string()
-        } else {
-            let outputs: Vec<String> = local.iter().map(|p| format!("output:{p}")).collect();
-            outputs.join(",")
-        };
-        self.push(
-            owner,
-            TABLE_TO_LOCAL,
+            )
+        })
+        .collect();
+    out.push(Draft::new(
+        TABLE_CLASSIFY,
+        PRIORITY_CLASSIFY,
+        format!("conj_id={conj}"),
+        enter_segment(segment, TABLE_FROM_LOCAL),
+    ));
+    if ipv6 {
+        out.push(Draft::new(
+            TABLE_ND_REPLY,
             PRIORITY_DELIVER,
-            in_segment(segment),
-            deliver,
-        );
+            format!("icmp6,{},icmp_type=136", in_segment(segment)),
+            "move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT".to_string(),
+        ));
     }
+    let deliver = if local.is_empty() {
+        "drop".to_string()
+    } else {
+        let outputs: Vec<String> = local.iter().map(|p| format!("output:{p}")).collect();
+        outputs.join(",")
+    };
+    out.push(Draft::new(
+        TABLE_TO_LOCAL,
+        PRIORITY_DELIVER,
+        in_segment(segment),
+        deliver,
+    ));
+    out
+}
+
+/// A tunnel's own flow: anything arriving on it that no device's ingress took is dropped.
+pub(super) fn tunnel_flows(ofport: i64) -> Vec<Draft> {
+    vec![Draft::new(
+        TABLE_CLASSIFY,
+        PRIORITY_TUNNEL_DROP,
+        format!("in_port={ofport}"),
+        "drop".into(),
+    )]
 }

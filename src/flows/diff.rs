@@ -1,7 +1,9 @@
 //! Desired flows vs the owned flows OVS shows → one atomic bundle.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::desired::{Flow, FlowKey, FlowPlan};
 use super::typed::same_actions;
@@ -164,21 +166,21 @@ impl FlowDiff {
 /// (compared as [typed](super::typed) values, whatever the spelling).
 pub fn diff(plan: &FlowPlan, observed: &[ObservedFlow]) -> FlowDiff {
     let mut out = FlowDiff::default();
-    let mut seen: BTreeMap<FlowKey, &ObservedFlow> = BTreeMap::new();
+    let wanted: HashMap<FlowKey, &Flow> = plan.flows().map(|f| (f.key(), f)).collect();
+    let mut seen: HashMap<FlowKey, &ObservedFlow> = HashMap::new();
     for flow in observed {
         if flow.cookie & COOKIE_MASK != COOKIE_TAG {
             continue;
         }
         let key = flow.key();
-        match plan.flows.get(&key) {
-            Some(_) => {
-                seen.insert(key, flow);
-            }
-            None => out.delete.push(flow.clone()),
+        if wanted.contains_key(&key) {
+            seen.insert(key, flow);
+        } else {
+            out.delete.push(flow.clone());
         }
     }
-    for (key, want) in &plan.flows {
-        let same = seen.get(key).is_some_and(|have| {
+    for want in plan.flows() {
+        let same = seen.get(&want.key()).is_some_and(|have| {
             have.cookie == want.cookie
                 && have.attributes.is_empty()
                 && same_actions(&have.actions, &want.actions)
@@ -195,10 +197,37 @@ pub fn diff(plan: &FlowPlan, observed: &[ObservedFlow]) -> FlowDiff {
 /// the old flows' cookies; adding an existing flow or deleting a missing one is harmless,
 /// so this is safe even if someone changed the bridge meanwhile (the next full check
 /// repairs that).
+///
+/// Only owners whose flows differ are looked at: a flow identity belongs to one owner, so
+/// a flow that moved between owners shows in both owners' entries.
 pub fn diff_plans(to: &FlowPlan, from: &FlowPlan) -> FlowDiff {
+    let (mut before, mut after): (BTreeMap<&FlowKey, &Flow>, BTreeMap<&FlowKey, &Flow>) =
+        Default::default();
+    let mut old = from.owners.iter().peekable();
+    let mut new = to.owners.iter().peekable();
+    loop {
+        let (o, n) = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some((ko, _)), Some((kn, _))) => match ko.cmp(kn) {
+                Ordering::Less => (old.next(), None),
+                Ordering::Greater => (None, new.next()),
+                Ordering::Equal => (old.next(), new.next()),
+            },
+            (Some(_), None) => (old.next(), None),
+            (None, Some(_)) => (None, new.next()),
+        };
+        let (o, n) = (o.map(|(_, f)| f), n.map(|(_, f)| f));
+        if let (Some(o), Some(n)) = (o, n)
+            && (Arc::ptr_eq(o, n) || o == n)
+        {
+            continue;
+        }
+        before.extend(o.into_iter().flat_map(|f| f.flows.iter()));
+        after.extend(n.into_iter().flat_map(|f| f.flows.iter()));
+    }
     let mut out = FlowDiff::default();
-    for (key, old) in &from.flows {
-        if !to.flows.contains_key(key) {
+    for (key, old) in &before {
+        if !after.contains_key(key) {
             out.delete.push(ObservedFlow {
                 cookie: old.cookie,
                 table: old.table,
@@ -209,9 +238,9 @@ pub fn diff_plans(to: &FlowPlan, from: &FlowPlan) -> FlowDiff {
             });
         }
     }
-    for (key, new) in &to.flows {
-        if from.flows.get(key) != Some(new) {
-            out.add.push(new.clone());
+    for (key, new) in &after {
+        if before.get(key) != Some(new) {
+            out.add.push((*new).clone());
         }
     }
     out

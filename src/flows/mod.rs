@@ -2,9 +2,11 @@
 //!
 //! Three layers, like the rest of the crate:
 //! - [`desired_flows`] (pure): devices, tunnel ofports and local workload ports → the
-//!   complete set of owned flows ([`FlowPlan`]).
-//! - [`diff`] (pure): desired flows vs the owned flows `ovs-ofctl dump-flows` shows →
-//!   the lines of one atomic `ovs-ofctl --bundle` transaction. Both sides are compared as
+//!   complete set of owned flows ([`FlowPlan`], kept per owner). The agent keeps a
+//!   [`FlowPlanner`], the same planner with a memory, so a change costs what changed.
+//! - [`diff`] (pure): desired flows vs the owned flows `ovs-ofctl dump-flows` shows (or
+//!   [`diff_plans`]: vs the plan OVS is known to hold, owner by owner) → the lines of one
+//!   atomic `ovs-ofctl --bundle` transaction. Both sides are compared as
 //!   [`typed`] values (parsed, normalised matches and actions), so another spelling of
 //!   the same flow by another OVS version is the same flow.
 //! - [`sync`] (effectful): a loop that dumps, diffs and applies, on every change of the
@@ -16,16 +18,18 @@
 
 mod desired;
 pub mod diff;
+mod planner;
 pub mod sync;
 #[cfg(test)]
 mod tests;
 pub mod typed;
 
 pub use desired::{
-    DeviceState, Flow, FlowInput, FlowKey, FlowPlan, Owner, Segment, TunnelFlowsInput,
+    DeviceState, Flow, FlowInput, FlowKey, FlowPlan, OwnedFlows, Owner, Segment, TunnelFlowsInput,
     WorkloadPort, desired_flows,
 };
 pub use diff::{FlowDiff, ObservedFlow, diff, diff_plans, parse_dump};
+pub use planner::FlowPlanner;
 pub use sync::{FlowSync, FlowSyncConfig, FlowSyncError, MonitorState, SyncOutcome, SyncStatus};
 pub use typed::{Action, Actions, Match};
 

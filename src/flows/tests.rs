@@ -40,8 +40,7 @@ fn key(ns: &str, name: &str) -> DeviceKey {
 
 /// The plan as `table priority match actions` lines without cookies, sorted.
 fn lines(plan: &FlowPlan) -> BTreeSet<String> {
-    plan.flows
-        .values()
+    plan.flows()
         .map(|f| format!("{} {} {} {}", f.table, f.priority, f.matches, f.actions))
         .collect()
 }
@@ -100,12 +99,8 @@ fn one_untagged_device_gets_the_full_set() {
     );
     assert_eq!(p.installed_per_tunnel["rdv-aaa"], 1);
     // Every flow carries the tag; the device's own flows carry its cookie.
-    assert!(
-        p.flows
-            .values()
-            .all(|f| f.cookie & COOKIE_MASK == COOKIE_TAG)
-    );
-    let own = p.flows.values().filter(|f| f.cookie == cookie).count();
+    assert!(p.flows().all(|f| f.cookie & COOKIE_MASK == COOKIE_TAG));
+    let own = p.flows().filter(|f| f.cookie == cookie).count();
     assert_eq!(own, 5, "ingress, egress, ARP responder, two clauses");
 }
 
@@ -145,8 +140,7 @@ fn ipv6_gets_a_neighbour_responder_and_tagged_ports_are_separate() {
     );
     assert!(l.contains("231 100 reg6=0x65 output:3,output:4"));
     let nd = p
-        .flows
-        .values()
+        .flows()
         .find(|f| f.matches.starts_with("icmp6,reg6=0x65"))
         .expect("neighbour responder");
     assert_eq!(nd.table, TABLE_FROM_LOCAL);
@@ -203,7 +197,7 @@ fn no_flow_points_at_a_tunnel_without_a_valid_ofport() {
         assert!(!p.has_device("t1", "d1"));
         assert!(p.has_device("t1", "d2"));
         assert_eq!(p.installed_per_tunnel["rdv-bad"], 0);
-        for f in p.flows.values() {
+        for f in p.flows() {
             assert!(
                 !f.matches.contains("52:54:00:00:00:50"),
                 "ofport {bad}: {f:?}"
@@ -295,7 +289,13 @@ fn a_clause_needed_by_two_segments_is_shared() {
         )],
         workload_ports: vec![port(2, Some(5)), port(4, Some(6))],
     });
-    let clause = &p.flows[&FlowKey::new(0, PRIORITY_CLASSIFY, "dl_dst=52:54:00:00:00:01")];
+    let clause = p
+        .flow(&FlowKey::new(
+            0,
+            PRIORITY_CLASSIFY,
+            "dl_dst=52:54:00:00:00:01",
+        ))
+        .unwrap();
     assert_eq!(
         clause.actions,
         format!(
@@ -306,7 +306,8 @@ fn a_clause_needed_by_two_segments_is_shared() {
     );
     assert_eq!(
         clause.cookie,
-        p.cookies[&Owner::Shared("dl_dst=52:54:00:00:00:01".into())]
+        p.cookie(&Owner::Shared("dl_dst=52:54:00:00:00:01".into()))
+            .unwrap()
     );
     // Removing one device leaves the clause to the other, under its own cookie.
     let p2 = desired_flows(&FlowInput {
@@ -324,7 +325,13 @@ fn a_clause_needed_by_two_segments_is_shared() {
         )],
         workload_ports: vec![port(2, Some(5)), port(4, Some(6))],
     });
-    let clause = &p2.flows[&FlowKey::new(0, PRIORITY_CLASSIFY, "dl_dst=52:54:00:00:00:01")];
+    let clause = p2
+        .flow(&FlowKey::new(
+            0,
+            PRIORITY_CLASSIFY,
+            "dl_dst=52:54:00:00:00:01",
+        ))
+        .unwrap();
     assert_eq!(
         clause.actions,
         format!("conjunction({},2/2)", CONJ_ID_BASE + 6)
@@ -404,7 +411,13 @@ fn workload_ports_never_include_tunnels_or_reserved_numbers() {
             port(8, None),
         ],
     });
-    let deliver = &p.flows[&FlowKey::new(TABLE_TO_LOCAL, PRIORITY_DELIVER, "reg6=0x1001")];
+    let deliver = p
+        .flow(&FlowKey::new(
+            TABLE_TO_LOCAL,
+            PRIORITY_DELIVER,
+            "reg6=0x1001",
+        ))
+        .unwrap();
     assert_eq!(deliver.actions, "output:8");
     // A port some tunnel reports is never local, even when that tunnel gets no flows
     // (here: a second entry with the same name).
@@ -419,7 +432,13 @@ fn workload_ports_never_include_tunnels_or_reserved_numbers() {
         ],
         workload_ports: vec![port(8, None), port(9, None)],
     });
-    let deliver = &p.flows[&FlowKey::new(TABLE_TO_LOCAL, PRIORITY_DELIVER, "reg6=0x1001")];
+    let deliver = p
+        .flow(&FlowKey::new(
+            TABLE_TO_LOCAL,
+            PRIORITY_DELIVER,
+            "reg6=0x1001",
+        ))
+        .unwrap();
     assert_eq!(deliver.actions, "output:9");
     // Without local ports the segment delivers nowhere (and nothing can match as local).
     let p = desired_flows(&FlowInput {
@@ -431,7 +450,13 @@ fn workload_ports_never_include_tunnels_or_reserved_numbers() {
         workload_ports: vec![],
     });
     assert_eq!(
-        p.flows[&FlowKey::new(TABLE_TO_LOCAL, PRIORITY_DELIVER, "reg6=0x1001")].actions,
+        p.flow(&FlowKey::new(
+            TABLE_TO_LOCAL,
+            PRIORITY_DELIVER,
+            "reg6=0x1001"
+        ))
+        .unwrap()
+        .actions,
         "drop"
     );
 }
@@ -453,7 +478,7 @@ fn no_flow_goes_from_one_tunnel_to_another() {
         ],
         workload_ports: vec![port(1, None)],
     });
-    for f in p.flows.values() {
+    for f in p.flows() {
         // Outputs to tunnels only happen in TABLE_FROM_LOCAL (reached from local ports).
         if f.actions.contains("output:3") || f.actions.contains("output:4") {
             assert_eq!(f.table, TABLE_FROM_LOCAL, "{f:?}");
@@ -522,8 +547,7 @@ fn many(n: u32) -> Vec<TunnelDevice> {
 }
 
 fn observed_from(p: &FlowPlan) -> Vec<ObservedFlow> {
-    p.flows
-        .values()
+    p.flows()
         .map(|f| ObservedFlow {
             cookie: f.cookie,
             table: f.table,
@@ -592,8 +616,7 @@ fn diff_repairs_changes_and_ignores_foreign_flows() {
         workload_ports: vec![port(1, None)],
     });
     let egress = p
-        .flows
-        .values()
+        .flows()
         .find(|f| f.table == TABLE_FROM_LOCAL && f.priority == PRIORITY_EGRESS)
         .unwrap()
         .clone();
@@ -767,6 +790,50 @@ fn dump_output_is_parsed() {
     assert!(parse_dump("").unwrap().is_empty());
 }
 
+/// Two devices whose owner hashes collide: the first in owner order keeps the hash, the
+/// other takes the next id; when the first comes or goes, the other's cookie (and every
+/// flow of it) moves, in a planner with memory as in a fresh one.
+#[test]
+fn a_cookie_collision_moves_the_later_owner() {
+    let (first, second) = ("d79611", "d88079");
+    let hash = |name: &str| {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(format!("device/t/{name}").as_bytes());
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    };
+    assert_eq!(hash(first), hash(second), "the two names collide");
+    let with = |names: &[&str]| FlowInput {
+        tunnels: vec![tunnel(
+            "rdv-1",
+            3,
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let mac = format!("52:54:00:00:00:{:02x}", i + 1);
+                    dev("t", n, &mac, 7, &[], None)
+                })
+                .collect(),
+        )],
+        workload_ports: vec![port(1, None)],
+    };
+    let id = COOKIE_TAG | u64::from(hash(first));
+    let mut planner = FlowPlanner::default();
+    let alone = planner.plan(&with(&[second]));
+    assert_eq!(alone.device_cookie("t", second), Some(id));
+    let both = planner.plan(&with(&[second, first]));
+    assert_eq!(both, desired_flows(&with(&[second, first])));
+    assert_eq!(both.device_cookie("t", first), Some(id));
+    assert_eq!(both.device_cookie("t", second), Some(id + 1));
+    assert!(both.flows().filter(|f| f.cookie == id + 1).count() >= 3);
+    assert_eq!(
+        both.devices[&key("t", second)],
+        DeviceState::Installed { cookie: id + 1 }
+    );
+    let back = planner.plan(&with(&[second]));
+    assert_eq!(back, alone);
+}
+
 mod properties {
     use proptest::prelude::*;
 
@@ -825,6 +892,83 @@ mod properties {
             })
     }
 
+    /// One edit of a planner's input, as the agent sees them: a device added, removed or
+    /// changed, a tunnel renumbered, the local ports changed.
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Add(usize, TunnelDevice),
+        Remove(usize, usize),
+        Replace(usize, usize, TunnelDevice),
+        Ofport(usize, i64),
+        Ports(Vec<WorkloadPort>),
+    }
+
+    fn edit_strategy() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            3 => (0usize..4, device_strategy()).prop_map(|(t, d)| Edit::Add(t, d)),
+            2 => (0usize..4, 0usize..5).prop_map(|(t, i)| Edit::Remove(t, i)),
+            2 => (0usize..4, 0usize..5, device_strategy())
+                .prop_map(|(t, i, d)| Edit::Replace(t, i, d)),
+            1 => (0usize..4, -1i64..6).prop_map(|(t, p)| Edit::Ofport(t, p)),
+            1 => proptest::collection::vec((-1i64..10, proptest::option::of(0u16..3)), 0..6)
+                .prop_map(|ports| Edit::Ports(
+                    ports.into_iter().map(|(ofport, vlan)| WorkloadPort { ofport, vlan }).collect()
+                )),
+        ]
+    }
+
+    impl Edit {
+        fn apply(self, input: &mut FlowInput) {
+            let n = input.tunnels.len();
+            match self {
+                Edit::Ports(ports) => input.workload_ports = ports,
+                _ if n == 0 => {}
+                Edit::Add(t, d) => input.tunnels[t % n].devices.push(d),
+                Edit::Remove(t, i) => {
+                    let devices = &mut input.tunnels[t % n].devices;
+                    if !devices.is_empty() {
+                        devices.remove(i % devices.len());
+                    }
+                }
+                Edit::Replace(t, i, d) => {
+                    let devices = &mut input.tunnels[t % n].devices;
+                    if !devices.is_empty() {
+                        let len = devices.len();
+                        devices[i % len] = d;
+                    }
+                }
+                Edit::Ofport(t, p) => input.tunnels[t % n].ofport = p,
+            }
+        }
+    }
+
+    /// The owned flows (as `add-flows` lines) after applying a diff to `flows`.
+    fn applied(mut flows: BTreeSet<String>, d: &FlowDiff) -> BTreeSet<String> {
+        for f in &d.delete {
+            let line = format!(
+                "cookie={:#x},table={},priority={},{},actions={}",
+                f.cookie, f.table, f.priority, f.matches, f.actions
+            );
+            assert!(
+                flows.remove(&line),
+                "deletes a flow it does not hold: {line}"
+            );
+        }
+        for f in &d.add {
+            let key = f.key();
+            flows.retain(|l| {
+                let (head, _) = l.split_once(",actions=").unwrap();
+                let mut parts = head.splitn(4, ',');
+                let (_, table, priority) = (parts.next(), parts.next(), parts.next());
+                let table = table.unwrap()["table=".len()..].parse().unwrap();
+                let priority = priority.unwrap()["priority=".len()..].parse().unwrap();
+                FlowKey::new(table, priority, parts.next().unwrap_or("")) != key
+            });
+            flows.insert(f.to_ofctl());
+        }
+        flows
+    }
+
     /// The ofport in `in_port=N` / `output:N` fields of a flow.
     fn ports_in(text: &str, prefix: &str) -> Vec<i64> {
         text.split(',')
@@ -834,6 +978,28 @@ mod properties {
     }
 
     proptest! {
+        /// The planner kept between edits gives what a fresh one gives, and the change
+        /// from one plan to the next, applied to the flows OVS held, gives the new flows.
+        #[test]
+        fn planner_with_memory_is_the_fresh_planner(
+            start in input_strategy(),
+            edits in proptest::collection::vec(edit_strategy(), 1..12),
+        ) {
+            let mut planner = FlowPlanner::default();
+            let mut input = start;
+            let mut before = planner.plan(&input);
+            prop_assert_eq!(&before, &desired_flows(&input));
+            for edit in edits {
+                edit.apply(&mut input);
+                let after = planner.plan(&input);
+                prop_assert_eq!(&after, &desired_flows(&input), "after {:?}", input);
+                let held: BTreeSet<String> = before.flows().map(Flow::to_ofctl).collect();
+                let want: BTreeSet<String> = after.flows().map(Flow::to_ofctl).collect();
+                prop_assert_eq!(applied(held, &diff_plans(&after, &before)), want);
+                before = after;
+            }
+        }
+
         #[test]
         fn planner_invariants(input in input_strategy()) {
             let p = desired_flows(&input);
@@ -846,7 +1012,7 @@ mod properties {
                     valid.insert(t.ofport);
                 }
             }
-            for f in p.flows.values() {
+            for f in p.flows() {
                 prop_assert_eq!(f.cookie & COOKIE_MASK, COOKIE_TAG);
                 prop_assert_eq!(&f.key(), &FlowKey::new(f.table, f.priority, &f.matches));
                 // Outputs to tunnels only from TABLE_FROM_LOCAL, and only to valid ones;
@@ -871,14 +1037,14 @@ mod properties {
                 .flat_map(|t| t.devices.iter().map(|d| key(&d.namespace, &d.name)))
                 .collect();
             prop_assert_eq!(keys.len(), p.devices.len());
-            let cookies: BTreeSet<u64> = p.cookies.values().copied().collect();
-            prop_assert_eq!(cookies.len(), p.cookies.len(), "cookies are unique per owner");
+            let cookies: BTreeSet<u64> = p.owners.values().map(|o| o.cookie).collect();
+            prop_assert_eq!(cookies.len(), p.owners.len(), "cookies are unique per owner");
             for (k, state) in &p.devices {
                 let owned = p.device_cookie(&k.namespace, &k.name);
                 match state {
                     DeviceState::Installed { cookie } => {
                         prop_assert_eq!(owned, Some(*cookie));
-                        prop_assert!(p.flows.values().any(|f| f.cookie == *cookie));
+                        prop_assert!(p.flows().any(|f| f.cookie == *cookie));
                     }
                     _ => prop_assert_eq!(owned, None),
                 }

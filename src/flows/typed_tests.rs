@@ -360,8 +360,7 @@ fn planner_flows_parse_to_their_typed_values() {
             matches: Match::new(fields),
         };
         let flow = p
-            .flows
-            .get(&key)
+            .flow(&key)
             .unwrap_or_else(|| panic!("{key:?} not in {p:#?}"));
         assert_eq!(Actions::parse(&flow.actions), Actions(actions), "{flow:?}");
         assert_eq!(flow.key(), key);
@@ -446,7 +445,7 @@ proptest! {
     fn planner_flows_round_trip(input in super::properties::input_strategy()) {
         let p = desired_flows(&input);
         let mut respelled = Vec::new();
-        for f in p.flows.values() {
+        for f in p.flows() {
             let (m, a) = (Match::parse(&f.matches), Actions::parse(&f.actions));
             prop_assert!(m.is_typed(), "{:?}", m);
             prop_assert!(a.is_typed(), "{:?}", a);
