@@ -160,6 +160,15 @@ impl Uses {
     }
 }
 
+/// A device's memory, borrowed from the map alone (so the planner's other fields stay
+/// free to change beside it).
+fn planned_mut<'a>(
+    devices: &'a mut FxMap<String, FxMap<String, Planned>>,
+    key: &Key,
+) -> Option<&'a mut Planned> {
+    devices.get_mut(&key.namespace)?.get_mut(&key.name)
+}
+
 type Chosen<'a> = FxMap<(&'a str, &'a str), (&'a TunnelDevice, &'a TunnelFlowsInput)>;
 
 /// For every device key in the input, the (device, tunnel) listing that counts: the first
@@ -340,11 +349,7 @@ impl FlowPlanner {
     /// does (devices outside it share no claim with them, so cannot change the outcome).
     fn admit(&mut self, component: &BTreeSet<Key>, dirty: &mut Dirty) {
         for key in component {
-            let Some(p) = self
-                .devices
-                .get_mut(&key.namespace)
-                .and_then(|m| m.get_mut(&key.name))
-            else {
+            let Some(p) = planned_mut(&mut self.devices, key) else {
                 continue;
             };
             if let (true, Ok(u)) = (p.accepted, &p.checked) {
@@ -354,11 +359,7 @@ impl FlowPlanner {
         }
         let mut claims = Claims::default();
         for key in component {
-            let Some(p) = self
-                .devices
-                .get_mut(&key.namespace)
-                .and_then(|m| m.get_mut(&key.name))
-            else {
+            let Some(p) = planned_mut(&mut self.devices, key) else {
                 continue;
             };
             let state = match &p.checked {

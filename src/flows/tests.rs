@@ -45,6 +45,16 @@ fn lines(plan: &FlowPlan) -> BTreeSet<String> {
         .collect()
 }
 
+/// The untagged segment's local delivery flow.
+fn untagged_delivery(p: &FlowPlan) -> &Flow {
+    p.flow(&FlowKey::new(
+        TABLE_TO_LOCAL,
+        PRIORITY_DELIVER,
+        "reg6=0x1001",
+    ))
+    .unwrap()
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -411,13 +421,7 @@ fn workload_ports_never_include_tunnels_or_reserved_numbers() {
             port(8, None),
         ],
     });
-    let deliver = p
-        .flow(&FlowKey::new(
-            TABLE_TO_LOCAL,
-            PRIORITY_DELIVER,
-            "reg6=0x1001",
-        ))
-        .unwrap();
+    let deliver = untagged_delivery(&p);
     assert_eq!(deliver.actions, "output:8");
     // A port some tunnel reports is never local, even when that tunnel gets no flows
     // (here: a second entry with the same name).
@@ -432,13 +436,7 @@ fn workload_ports_never_include_tunnels_or_reserved_numbers() {
         ],
         workload_ports: vec![port(8, None), port(9, None)],
     });
-    let deliver = p
-        .flow(&FlowKey::new(
-            TABLE_TO_LOCAL,
-            PRIORITY_DELIVER,
-            "reg6=0x1001",
-        ))
-        .unwrap();
+    let deliver = untagged_delivery(&p);
     assert_eq!(deliver.actions, "output:9");
     // Without local ports the segment delivers nowhere (and nothing can match as local).
     let p = desired_flows(&FlowInput {
