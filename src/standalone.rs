@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -402,13 +402,42 @@ pub fn with_status(ports: &[TunnelPort], view: &NodeView) -> Vec<TunnelPort> {
         .collect()
 }
 
-/// What the directory holds: every manifest file with its content, so any change (also a
-/// same-size rewrite within one mtime tick) is seen.
-fn fingerprint(dir: &std::path::Path) -> Result<BTreeMap<PathBuf, Vec<u8>>, std::io::Error> {
+/// How a manifest file looked at one poll.
+#[derive(Clone, Debug, PartialEq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    /// Only while the file was modified within [`RECENT`]: a same-size rewrite within one
+    /// mtime tick is then still seen, and a file at rest is never read again.
+    content: Option<Vec<u8>>,
+}
+
+/// How long after its last modification a file's content is compared too.
+const RECENT: Duration = Duration::from_secs(2);
+
+/// What the directory holds, for telling a change: every manifest file's size and
+/// modification time (and its content while that is recent). Reading every file in full
+/// every poll cost a busy core share with 10 000 devices.
+fn fingerprint(dir: &std::path::Path) -> Result<BTreeMap<PathBuf, FileStamp>, std::io::Error> {
     let mut out = BTreeMap::new();
+    let now = SystemTime::now();
     for file in manifests::manifest_files(dir)? {
-        let content = std::fs::read(&file)?;
-        out.insert(file, content);
+        let meta = std::fs::metadata(&file)?;
+        let modified = meta.modified().ok();
+        let recent = modified.is_none_or(|m| now.duration_since(m).unwrap_or_default() < RECENT);
+        let content = if recent {
+            Some(std::fs::read(&file)?)
+        } else {
+            None
+        };
+        out.insert(
+            file,
+            FileStamp {
+                len: meta.len(),
+                modified,
+                content,
+            },
+        );
     }
     Ok(out)
 }
@@ -456,6 +485,8 @@ pub async fn run(
     let mut printed_gateways = String::new();
 
     let result = loop {
+        // Whether anything shown may have changed: a quiet poll renders nothing.
+        let mut news = true;
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             _ = poll.tick() => {
@@ -469,9 +500,17 @@ pub async fn run(
                 };
                 if now != seen {
                     seen = now;
+                    let started = std::time::Instant::now();
                     match manifests::read_paths(std::slice::from_ref(&args.dir)) {
                         Ok(m) => {
+                            let read_us = started.elapsed().as_micros() as u64;
                             current = plan_node(&m, &args.node_name, &current.tunnel_ports);
+                            tracing::debug!(
+                                read_us,
+                                planned_us = started.elapsed().as_micros() as u64 - read_us,
+                                tunnel_ports = current.tunnel_ports.len(),
+                                "manifests read and planned"
+                            );
                             handle.desired.send_replace(Some(current.tunnel_ports.clone()));
                             manifests = Some(m);
                             replan = true;
@@ -494,9 +533,13 @@ pub async fn run(
                         gateways = next;
                     }
                 }
+                news = replan;
             }
             r = view.changed() => if r.is_err() { break Ok(()) },
             _ = wake.notified() => {}
+        }
+        if !news {
+            continue;
         }
         let snapshot = view.borrow_and_update().clone();
         if let Some(failed) = &snapshot.failed {
@@ -813,6 +856,40 @@ spec:
         let plan = plan_gateways(&m, &[], &BTreeMap::new());
         let names: Vec<&str> = plan.gateways.iter().map(|g| g.name()).collect();
         assert_eq!(names, ["a-tor", "tor1"]);
+    }
+
+    #[test]
+    fn fingerprint_sees_same_size_rewrites_and_reads_only_recent_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("devices.yaml");
+        let write = |text: &str, modified: SystemTime| {
+            std::fs::write(&file, text).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_modified(modified)
+                .unwrap();
+        };
+        // A same-size rewrite within one mtime tick: only the content tells.
+        let tick = SystemTime::now();
+        write("kind: A\n", tick);
+        let first = fingerprint(dir.path()).unwrap();
+        write("kind: B\n", tick);
+        let second = fingerprint(dir.path()).unwrap();
+        assert_ne!(first, second);
+        assert!(first[&file].content.is_some());
+
+        // A file at rest is told by size and mtime alone: its content is not read.
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        write("kind: B\n", old);
+        let at_rest = fingerprint(dir.path()).unwrap();
+        assert_eq!(at_rest[&file].content, None);
+        assert_eq!(at_rest, fingerprint(dir.path()).unwrap());
+        write("kind: Bb\n", old);
+        assert_ne!(at_rest, fingerprint(dir.path()).unwrap(), "size changed");
+        write("kind: B\n", old + Duration::from_secs(1));
+        assert_ne!(at_rest, fingerprint(dir.path()).unwrap(), "mtime changed");
     }
 
     #[test]
