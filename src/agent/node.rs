@@ -272,7 +272,9 @@ async fn lifecycle_loop(
     mut ch: LifecycleChannels,
     shutdown: CancellationToken,
 ) {
+    let mut woken_by = "start";
     loop {
+        let started = std::time::Instant::now();
         let desired = ch.desired.borrow_and_update().clone();
         let observed = ch.observed.borrow_and_update().clone();
         let flows = ch.flows.borrow_and_update().clone();
@@ -296,6 +298,11 @@ async fn lifecycle_loop(
             *current = step.ovs_ports;
             changed
         });
+        tracing::debug!(
+            woken_by,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "node loop stepped"
+        );
         let plan = ch.plan.borrow().clone();
         ch.view.send_modify(|v| {
             v.ovs = observed;
@@ -312,16 +319,22 @@ async fn lifecycle_loop(
             // one by one) makes one step: each step re-plans and re-diffs every rule of
             // the node, and a step per change kept an agent with 100 ports beside 5 000
             // rules busy for seconds.
+            // The first set (the initial list, or standalone's manifests) comes whole:
+            // stepped on at once.
             r = ch.desired.changed() => {
-                if r.is_err()
-                    || !until_quiet(&mut ch.desired, DESIRED_QUIET, DESIRED_MAX_WAIT, &shutdown).await
+                if r.is_err() {
+                    return;
+                }
+                if desired.is_some()
+                    && !until_quiet(&mut ch.desired, DESIRED_QUIET, DESIRED_MAX_WAIT, &shutdown).await
                 {
                     return;
                 }
+                woken_by = "desired";
             }
-            r = ch.observed.changed() => if r.is_err() { return },
-            r = ch.flows.changed() => if r.is_err() { return },
-            _ = sleep_until(step.wake_at) => {}
+            r = ch.observed.changed() => if r.is_err() { return } else { woken_by = "ovs" },
+            r = ch.flows.changed() => if r.is_err() { return } else { woken_by = "flows" },
+            _ = sleep_until(step.wake_at) => woken_by = "timer",
         }
     }
 }
