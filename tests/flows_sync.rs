@@ -633,3 +633,115 @@ fn unmatched_traffic_keeps_its_previous_behaviour() {
         .unwrap();
     assert!(trace.contains(&format!("cookie {d1:#x}")), "{trace}");
 }
+
+/// Runs one flow sync on `br` until it holds `plan`; `before_plan` runs while the sync is
+/// up with the desired state still unknown (when it dumps the bridge ahead of the plan).
+fn sync_until_applied(br: &Bridge, plan: &Arc<FlowPlan>, before_plan: impl FnOnce()) {
+    let sync = FlowSync::new(br.config());
+    let mut status = sync.status();
+    let (tx, rx) = watch::channel(None);
+    let cancel = CancellationToken::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let task = runtime.spawn(sync.run(rx, cancel.clone()));
+    // Long enough for the monitor to subscribe and the early dump to finish.
+    std::thread::sleep(Duration::from_millis(700));
+    before_plan();
+    // The monitor's report of what `before_plan` did has reached the loop.
+    std::thread::sleep(Duration::from_millis(300));
+    tx.send(Some(plan.clone())).unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, plan))),
+        )
+        .await
+        .expect("plan applied")
+        .unwrap();
+        cancel.cancel();
+        task.await.unwrap();
+    });
+}
+
+/// Every flow change on the bridge, as `ovs-ofctl monitor` reports it (stderr, unbuffered).
+struct FlowChanges {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl FlowChanges {
+    fn start(br: &Bridge) -> FlowChanges {
+        let file = br.sb.dir().join("changes.txt");
+        let child = std::process::Command::new("ovs-ofctl")
+            .args([
+                "--unixctl=none",
+                "monitor",
+                &br.sb.mgmt(BRIDGE),
+                "watch:!initial",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&file).unwrap())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        FlowChanges { child, file }
+    }
+
+    fn count(&self) -> usize {
+        std::fs::read_to_string(&self.file)
+            .unwrap_or_default()
+            .matches("event=")
+            .count()
+    }
+}
+
+impl Drop for FlowChanges {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_restart_on_flows_in_place_changes_nothing_and_a_change_meanwhile_is_repaired() {
+    let br = bridge();
+    let devices = || {
+        vec![
+            device("d1", "52:54:00:00:00:50", &["10.0.0.50"], None),
+            device("d2", "52:54:00:00:00:51", &["10.0.0.51"], Some(100)),
+        ]
+    };
+    let plan = Arc::new(br.plan(devices()));
+    sync_until_applied(&br, &plan, || {});
+    let mut reference = br.owned();
+    reference.sort();
+    assert_eq!(reference.len(), plan.len());
+
+    // Restarted on the flows it left (a new, equal plan, as a restarted agent makes one):
+    // checked against the dump it took while the plan was being made, nothing is written.
+    let changes = FlowChanges::start(&br);
+    sync_until_applied(&br, &Arc::new(br.plan(devices())), || {});
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(changes.count(), 0, "flow changes on a warm restart");
+
+    // An owned flow deleted after that early dump, before the plan: the monitor's report
+    // drops the dump, so the first round dumps again and puts the flow back at once.
+    let mgmt = br.sb.mgmt(BRIDGE);
+    sync_until_applied(&br, &Arc::new(br.plan(devices())), || {
+        br.sb
+            .ofctl(&[
+                "--strict",
+                "del-flows",
+                &mgmt,
+                "table=230,priority=100,reg6=0x1001,dl_dst=52:54:00:00:00:50",
+            ])
+            .unwrap();
+        assert_ne!(br.owned().len(), reference.len(), "the flow was deleted");
+    });
+    let mut now = br.owned();
+    now.sort();
+    assert_eq!(now, reference, "the flow deleted before the plan is back");
+}
