@@ -20,6 +20,9 @@
 //!    `--idle-seconds`, beside what ovsdb-server and vswitchd use in the same window.
 //!
 //! It uses the binary cargo builds for it (`CARGO_BIN_EXE_…`), hence a bench.
+//! `BENCH_LOG=<filter>` prints the process's log (at that `RUST_LOG` filter) timed from
+//! its start; `BENCH_PERF=FILE` profiles the idle window, `BENCH_PERF_COLD=FILE` the whole
+//! machine over the first cold start; `BENCH_IDLE_ONLY=1` runs the idle part alone.
 
 #[path = "../tests/support/sandbox.rs"]
 #[allow(dead_code)]
@@ -277,6 +280,16 @@ fn logged(log: &Log, what: &str) -> Option<Instant> {
         .map(|(t, _)| *t)
 }
 
+/// With `BENCH_LOG` set (a `RUST_LOG` filter for the process), its log, timed from `t0`.
+fn print_log(what: &str, log: &Log, t0: Instant) {
+    if std::env::var_os("BENCH_LOG").is_some() {
+        eprintln!("== {what}");
+        for (t, line) in log.lock().expect("log").iter().filter(|(t, _)| *t >= t0) {
+            eprintln!("{:8.1} ms {line}", ms(*t - t0));
+        }
+    }
+}
+
 fn wait_exit(mut child: Child, log: &Log) -> Instant {
     let status = child.wait().expect("wait");
     let end = Instant::now();
@@ -407,9 +420,26 @@ fn cold_and_warm(samples: usize, out: &mut Cold) {
         let sb = fresh();
         let obs = Observer::start(&sb, N);
         let cpu0 = children_cpu();
+        // BENCH_PERF_COLD=FILE: a profile of the whole machine over the first cold start.
+        let perf = std::env::var("BENCH_PERF_COLD")
+            .ok()
+            .filter(|_| out.agent_total.is_empty())
+            .map(|file| {
+                let p = Command::new("perf")
+                    .args(["record", "-a", "-g", "-o", &file, "--", "sleep", "2"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("perf");
+                std::thread::sleep(Duration::from_millis(300));
+                p
+            });
         let t0 = Instant::now();
         let (child, log) = spawn_standalone(&sb, dir.path(), true);
         let end = wait_exit(child, &log);
+        if let Some(mut p) = perf {
+            let _ = p.wait();
+        }
         out.agent_cpu.push(children_cpu() - cpu0);
         let seen = obs.seen();
         out.agent_total.push(ms(end - t0));
@@ -419,11 +449,7 @@ fn cold_and_warm(samples: usize, out: &mut Cold) {
             .push(since(t0, logged(&log, "reconciling OVS")));
         out.agent_flows
             .push(since(t0, logged(&log, "applied flow bundle")));
-        if std::env::var_os("BENCH_LOG").is_some() {
-            for (t, line) in log.lock().expect("log").iter() {
-                eprintln!("{:8.1} ms {line}", ms(*t - t0));
-            }
-        }
+        print_log("cold start", &log, t0);
         drop(seen);
         drop(obs);
 
@@ -434,6 +460,7 @@ fn cold_and_warm(samples: usize, out: &mut Cold) {
         let end = wait_exit(child, &log);
         // Anything the restart wrote has reached the observers by now.
         std::thread::sleep(Duration::from_millis(300));
+        print_log("warm restart", &log, t0);
         out.warm_ready.push(ms(end - t0));
         out.warm_writes.push(obs.seen().writes);
         out.warm_flow_changes.push(flows.changes());
@@ -456,6 +483,7 @@ fn cold_and_warm(samples: usize, out: &mut Cold) {
 struct Idle {
     flows: usize,
     agent_cpu: f64,
+    agent_own_cpu: f64,
     ovsdb_cpu: f64,
     vswitchd_cpu: f64,
     writes: usize,
@@ -468,16 +496,20 @@ fn idle(seconds: u64) -> Idle {
     let dir = tempfile::tempdir().expect("tempdir");
     write_manifests(dir.path(), devices, tunnels);
     let sb = fresh();
+    let spawned = Instant::now();
     let (mut child, log) = spawn_standalone(&sb, dir.path(), false);
-    // Settled: every port has its ofport, the bundle is applied, then a quiet while.
+    // Settled: every port has its ofport, a bundle is applied, and the process has logged
+    // nothing (it logs every change) for 5 s.
     let obs = Observer::start(&sb, tunnels);
     let limit = Instant::now() + Duration::from_secs(120);
-    while (obs.seen().ofports.is_none() || logged(&log, "applied flow bundle").is_none())
+    let last_line = || log.lock().expect("log").last().map(|(t, _)| *t);
+    while (obs.seen().ofports.is_none()
+        || logged(&log, "applied flow bundle").is_none()
+        || last_line().is_some_and(|t| t.elapsed() < Duration::from_secs(5)))
         && Instant::now() < limit
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_secs(5));
     let flows = sb
         .ofctl(&["dump-aggregate", BR])
         .ok()
@@ -494,22 +526,54 @@ fn idle(seconds: u64) -> Idle {
         daemon_pid(&sb, "ovs-vswitchd"),
     );
     let cpu = |pid, c| cpu_seconds(pid, c);
+    let own_before = cpu(child.id(), false);
     let before = (
         cpu(child.id(), true),
         cpu(ovsdb, false),
         cpu(vswitchd, false),
     );
     let t0 = Instant::now();
+    // BENCH_PERF=FILE: a profile of the idle process over the window.
+    let perf = std::env::var("BENCH_PERF").ok().map(|file| {
+        Command::new("perf")
+            .args([
+                "record",
+                "-g",
+                "-o",
+                &file,
+                "-p",
+                &child.id().to_string(),
+                "--",
+            ])
+            .args(["sleep", &seconds.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf")
+    });
     std::thread::sleep(Duration::from_secs(seconds));
+    if let Some(mut p) = perf {
+        let _ = p.wait();
+    }
+    let own = cpu(child.id(), false) - own_before;
     let after = (
         cpu(child.id(), true),
         cpu(ovsdb, false),
         cpu(vswitchd, false),
     );
     let elapsed = t0.elapsed().as_secs_f64();
+    print_log("idle, from the process start", &log, spawned);
+    // A warning (say, the flow monitor down: then every second is a full check) explains
+    // an idle figure out of line.
+    for (_, line) in log.lock().expect("log").iter() {
+        if line.contains("WARN") || line.contains("ERROR") {
+            eprintln!("idle process logged: {line}");
+        }
+    }
     let result = Idle {
         flows,
         agent_cpu: after.0 - before.0,
+        agent_own_cpu: own,
         ovsdb_cpu: after.1 - before.1,
         vswitchd_cpu: after.2 - before.2,
         writes: obs.seen().writes - writes0,
@@ -549,10 +613,18 @@ fn main() {
     let idle_seconds = arg("--idle-seconds", 60).max(1) as u64;
     println!("bench start: {samples} samples, fresh OVS each; idle over {idle_seconds} s");
     let mut cold = Cold::default();
-    cold_and_warm(samples, &mut cold);
+    if std::env::var_os("BENCH_IDLE_ONLY").is_none() {
+        cold_and_warm(samples, &mut cold);
+    }
     let idle = idle(idle_seconds);
 
-    let m = |v: &Vec<f64>| median(v.clone());
+    let m = |v: &Vec<f64>| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            median(v.clone())
+        }
+    };
     let (a, a_commit, a_ofports) = (
         m(&cold.agent_total),
         m(&cold.agent_committed),
@@ -638,6 +710,11 @@ fn main() {
             idle.flows, idle.seconds
         ),
         format!("{:.2} % of a core", pct(idle.agent_cpu)),
+    );
+    row(
+        &mut o,
+        "  … of which the process itself (the rest: ovs-ofctl children)",
+        format!("{:.2} %", pct(idle.agent_own_cpu)),
     );
     row(
         &mut o,
