@@ -442,6 +442,30 @@ fn fingerprint(dir: &std::path::Path) -> Result<BTreeMap<PathBuf, FileStamp>, st
     Ok(out)
 }
 
+/// Reads the manifests and plans this node, on a blocking thread: with thousands of
+/// devices that takes tens of milliseconds, which on a runtime worker held up the OVSDB
+/// session starting beside it.
+async fn read_and_plan(
+    args: &StandaloneArgs,
+    previous: &[TunnelPort],
+) -> std::io::Result<(Manifests, NodePlan)> {
+    let (dir, node, previous) = (args.dir.clone(), args.node_name.clone(), previous.to_vec());
+    let work = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let m = manifests::read_paths(std::slice::from_ref(&dir))?;
+        let read_us = started.elapsed().as_micros() as u64;
+        let plan = plan_node(&m, &node, &previous);
+        tracing::debug!(
+            read_us,
+            planned_us = started.elapsed().as_micros() as u64 - read_us,
+            tunnel_ports = plan.tunnel_ports.len(),
+            "manifests read and planned"
+        );
+        Ok((m, plan))
+    });
+    work.await.map_err(std::io::Error::other)?
+}
+
 /// Prints the lines of `next` that are not in `shown`, then remembers `next`.
 fn print_new(
     out: &mut impl Write,
@@ -500,17 +524,9 @@ pub async fn run(
                 };
                 if now != seen {
                     seen = now;
-                    let started = std::time::Instant::now();
-                    match manifests::read_paths(std::slice::from_ref(&args.dir)) {
-                        Ok(m) => {
-                            let read_us = started.elapsed().as_micros() as u64;
-                            current = plan_node(&m, &args.node_name, &current.tunnel_ports);
-                            tracing::debug!(
-                                read_us,
-                                planned_us = started.elapsed().as_micros() as u64 - read_us,
-                                tunnel_ports = current.tunnel_ports.len(),
-                                "manifests read and planned"
-                            );
+                    match read_and_plan(&args, &current.tunnel_ports).await {
+                        Ok((m, planned)) => {
+                            current = planned;
                             handle.desired.send_replace(Some(current.tunnel_ports.clone()));
                             manifests = Some(m);
                             replan = true;
