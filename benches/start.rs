@@ -24,6 +24,9 @@
 //! its start; `BENCH_PERF=FILE` profiles the idle window, `BENCH_PERF_COLD=FILE` the whole
 //! machine over the first cold start; `BENCH_IDLE_ONLY=1` runs the idle part alone.
 
+#[path = "../tests/support/bench.rs"]
+mod bench;
+use bench::{arg, vsctl_add_port};
 #[path = "../tests/support/sandbox.rs"]
 #[allow(dead_code)]
 mod sandbox;
@@ -43,15 +46,6 @@ use sandbox::{Datapath, Sandbox};
 const BR: &str = "br-int";
 const NODE: &str = "bench";
 const BIN: &str = env!("CARGO_BIN_EXE_remote-device-operator");
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One manifest file: the node and `devices` RemoteDevices spread over `vteps` VTEPs.
 fn write_manifests(dir: &Path, devices: usize, vteps: usize) {
@@ -88,17 +82,7 @@ fn chained_vsctl(dir: &Path) -> Vec<String> {
         if !args.is_empty() {
             args.push("--".to_string());
         }
-        args.extend([
-            "add-port".to_string(),
-            BR.to_string(),
-            d.interface_name.clone(),
-            "--".to_string(),
-            "set".to_string(),
-            "Interface".to_string(),
-            d.interface_name.clone(),
-            format!("type={}", d.tunnel_type),
-        ]);
-        args.extend(d.options.iter().map(|(k, v)| format!("options:{k}={v}")));
+        args.extend(vsctl_add_port(BR, &d));
     }
     args
 }

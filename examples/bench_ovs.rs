@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use remote_device_operator::api::{TunnelPort, TunnelPortSpec, TunnelType};
 use remote_device_operator::ovs::{DesiredTunnel, Observed, OvsConfig, PortState, run};
 use remote_device_operator::ovsdb::{Client, ClientOptions, Condition, Datum, Endpoint, Operation};
+#[path = "../tests/support/bench.rs"]
+mod bench;
+use bench::{arg, vsctl_add_port};
 #[path = "../tests/support/sandbox.rs"]
 #[allow(dead_code)]
 mod sandbox;
@@ -41,18 +44,7 @@ fn tunnel(i: usize) -> TunnelPort {
 /// ovs-vsctl arguments adding tunnel `i` exactly as the agent would (same name, options).
 fn vsctl_add(i: usize) -> Vec<String> {
     let d = DesiredTunnel::from_tunnel_port(&tunnel(i)).expect("valid tunnel");
-    let mut args = vec![
-        "add-port".to_string(),
-        BR.to_string(),
-        d.interface_name.clone(),
-        "--".to_string(),
-        "set".to_string(),
-        "Interface".to_string(),
-        d.interface_name.clone(),
-        "type=vxlan".to_string(),
-    ];
-    args.extend(d.options.iter().map(|(k, v)| format!("options:{k}={v}")));
-    args
+    vsctl_add_port(BR, &d)
 }
 
 fn fresh() -> Sandbox {
@@ -170,15 +162,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {

@@ -336,15 +336,19 @@ fn a_monitor_that_cannot_start_is_reported_and_retried_with_a_pause() {
     assert_eq!(br.owned().len(), p.len());
 }
 
-fn loop_repairs(br: &Bridge, config: FlowSyncConfig, monitor: bool) {
+type Started = (
+    watch::Receiver<remote_device_operator::flows::SyncStatus>,
+    watch::Sender<Option<Arc<FlowPlan>>>,
+    CancellationToken,
+    tokio::runtime::Runtime,
+    tokio::task::JoinHandle<()>,
+);
+
+/// A flow sync running on a runtime of its own, its desired plan still unknown: its
+/// status, the desired plan's sender, its cancel token, the runtime and the task.
+fn start_sync(config: FlowSyncConfig) -> Started {
     let sync = FlowSync::new(config);
-    let mut status = sync.status();
-    let p = Arc::new(br.plan(vec![device(
-        "d1",
-        "52:54:00:00:00:50",
-        &["10.0.0.50"],
-        None,
-    )]));
+    let status = sync.status();
     let (tx, rx) = watch::channel(None);
     let cancel = CancellationToken::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -353,6 +357,17 @@ fn loop_repairs(br: &Bridge, config: FlowSyncConfig, monitor: bool) {
         .build()
         .unwrap();
     let task = runtime.spawn(sync.run(rx, cancel.clone()));
+    (status, tx, cancel, runtime, task)
+}
+
+fn loop_repairs(br: &Bridge, config: FlowSyncConfig, monitor: bool) {
+    let p = Arc::new(br.plan(vec![device(
+        "d1",
+        "52:54:00:00:00:50",
+        &["10.0.0.50"],
+        None,
+    )]));
+    let (mut status, tx, cancel, runtime, task) = start_sync(config);
     runtime.block_on(async {
         // Unknown desired state: nothing is written.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -637,16 +652,7 @@ fn unmatched_traffic_keeps_its_previous_behaviour() {
 /// Runs one flow sync on `br` until it holds `plan`; `before_plan` runs while the sync is
 /// up with the desired state still unknown (when it dumps the bridge ahead of the plan).
 fn sync_until_applied(br: &Bridge, plan: &Arc<FlowPlan>, before_plan: impl FnOnce()) {
-    let sync = FlowSync::new(br.config());
-    let mut status = sync.status();
-    let (tx, rx) = watch::channel(None);
-    let cancel = CancellationToken::new();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let task = runtime.spawn(sync.run(rx, cancel.clone()));
+    let (mut status, tx, cancel, runtime, task) = start_sync(br.config());
     // Long enough for the monitor to subscribe and the early dump to finish.
     std::thread::sleep(Duration::from_millis(700));
     before_plan();
