@@ -262,8 +262,10 @@ impl Reconciler {
         if state.connected {
             let started = Instant::now();
             let view = OvsView::from_replica(self.session.replica());
+            let view_us = started.elapsed().as_micros() as u64;
             let p = diff_port_set(&self.desired, &view, &self.bridge);
             tracing::debug!(
+                view_us,
                 elapsed_us = started.elapsed().as_micros() as u64,
                 ops = p.ops.len(),
                 "planned"
