@@ -6,7 +6,10 @@
 //! (`dump-flows cookie=<tag>/<mask>`), diffs them against the plan and applies the
 //! difference the same way, so a deleted or edited owned flow comes back within about one
 //! interval. With the flow monitor (`ovs-ofctl monitor`) running, a quiet bridge is only
-//! dumped when the monitor reports a change (or every `quiet_check_interval`).
+//! dumped when the monitor reports a change (or every `quiet_check_interval`). Before the
+//! first plan is known, the loop dumps once the monitor is subscribed, and checks the
+//! first plan against that dump unless the monitor reported anything since (a restart
+//! does not wait for a dump after planning).
 //!
 //! Every ovs-ofctl child runs with `--unixctl=none`: ovs-ofctl would otherwise create a
 //! control socket in OVS's run directory, which the agent's pod mounts read-only and a
@@ -326,7 +329,7 @@ impl FlowSync {
                     state.early_tried = true;
                     state.early = tokio::select! {
                         _ = cancel.cancelled() => return,
-                        d = self.early_dump(&mut state.monitor) => d,
+                        d = self.early_dump(&mut state.monitor, desired.clone()) => d,
                     };
                 }
                 continue;
@@ -335,13 +338,16 @@ impl FlowSync {
             if same_plan && !full_check {
                 continue;
             }
-            if full_check {
-                state.dirty = false;
-                state.last_check = Instant::now();
-            }
             // A new plan is applied as the difference to the held one (no dump: cheap
             // and incremental); the periodic check dumps and repairs drift.
             let from = if full_check { None } else { state.held.clone() };
+            // Without a held plan the round checks the bridge in full (against a fresh or
+            // the early dump), so it counts as the check.
+            let checks_bridge = from.is_none();
+            if checks_bridge {
+                state.dirty = false;
+                state.last_check = Instant::now();
+            }
             let early = state.early.take().filter(|_| from.is_none());
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -349,7 +355,7 @@ impl FlowSync {
             };
             match result {
                 Ok(outcome) => {
-                    self.succeeded(&plan, &outcome, same_plan, full_check);
+                    self.succeeded(&plan, &outcome, same_plan, checks_bridge);
                     state.held = Some(plan);
                 }
                 Err(e) => {
@@ -370,14 +376,10 @@ impl FlowSync {
         cancel: &CancellationToken,
     ) -> Wake {
         tokio::select! {
+            // Monitor reports before a new plan: one that is waiting must drop the early
+            // dump before that plan is checked against it.
+            biased;
             _ = cancel.cancelled() => Wake::Cancelled,
-            changed = desired.changed(), if state.sender_alive => {
-                if changed.is_err() {
-                    // Keep repairing with the last plan until cancelled.
-                    state.sender_alive = false;
-                }
-                Wake::PlanChanged
-            }
             event = next_event(&mut state.monitor) => {
                 match event {
                     // Any flow event may concern us (a modify can even clear our
@@ -394,6 +396,13 @@ impl FlowSync {
                     }
                 }
                 Wake::Nothing
+            }
+            changed = desired.changed(), if state.sender_alive => {
+                if changed.is_err() {
+                    // Keep repairing with the last plan until cancelled.
+                    state.sender_alive = false;
+                }
+                Wake::PlanChanged
             }
             _ = state.ticker.tick() => self.on_tick(state),
         }
@@ -440,13 +449,22 @@ impl FlowSync {
     }
 
     /// Dumps the owned flows once the monitor is subscribed (so any change after the dump
-    /// is reported); `None` without a monitor or when either fails.
-    async fn early_dump(&self, monitor: &mut Option<Monitor>) -> Option<Vec<super::ObservedFlow>> {
+    /// is reported); `None` without a monitor, when either fails, or when a plan arrives
+    /// before the monitor is subscribed (the plan is not kept waiting for it).
+    async fn early_dump(
+        &self,
+        monitor: &mut Option<Monitor>,
+        mut desired: watch::Receiver<Option<Arc<FlowPlan>>>,
+    ) -> Option<Vec<super::ObservedFlow>> {
         let m = monitor.as_mut()?;
         let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, m.replies.next_line());
-        match subscribed.await {
-            Ok(Ok(Some(line))) if line.contains("reply") => self.dump_owned().await.ok(),
-            _ => None,
+        tokio::select! {
+            r = subscribed => match r {
+                Ok(Ok(Some(line))) if line.contains("reply") => self.dump_owned().await.ok(),
+                _ => None,
+            },
+            // A clone: the loop's own receiver still sees this change as new.
+            _ = desired.changed() => None,
         }
     }
 
