@@ -261,7 +261,8 @@ struct LoopState {
     /// Something may have changed on the bridge since the last check.
     dirty: bool,
     /// The owned flows dumped while the first plan was still being made, so that plan is
-    /// checked without waiting for a dump (a warm restart); dropped on any monitor report.
+    /// checked without waiting for a dump (a warm restart). Taking it clears `dirty`, so it
+    /// is still true to the bridge exactly while `dirty` stays false.
     early: Option<Vec<super::ObservedFlow>>,
     early_tried: bool,
     last_check: Instant,
@@ -331,6 +332,8 @@ impl FlowSync {
                         _ = cancel.cancelled() => return,
                         d = self.early_dump(&mut state.monitor, desired.clone()) => d,
                     };
+                    // The monitor, subscribed before the dump, reports anything later.
+                    state.dirty &= state.early.is_none();
                 }
                 continue;
             };
@@ -344,11 +347,11 @@ impl FlowSync {
             // Without a held plan the round checks the bridge in full (against a fresh or
             // the early dump), so it counts as the check.
             let checks_bridge = from.is_none();
+            let early = state.early.take().filter(|_| !state.dirty);
             if checks_bridge {
                 state.dirty = false;
                 state.last_check = Instant::now();
             }
-            let early = state.early.take().filter(|_| from.is_none());
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = self.round(from.as_deref(), early, &plan) => r,
@@ -376,22 +379,18 @@ impl FlowSync {
         cancel: &CancellationToken,
     ) -> Wake {
         tokio::select! {
-            // Monitor reports before a new plan: one that is waiting must drop the early
-            // dump before that plan is checked against it.
+            // Monitor reports before a new plan: one that is waiting must mark the bridge
+            // dirty (which voids the early dump) before that plan is checked.
             biased;
             _ = cancel.cancelled() => Wake::Cancelled,
             event = next_event(&mut state.monitor) => {
                 match event {
                     // Any flow event may concern us (a modify can even clear our
                     // cookie), so it only marks the table for the next tick.
-                    MonitorEvent::Flow => {
-                        state.dirty = true;
-                        state.early = None;
-                    }
+                    MonitorEvent::Flow => state.dirty = true,
                     MonitorEvent::Ended(reason) => {
                         state.monitor = None;
                         state.dirty = true;
-                        state.early = None;
                         self.monitor_down(reason, &mut state.monitor_retry);
                     }
                 }
@@ -438,13 +437,9 @@ impl FlowSync {
         early: Option<Vec<super::ObservedFlow>>,
         plan: &FlowPlan,
     ) -> Result<SyncOutcome, FlowSyncError> {
-        match (from, early) {
-            (Some(from), _) => self.apply_change(from, plan).await,
-            (None, Some(observed)) => {
-                self.apply_diff(&diff(plan, &observed), observed.len())
-                    .await
-            }
-            (None, None) => self.sync_once(plan).await,
+        match from {
+            Some(from) => self.apply_change(from, plan).await,
+            None => self.check(plan, early).await,
         }
     }
 
@@ -584,7 +579,20 @@ impl FlowSync {
 
     /// One round: dump the owned flows, diff, apply the difference in one bundle.
     pub async fn sync_once(&self, plan: &FlowPlan) -> Result<SyncOutcome, FlowSyncError> {
-        let observed = self.dump_owned().await?;
+        self.check(plan, None).await
+    }
+
+    /// Diffs `plan` against the owned flows (`dumped`, or a dump now) and applies the
+    /// difference in one bundle.
+    async fn check(
+        &self,
+        plan: &FlowPlan,
+        dumped: Option<Vec<super::ObservedFlow>>,
+    ) -> Result<SyncOutcome, FlowSyncError> {
+        let observed = match dumped {
+            Some(flows) => flows,
+            None => self.dump_owned().await?,
+        };
         self.apply_diff(&diff(plan, &observed), observed.len())
             .await
     }
