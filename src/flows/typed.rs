@@ -706,9 +706,9 @@ fn action(token: &str) -> Option<Action> {
     let arg = rest.strip_prefix(':');
     let call = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')'));
     match (name, arg, call) {
-        ("output", Some(port), None) => Some(Action::Output(port_value(port))),
+        ("output", Some(port), None) => Some(Action::Output(action_port(port)?)),
         ("resubmit", Some(port), None) => Some(Action::Resubmit {
-            port: resubmit_port(port),
+            port: resubmit_port(port)?,
             table: None,
         }),
         ("resubmit", None, Some(args)) => resubmit(args),
@@ -738,7 +738,7 @@ fn resubmit(args: &str) -> Option<Action> {
     if parts.next().is_some() {
         return None;
     }
-    let port = resubmit_port(port);
+    let port = resubmit_port(port)?;
     let table = match table {
         "" => None,
         t => Some(u8::try_from(parse_num(t)?).ok()?).filter(|t| *t != CURRENT_TABLE),
@@ -747,11 +747,21 @@ fn resubmit(args: &str) -> Option<Action> {
 }
 
 /// An empty resubmit port is the packet's own `IN_PORT`.
-fn resubmit_port(port: &str) -> Value {
+fn resubmit_port(port: &str) -> Option<Value> {
     if port.is_empty() {
-        Value::Bits(IN_PORT.into())
+        Some(Value::Bits(IN_PORT.into()))
     } else {
-        port_value(port)
+        action_port(port)
+    }
+}
+
+/// The port of an `output` or `resubmit`; `None` for a name holding a separator or
+/// bracket, which no port name has and which printed back would split otherwise.
+fn action_port(text: &str) -> Option<Value> {
+    let port = port_value(text);
+    match &port {
+        Value::Text(name) if name.contains(['(', ')', '[', ']', ',']) => None,
+        _ => Some(port),
     }
 }
 
@@ -769,7 +779,13 @@ fn conjunction(args: &str) -> Option<Action> {
 fn set_field(arg: &str) -> Option<Action> {
     let (value, field) = arg.rsplit_once("->")?;
     let field = field.trim();
-    let field = Field::named(field.strip_suffix("[]").unwrap_or(field));
+    let field = field.strip_suffix("[]").unwrap_or(field);
+    // A name with brackets left (`x[][]`, `x[1]`) is not a whole field: kept as text, so
+    // that printing it back cannot turn it into another name.
+    if field.contains(['[', ']']) {
+        return None;
+    }
+    let field = Field::named(field);
     let (value, mask) = masked_value(field.kind(), value.trim());
     Some(Action::SetField { field, value, mask })
 }

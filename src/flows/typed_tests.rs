@@ -215,6 +215,26 @@ fn different_flows_do_not_compare_equal() {
     }
 }
 
+/// Texts the proptests once found unstable: each prints back to a text that parses to
+/// the same value.
+#[test]
+fn odd_texts_found_by_proptest_are_stable() {
+    for text in [
+        "set_field:->[][]",
+        "set_field:1->x[3]",
+        "set_field:->[]",
+        "IN_PORT",
+        "resubmit(]conjunction(),load:",
+        "output:a(b",
+        "resubmit:x],drop",
+    ] {
+        let a = Actions::parse(text);
+        assert_eq!(Actions::parse(&a.to_string()), a, "{text}");
+        let m = Match::parse(text);
+        assert_eq!(Match::parse(&m.to_string()), m, "{text}");
+    }
+}
+
 /// An observed owned flow whose match and actions are spelled differently is in sync;
 /// one whose actions differ is rewritten.
 #[test]
