@@ -217,6 +217,8 @@ struct Reconciler {
     defer: bool,
     /// Damps the BFD reports before they are published.
     damper: BfdDamper,
+    /// The replica read as typed rows, kept up to date by the rows each update touched.
+    view: OvsView,
 }
 
 impl Reconciler {
@@ -239,6 +241,7 @@ impl Reconciler {
             retry: Backoff::new(RETRY_MIN, RETRY_MAX),
             defer: false,
             damper: BfdDamper::default(),
+            view: OvsView::default(),
         }
     }
 
@@ -261,9 +264,10 @@ impl Reconciler {
         state.in_sync &= state.connected;
         if state.connected {
             let started = Instant::now();
-            let view = OvsView::from_replica(self.session.replica());
+            let touched = self.session.take_touched();
+            self.view.update(self.session.replica(), touched);
             let view_us = started.elapsed().as_micros() as u64;
-            let p = diff_port_set(&self.desired, &view, &self.bridge);
+            let p = diff_port_set(&self.desired, &self.view, &self.bridge);
             tracing::debug!(
                 view_us,
                 elapsed_us = started.elapsed().as_micros() as u64,
@@ -299,7 +303,13 @@ impl Reconciler {
 
     /// A new desired set is planned at once, even while a retry is pending.
     fn desired_changed(&mut self, still_open: bool) {
+        let started = Instant::now();
         self.desired = read_desired(&mut self.desired_rx);
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            tunnels = self.desired.tunnels.len(),
+            "desired set read"
+        );
         if !still_open {
             // The feeder is gone: keep the last desired state.
             self.desired_open = false;

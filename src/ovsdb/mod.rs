@@ -30,7 +30,7 @@ pub mod session;
 pub mod tls;
 
 pub use client::{Client, ClientOptions, Endpoint, Notification, OvsdbError};
-pub use monitor::{MonitorRequest, Replica, UpdateFormat};
+pub use monitor::{MonitorRequest, Replica, Touched, UpdateFormat};
 pub use ops::{
     Atom, Condition, Datum, Function, Mutation, Mutator, OpResult, Operation, Row, TransactError,
     Uuid, WaitUntil,

@@ -7,7 +7,7 @@
 //! a one-element set is sent as a bare atom, so the replica keeps the column kinds from
 //! the schema and stores every set as a set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
@@ -107,11 +107,18 @@ pub fn column_kinds(schema: &Value) -> Result<ColumnKinds, DataError> {
     Ok(out)
 }
 
+/// Rows (table, UUID) inserted, modified or deleted since a reader last asked; `None` =
+/// every row (a replica the reader has not seen before).
+pub type Touched = Option<BTreeSet<(String, Uuid)>>;
+
 /// A local copy of the monitored rows.
 #[derive(Clone, Debug, Default)]
 pub struct Replica {
     kinds: ColumnKinds,
     tables: BTreeMap<String, BTreeMap<Uuid, Row>>,
+    /// Lets a reader keep a typed view up to date by the rows that changed, instead of
+    /// reading every row after each update.
+    touched: Touched,
 }
 
 impl Replica {
@@ -120,6 +127,19 @@ impl Replica {
         Replica {
             kinds,
             tables: BTreeMap::new(),
+            touched: None,
+        }
+    }
+
+    /// The rows touched since the last call (`None` the first time: all of them). Meant
+    /// for one reader: a second one would miss what the first took.
+    pub fn take_touched(&mut self) -> Touched {
+        self.touched.replace(BTreeSet::new())
+    }
+
+    fn touch(&mut self, table: &str, uuid: &Uuid) {
+        if let Some(t) = &mut self.touched {
+            t.insert((table.to_string(), uuid.clone()));
         }
     }
 
@@ -172,6 +192,7 @@ impl Replica {
             };
             for (uuid, change) in rows {
                 let uuid = Uuid(uuid.clone());
+                self.touch(table, &uuid);
                 match format {
                     UpdateFormat::Update2 => self.apply_update2(table, uuid, change)?,
                     UpdateFormat::Update => self.apply_update(table, uuid, change)?,

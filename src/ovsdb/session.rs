@@ -101,6 +101,12 @@ impl Session {
         &self.replica
     }
 
+    /// The rows the replica changed since the last call (`None`: read all of it, e.g. after
+    /// a resync); see [`Replica::take_touched`].
+    pub fn take_touched(&mut self) -> super::Touched {
+        self.replica.take_touched()
+    }
+
     /// The live client, for transactions.
     pub fn client(&self) -> Option<&Client> {
         self.live.as_ref().map(|l| &l.client)
