@@ -293,7 +293,7 @@ async fn lifecycle_loop(
             *current = plan;
             true
         });
-        ch.ovs_ports.send_if_modified(|current| {
+        let ports_changed = ch.ovs_ports.send_if_modified(|current| {
             let changed = *current != step.ovs_ports;
             *current = step.ovs_ports;
             changed
@@ -313,6 +313,12 @@ async fn lifecycle_loop(
             v.add_finalizer = step.add_finalizer;
             v.release_finalizer = step.release_finalizer;
         });
+        if ports_changed {
+            // The OVS reconciler was just woken into this worker's LIFO slot, where no
+            // other worker can take it: yield, or it waits for this loop's next step
+            // (a cold start's transaction went out ~6 ms later for it).
+            tokio::task::yield_now().await;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             // A burst of changes (a bulk `kubectl apply` or `delete` brings a node's ports
