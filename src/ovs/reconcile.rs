@@ -293,9 +293,16 @@ impl Reconciler {
                 );
                 state.transactions += 1;
                 let ops = p.ops;
-                self.txn = Some(Box::pin(
-                    async move { client.transact(DATABASE, &ops).await },
-                ));
+                self.txn = Some(Box::pin(async move {
+                    let sent = Instant::now();
+                    let reply = client.transact(DATABASE, &ops).await;
+                    tracing::debug!(
+                        elapsed_us = sent.elapsed().as_micros() as u64,
+                        ops = ops.len(),
+                        "transaction replied"
+                    );
+                    reply
+                }));
             }
         }
         self.observed_tx.send_replace(self.observed.clone());

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -171,6 +172,32 @@ impl ClientOptions {
 
 type Reply = Result<Value, Value>;
 
+/// A JSON-RPC request, encoded straight from its typed parameters.
+#[derive(Serialize)]
+struct Request<'a, P> {
+    id: u64,
+    method: &'a str,
+    params: &'a P,
+}
+
+/// `transact`'s parameters: the database, then the operations.
+struct TransactParams<'a> {
+    db: &'a str,
+    ops: &'a [Operation],
+}
+
+impl Serialize for TransactParams<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.ops.len() + 1))?;
+        seq.serialize_element(self.db)?;
+        for op in self.ops {
+            seq.serialize_element(op)?;
+        }
+        seq.end()
+    }
+}
+
 struct Shared {
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     closed: CancellationToken,
@@ -306,9 +333,15 @@ impl Client {
 
     /// Sends a request and waits for its reply. `Ok(None)` from the inner result means
     /// the session closed after the request was queued.
-    async fn request(&self, method: &str, params: Value) -> Result<Option<Reply>, OvsdbError> {
+    async fn request(
+        &self,
+        method: &str,
+        params: &(impl Serialize + Sync),
+    ) -> Result<Option<Reply>, OvsdbError> {
         let shared = &self.inner.shared;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let bytes = serde_json::to_vec(&Request { id, method, params })
+            .map_err(|e| OvsdbError::Protocol(e.to_string()))?;
         let (otx, orx) = oneshot::channel();
         shared
             .pending
@@ -328,8 +361,6 @@ impl Client {
         if shared.closed.is_cancelled() {
             return Err(abandon());
         }
-        let msg = json!({"id": id, "method": method, "params": params});
-        let bytes = serde_json::to_vec(&msg).map_err(|e| OvsdbError::Protocol(e.to_string()))?;
         if self.inner.tx.send(bytes).is_err() {
             return Err(abandon());
         }
@@ -338,7 +369,7 @@ impl Client {
 
     /// Calls `method`; a JSON-RPC error is returned as [`OvsdbError::Rpc`].
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, OvsdbError> {
-        match self.request(method, params).await? {
+        match self.request(method, &params).await? {
             Some(Ok(v)) => Ok(v),
             Some(Err(error)) => Err(OvsdbError::Rpc {
                 method: method.to_string(),
@@ -368,10 +399,10 @@ impl Client {
     /// `transact`: runs `ops` atomically. A refused transaction is
     /// [`OvsdbError::Transact`]; a lost reply is [`OvsdbError::OutcomeUnknown`].
     pub async fn transact(&self, db: &str, ops: &[Operation]) -> Result<Vec<OpResult>, OvsdbError> {
-        let mut params = Vec::with_capacity(ops.len() + 1);
-        params.push(json!(db));
-        params.extend(ops.iter().map(Operation::to_json));
-        match self.request("transact", Value::Array(params)).await? {
+        match self
+            .request("transact", &TransactParams { db, ops })
+            .await?
+        {
             Some(Ok(v)) => parse_transact_result(&v, ops.len())
                 .map_err(|e| OvsdbError::Protocol(e.to_string()))?
                 .map_err(OvsdbError::Transact),
@@ -600,6 +631,35 @@ fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ovsdb::{Condition, Datum};
+
+    #[test]
+    fn transact_request_is_db_then_operations() {
+        let ops = [
+            Operation::Comment("hi".into()),
+            Operation::Delete {
+                table: "Port".into(),
+                conditions: vec![Condition::eq("name", Datum::string("p"))],
+            },
+        ];
+        let params = TransactParams {
+            db: "Open_vSwitch",
+            ops: &ops,
+        };
+        let bytes = serde_json::to_vec(&Request {
+            id: 7,
+            method: "transact",
+            params: &params,
+        })
+        .unwrap();
+        let got: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            got,
+            json!({"id": 7, "method": "transact", "params": ["Open_vSwitch",
+                {"op": "comment", "comment": "hi"},
+                {"op": "delete", "table": "Port", "where": [["name", "==", "p"]]}]})
+        );
+    }
 
     #[test]
     fn endpoints() {
