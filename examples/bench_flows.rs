@@ -70,14 +70,14 @@ fn input(devices: u32, extra: bool, ofports: &[i64], ports: &[WorkloadPort]) -> 
         .map(|(t, &ofport)| TunnelFlowsInput {
             interface_name: format!("rdv-bench{t:02}"),
             ofport,
-            devices: Vec::new(),
+            devices: Default::default(),
         })
         .collect();
     for i in 0..devices {
-        tunnels[(i % TUNNELS) as usize].devices.push(device(i));
+        std::sync::Arc::make_mut(&mut tunnels[(i % TUNNELS) as usize].devices).push(device(i));
     }
     if extra {
-        tunnels[0].devices.push(device(devices + 1_000_000));
+        std::sync::Arc::make_mut(&mut tunnels[0].devices).push(device(devices + 1_000_000));
     }
     FlowInput {
         tunnels,

@@ -35,7 +35,7 @@ fn tunnel(i: usize) -> TunnelPort {
             tunnel_type: TunnelType::Vxlan,
             dst_port: None,
             local_ip: None,
-            devices: vec![],
+            devices: Default::default(),
             bfd: None,
         },
     )

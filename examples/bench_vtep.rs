@@ -85,16 +85,18 @@ fn objects(vnis: u32, nodes: u32) -> (VtepGateway, Vec<RemoteDevice>, Vec<Tunnel
             d
         })
         .collect();
-    let carried: Vec<TunnelDevice> = (1..=vnis)
-        .map(|v| TunnelDevice {
-            namespace: "t".into(),
-            name: format!("d{v}"),
-            mac_address: mac(v),
-            vni: 5000 + v,
-            ips: vec![],
-            local_vlan: None,
-        })
-        .collect();
+    let carried: std::sync::Arc<Vec<TunnelDevice>> = std::sync::Arc::new(
+        (1..=vnis)
+            .map(|v| TunnelDevice {
+                namespace: "t".into(),
+                name: format!("d{v}"),
+                mac_address: mac(v),
+                vni: 5000 + v,
+                ips: vec![],
+                local_vlan: None,
+            })
+            .collect(),
+    );
     let ports = (0..nodes)
         .map(|n| {
             TunnelPort::new(

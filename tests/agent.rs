@@ -38,14 +38,14 @@ fn tunnel_port(name: &str, finalizer: bool) -> TunnelPort {
             tunnel_type: TunnelType::Vxlan,
             dst_port: None,
             local_ip: None,
-            devices: vec![TunnelDevice {
+            devices: std::sync::Arc::new(vec![TunnelDevice {
                 namespace: "t1".into(),
                 name: "d1".into(),
                 mac_address: "52:54:00:00:00:01".into(),
                 vni: 5001,
                 ips: vec![],
                 local_vlan: None,
-            }],
+            }]),
             bfd: None,
         },
     );

@@ -92,7 +92,7 @@ impl Bridge {
             tunnels: vec![TunnelFlowsInput {
                 interface_name: "rdv-test".into(),
                 ofport: self.tunnel,
-                devices,
+                devices: std::sync::Arc::new(devices),
             }],
             workload_ports: vec![
                 WorkloadPort {

@@ -40,7 +40,7 @@ fn tp(
             tunnel_type: t,
             dst_port: dst,
             local_ip: local.map(str::to_string),
-            devices: vec![],
+            devices: Default::default(),
             bfd: None,
         },
     )

@@ -574,7 +574,7 @@ mod tests {
                 tunnel_type: TunnelType::Vxlan,
                 dst_port: None,
                 local_ip: None,
-                devices: vec![],
+                devices: Default::default(),
                 bfd: None,
             },
         );

@@ -29,14 +29,14 @@ fn tp(name: &str, finalizer: bool, deleting: bool) -> TunnelPort {
             tunnel_type: TunnelType::Vxlan,
             dst_port: None,
             local_ip: None,
-            devices: vec![TunnelDevice {
+            devices: Arc::new(vec![TunnelDevice {
                 namespace: "t1".into(),
                 name: format!("dev-{name}"),
                 mac_address: format!("52:54:00:00:00:{:02x}", name.as_bytes()[0]),
                 vni: 5001,
                 ips: vec![],
                 local_vlan: None,
-            }],
+            }]),
             bfd: None,
         },
         status: None,

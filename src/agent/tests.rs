@@ -34,14 +34,14 @@ fn tp(name: &str, node: &str, finalizer: bool, deleting: bool) -> TunnelPort {
             tunnel_type: TunnelType::Vxlan,
             dst_port: None,
             local_ip: None,
-            devices: vec![TunnelDevice {
+            devices: Arc::new(vec![TunnelDevice {
                 namespace: "t1".into(),
                 name: "d1".into(),
                 mac_address: "52:54:00:00:00:01".into(),
                 vni: 5001,
                 ips: vec!["10.0.0.50".into()],
                 local_vlan: None,
-            }],
+            }]),
             bfd: None,
         },
         status: None,
@@ -346,6 +346,6 @@ fn the_node_loop_is_not_fed_status_or_versions() {
     released.metadata.finalizers = None;
     assert_ne!(fed(with("10", false)), fed(released));
     let mut respecced = with("14", false);
-    respecced.spec.devices.clear();
+    Arc::make_mut(&mut respecced.spec.devices).clear();
     assert_ne!(fed(with("10", false)), fed(respecced));
 }

@@ -82,7 +82,7 @@ mod tests {
             tunnel_type,
             dst_port,
             local_ip: None,
-            devices: vec![],
+            devices: Default::default(),
             bfd: None,
         }
     }

@@ -1,5 +1,7 @@
 //! `TunnelPort`: one tunnel from one node to one remote VTEP, with every device behind it.
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -52,10 +54,13 @@ pub struct TunnelPortSpec {
     #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("must be an IP address"))]
     pub local_ip: Option<String>,
+    // Shared (not part of the schema's description): every node's TunnelPort to a VTEP
+    // usually carries the same list, so the planner builds it once and each port holds a
+    // reference; equal lists compare by address first.
     /// Every device behind the remote VTEP that this node needs, sorted by namespace/name.
     #[serde(default)]
     #[schemars(schema_with = "schema::devices")]
-    pub devices: Vec<TunnelDevice>,
+    pub devices: Arc<Vec<TunnelDevice>>,
     /// BFD on the tunnel (present = on): on when any device it carries asks for it, with the
     /// fastest timers any of them asks for. The agent sets it on the OVS interface and
     /// reports the session in the `Reachable` condition.

@@ -360,7 +360,7 @@ fn deletions(index: &PassIndex<'_>) -> Vec<Action> {
 fn device_statuses(
     snapshot: &Snapshot,
     planned: &TunnelPlan,
-    views: &std::collections::HashMap<&str, status::PortView<'_>>,
+    views: &status::PortViews<'_>,
     now: Timestamp,
 ) -> Vec<Action> {
     let mut devices: Vec<&RemoteDevice> = snapshot

@@ -1,6 +1,7 @@
 //! Tables for the pure decisions: one scenario per reconcile path.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta, Time};
@@ -591,7 +592,7 @@ fn terminating_ports_are_neither_applied_nor_deleted_again() {
     settle(&mut snap, &first);
     for t in &mut snap.tunnel_ports {
         t.metadata.deletion_timestamp = Some(Time(at(150)));
-        t.spec.devices.clear();
+        Arc::make_mut(&mut t.spec.devices).clear();
     }
     let d = decide(&snap, at(200));
     assert!(applies(&d).is_empty(), "recreated after it is gone");
@@ -653,7 +654,11 @@ fn needs_apply_compares_only_what_the_controller_owns() {
             },
             true,
         ),
-        ("devices differ", |t| t.spec.devices.clear(), true),
+        (
+            "devices differ",
+            |t| Arc::make_mut(&mut t.spec.devices).clear(),
+            true,
+        ),
         ("dst port differs", |t| t.spec.dst_port = Some(4790), true),
     ];
     for (what, change, want_apply) in cases {
@@ -676,7 +681,7 @@ fn a_reordered_device_list_is_repaired_but_its_devices_still_count() {
     settle(&mut snap, &first);
     for i in 0..2 {
         let mut tp = with_ready(snap.tunnel_ports[i].clone(), true, tunnel_reason::READY, "");
-        tp.spec.devices.reverse();
+        Arc::make_mut(&mut tp.spec.devices).reverse();
         snap.tunnel_ports[i] = tp;
     }
     let d = decide(&snap, at(200));

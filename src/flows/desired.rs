@@ -25,8 +25,9 @@ pub struct TunnelFlowsInput {
     /// The ofport OVS gave it; only a valid one (1..=0xfeff) gets flows, so no flow ever
     /// points at a tunnel OVS has not numbered yet (or has refused, `-1`).
     pub ofport: i64,
-    /// The devices behind the tunnel's remote VTEP that this node needs.
-    pub devices: Vec<TunnelDevice>,
+    /// The devices behind the tunnel's remote VTEP that this node needs (the TunnelPort's
+    /// own list, shared).
+    pub devices: Arc<Vec<TunnelDevice>>,
 }
 
 /// A local workload port (any bridge port that is not one of our tunnels) and its OVS

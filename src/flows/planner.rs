@@ -177,7 +177,7 @@ type Chosen<'a> = FxMap<(&'a str, &'a str), (&'a TunnelDevice, &'a TunnelFlowsIn
 fn chosen_listings<'a>(tunnels: &Tunnels<'a>) -> Chosen<'a> {
     let mut chosen = Chosen::default();
     for &t in &tunnels.sorted {
-        for d in &t.devices {
+        for d in t.devices.iter() {
             let entry = chosen
                 .entry((d.namespace.as_str(), d.name.as_str()))
                 .or_insert((d, t));

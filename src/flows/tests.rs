@@ -1,6 +1,7 @@
 //! Table tests of the planner and the diff (pure; the real-OVS tests are in tests/).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::*;
 use crate::api::{DeviceKey, TunnelDevice};
@@ -23,7 +24,7 @@ fn tunnel(name: &str, ofport: i64, devices: Vec<TunnelDevice>) -> TunnelFlowsInp
     TunnelFlowsInput {
         interface_name: name.into(),
         ofport,
-        devices,
+        devices: Arc::new(devices),
     }
 }
 
@@ -921,15 +922,15 @@ mod properties {
             match self {
                 Edit::Ports(ports) => input.workload_ports = ports,
                 _ if n == 0 => {}
-                Edit::Add(t, d) => input.tunnels[t % n].devices.push(d),
+                Edit::Add(t, d) => Arc::make_mut(&mut input.tunnels[t % n].devices).push(d),
                 Edit::Remove(t, i) => {
-                    let devices = &mut input.tunnels[t % n].devices;
+                    let devices = Arc::make_mut(&mut input.tunnels[t % n].devices);
                     if !devices.is_empty() {
                         devices.remove(i % devices.len());
                     }
                 }
                 Edit::Replace(t, i, d) => {
-                    let devices = &mut input.tunnels[t % n].devices;
+                    let devices = Arc::make_mut(&mut input.tunnels[t % n].devices);
                     if !devices.is_empty() {
                         let len = devices.len();
                         devices[i % len] = d;
@@ -1051,7 +1052,7 @@ mod properties {
             let mut reversed = input.clone();
             reversed.tunnels.reverse();
             for t in &mut reversed.tunnels {
-                t.devices.reverse();
+                Arc::make_mut(&mut t.devices).reverse();
             }
             reversed.workload_ports.reverse();
             prop_assert_eq!(&desired_flows(&reversed), &p);

@@ -116,7 +116,7 @@ fn settled_devices<'a>(
 ) -> Vec<&'a RemoteDevice> {
     let holders: Holders<'_> = previous
         .iter()
-        .flat_map(|tp| &tp.spec.devices)
+        .flat_map(|tp| tp.spec.devices.iter())
         .map(|d| (d.namespace.as_str(), d.name.as_str()))
         .collect();
     // One object per key (the first in settle order), whatever the input order.
@@ -152,8 +152,9 @@ fn unique_nodes(nodes: &[Node]) -> Vec<NodeInfo> {
     infos
 }
 
-/// The devices one tunnel port carries and the BFD settings they merge to.
-type CarriedList = (Vec<TunnelDevice>, Option<TunnelBfd>);
+/// The devices one tunnel port carries (one list, shared by every node's port that
+/// carries the same groups) and the BFD settings they merge to.
+type CarriedList = (Arc<Vec<TunnelDevice>>, Option<TunnelBfd>);
 
 /// Accepted devices that share a tunnel and a node selector: they land on exactly the
 /// same nodes, so the selector is evaluated once per group and node, not per device.
@@ -213,7 +214,7 @@ impl Group<'_> {
         let bfd = tunnel_bfd(members().map(|d| d.bfd));
         let mut devices: Vec<TunnelDevice> = members().map(|d| d.entry.clone()).collect();
         devices.sort();
-        (devices, bfd)
+        (Arc::new(devices), bfd)
     }
 }
 
@@ -268,7 +269,12 @@ fn place(
                 let members: Vec<&Group<'_>> = carried.iter().map(|&i| &groups[i]).collect();
                 Group::carried(&members)
             });
-        out.push(tunnel_port(by_name[node], *tunnel, devices.clone(), *bfd));
+        out.push(tunnel_port(
+            by_name[node],
+            *tunnel,
+            Arc::clone(devices),
+            *bfd,
+        ));
     }
     out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     out
@@ -413,7 +419,7 @@ fn accept(
 fn tunnel_port(
     node: &NodeInfo,
     tunnel: TunnelId,
-    devices: Vec<TunnelDevice>,
+    devices: Arc<Vec<TunnelDevice>>,
     bfd: Option<TunnelBfd>,
 ) -> TunnelPort {
     let name = tunnel.tunnel_port_name(&node.name);

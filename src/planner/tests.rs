@@ -635,7 +635,7 @@ fn nothing_removed(before: &TunnelPlan, after: &TunnelPlan) -> Result<(), TestCa
             .iter()
             .find(|t| t.metadata.name == tp.metadata.name);
         prop_assert!(now.is_some(), "{:?} vanished", tp.metadata.name);
-        for d in &tp.spec.devices {
+        for d in tp.spec.devices.iter() {
             let kept = now.is_some_and(|n| n.spec.devices.contains(d));
             prop_assert!(
                 kept,

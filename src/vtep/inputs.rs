@@ -175,7 +175,7 @@ pub fn gateway_targets(
                 },
             );
         }
-        for device in &tp.spec.devices {
+        for device in tp.spec.devices.iter() {
             // Only VNIs with a binding here become segments; the rest is dropped by the planner.
             if let Some(segment) = target.input.get_mut(&device.vni)
                 && !segment.node_vteps.contains(&local)
@@ -200,6 +200,7 @@ mod tests {
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
+    use std::sync::Arc;
 
     fn gw(name: &str, age: i64, ips: &[&str]) -> VtepGateway {
         let mut g = VtepGateway::new(
@@ -247,17 +248,18 @@ mod tests {
                 tunnel_type: TunnelType::Vxlan,
                 dst_port: None,
                 local_ip: local.map(str::to_string),
-                devices: vnis
-                    .iter()
-                    .map(|v| TunnelDevice {
-                        namespace: "t".into(),
-                        name: format!("d{v}"),
-                        mac_address: "52:54:00:aa:00:01".into(),
-                        vni: *v,
-                        ips: vec![],
-                        local_vlan: None,
-                    })
-                    .collect(),
+                devices: Arc::new(
+                    vnis.iter()
+                        .map(|v| TunnelDevice {
+                            namespace: "t".into(),
+                            name: format!("d{v}"),
+                            mac_address: "52:54:00:aa:00:01".into(),
+                            vni: *v,
+                            ips: vec![],
+                            local_vlan: None,
+                        })
+                        .collect(),
+                ),
                 bfd: None,
             },
         )
