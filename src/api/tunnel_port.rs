@@ -70,7 +70,7 @@ pub struct TunnelPortSpec {
 
 /// One device behind a tunnel: what the agent needs for its forwarding rules.
 #[derive(
-    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema,
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TunnelDevice {

@@ -9,6 +9,7 @@
 pub mod gateways;
 pub mod leader;
 pub mod reconcile;
+pub mod shared_lists;
 pub mod status;
 pub mod writer;
 
@@ -226,7 +227,7 @@ fn strip_node(node: &mut Node) {
 pub(crate) fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
-    strip: fn(&mut K),
+    strip: impl FnMut(&mut K) + Send + 'static,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<(), watcher::Error>> + Send + 'static,
@@ -270,10 +271,14 @@ pub fn start_watchers(
         strip_node,
     );
     let managed = format!("{MANAGED_BY_LABEL}={MANAGER}");
+    let mut lists = shared_lists::SharedLists::default();
     let (tunnel_ports, t) = reflect(
         Api::<TunnelPort>::all(client.clone()),
         watcher::Config::default().labels(&managed),
-        |t| t.metadata.managed_fields = None,
+        move |t| {
+            t.metadata.managed_fields = None;
+            lists.share(t);
+        },
     );
     let mut events =
         futures::stream::select(futures::stream::select(d.boxed(), n.boxed()), t.boxed());
