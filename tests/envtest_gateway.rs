@@ -82,7 +82,9 @@ async fn wait_flood(cluster: &Cluster, tor: &Tor, flood: &[&str]) {
     })
     .await;
     let ls = logical_switch_name(VNI);
-    let listed = tor.vtep_ctl(&["list-remote-macs", &ls]).unwrap();
+    let listed = tor
+        .vtep_ctl(&["list-remote-macs", &ls])
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.log_tails()));
     let on_switch: BTreeSet<&str> = listed
         .lines()
         .filter(|l| l.contains("unknown-dst"))
@@ -92,7 +94,8 @@ async fn wait_flood(cluster: &Cluster, tor: &Tor, flood: &[&str]) {
     assert_eq!(
         on_switch,
         flood.iter().copied().collect(),
-        "the switch's unknown-dst locators: {listed}"
+        "the switch's unknown-dst locators: {listed}\n{}",
+        cluster.log_tails()
     );
 }
 

@@ -56,7 +56,8 @@ pub struct TunnelPortSpec {
     pub local_ip: Option<String>,
     // Shared (not part of the schema's description): every node's TunnelPort to a VTEP
     // usually carries the same list, so the planner builds it once and each port holds a
-    // reference; equal lists compare by address first.
+    // reference. The planner builds fresh lists each pass, so comparing with a stored port
+    // still walks both lists.
     /// Every device behind the remote VTEP that this node needs, sorted by namespace/name.
     #[serde(default)]
     #[schemars(schema_with = "schema::devices")]

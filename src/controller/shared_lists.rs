@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crate::api::{TunnelDevice, TunnelPort};
 
-/// Lists smaller than this are never pruned for: pruning walks every list.
+/// The set is never pruned below this many lists: a prune walks the whole set. Pruning
+/// is lazy, so the set holds at most about twice the live distinct lists plus this.
 const PRUNE_FLOOR: usize = 64;
 
 /// The distinct device lists the cache holds.
