@@ -244,6 +244,13 @@ async fn gateway_follows_nodes_over_tcp_and_ssl() {
         (is_true(&status.conditions, READY) && status.logical_switch_count == 0).then_some(())
     })
     .await;
+    // An emptied list leaves the stored status too (a merge patch would keep the old one).
+    let status = current(&cluster).await.and_then(|g| g.status).unwrap();
+    assert!(
+        status.logical_switches.is_empty(),
+        "stale logical switches in the status: {:?}",
+        status.logical_switches
+    );
     assert!(
         ours_on_switch(&tor).is_empty(),
         "{:?}",

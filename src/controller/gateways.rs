@@ -13,7 +13,7 @@
 //!   once (nothing could be cleaned).
 //! - The TLS Secret's PEMs are written to a private directory (0700, files 0600) that the
 //!   OVSDB client reads on every connect, so a rotated Secret reaches the next reconnect.
-//! - The status is written only when it differs from the stored one.
+//! - The status is written (server-side apply) only when it differs from the stored one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -26,7 +26,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -328,11 +328,15 @@ async fn one_pass(
         );
         let stored = gw.status.as_ref();
         if stored != Some(&status) && written.get(&name) != Some(&status) {
-            let patch = json!({ "status": status });
-            match api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
+            // Server-side apply, not a merge patch: a list that became empty is left out
+            // of the body (skip_serializing_if), and only apply removes what we stop saying.
+            let body = json!({
+                "apiVersion": VtepGateway::api_version(&()),
+                "kind": VtepGateway::kind(&()),
+                "status": status,
+            });
+            let params = PatchParams::apply(crate::api::MANAGER).force();
+            match api.patch_status(&name, &params, &Patch::Apply(&body)).await {
                 Ok(_) => {
                     written.insert(name.clone(), status);
                 }
