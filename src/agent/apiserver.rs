@@ -109,15 +109,10 @@ pub async fn write_status(
     name: &str,
     status: &TunnelPortStatus,
 ) -> kube::Result<TunnelPort> {
-    let body = json!({
-        "apiVersion": "remotedevice.io/v1alpha1",
-        "kind": "TunnelPort",
-        "status": status,
-    });
     api.patch_status(
         name,
         &PatchParams::apply(AGENT_MANAGER).force(),
-        &Patch::Apply(body),
+        &crate::api::status_apply::<TunnelPort>(status),
     )
     .await
 }

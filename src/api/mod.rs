@@ -42,6 +42,20 @@ pub const NODE_LABEL: &str = "remotedevice.io/node";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`] and the server-side-apply field manager of the controller.
 pub const MANAGER: &str = "remote-device-operator";
+
+/// The server-side-apply body that sets `status` on a `K`, for `patch_status` with a
+/// forced apply: fields the manager stops sending are removed (a merge patch would keep
+/// lists that became empty, as they are left out of the body).
+pub fn status_apply<K: kube::Resource<DynamicType = ()>>(
+    status: &impl Serialize,
+) -> kube::api::Patch<serde_json::Value> {
+    kube::api::Patch::Apply(serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    }))
+}
+
 /// Node annotation that overrides the node's tunnel (underlay) IP; a comma-separated list
 /// is accepted for dual-stack nodes.
 pub const TUNNEL_IP_ANNOTATION: &str = "remotedevice.io/tunnel-ip";

@@ -26,7 +26,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -328,15 +328,9 @@ async fn one_pass(
         );
         let stored = gw.status.as_ref();
         if stored != Some(&status) && written.get(&name) != Some(&status) {
-            // Server-side apply, not a merge patch: a list that became empty is left out
-            // of the body (skip_serializing_if), and only apply removes what we stop saying.
-            let body = json!({
-                "apiVersion": VtepGateway::api_version(&()),
-                "kind": VtepGateway::kind(&()),
-                "status": status,
-            });
             let params = PatchParams::apply(crate::api::MANAGER).force();
-            match api.patch_status(&name, &params, &Patch::Apply(&body)).await {
+            let body = crate::api::status_apply::<VtepGateway>(&status);
+            match api.patch_status(&name, &params, &body).await {
                 Ok(_) => {
                     written.insert(name.clone(), status);
                 }

@@ -424,16 +424,12 @@ impl Writer {
         events: &[EventSpec],
     ) -> Result<(), WriteError> {
         let devices: Api<RemoteDevice> = Api::namespaced(self.client.clone(), &key.namespace);
-        let body = json!({
-            "apiVersion": RemoteDevice::api_version(&()),
-            "kind": RemoteDevice::kind(&()),
-            "status": status,
-        });
+        let body = crate::api::status_apply::<RemoteDevice>(status);
         let params = PatchParams::apply(MANAGER).force();
         let done = self
             .timed(
                 || format!("writing the status of RemoteDevice {key}"),
-                devices.patch_status(&key.name, &params, &Patch::Apply(&body)),
+                devices.patch_status(&key.name, &params, &body),
             )
             .await;
         // Deleted meanwhile: nothing left to report on.
