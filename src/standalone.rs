@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Node;
@@ -141,7 +142,12 @@ pub fn plan_node(manifests: &Manifests, node_name: &str, previous: &[TunnelPort]
             .map(|i| format!("node {}: {}", i.node, i.message)),
     );
     NodePlan {
-        tunnel_ports: plan.tunnel_ports,
+        // The planner that shared them is gone: no copies are made.
+        tunnel_ports: plan
+            .tunnel_ports
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect(),
         problems,
     }
 }

@@ -348,7 +348,7 @@ fn planned_tunnel_port() -> TunnelPort {
     let devices: Vec<_> = manifests.devices.iter().map(|(_, d)| d.clone()).collect();
     let plan = plan_tunnels(&devices, &manifests.nodes);
     assert_eq!(plan.tunnel_ports.len(), 1, "{:?}", plan.devices);
-    let tp = plan.tunnel_ports[0].clone();
+    let tp = (*plan.tunnel_ports[0]).clone();
     assert!(tp.spec.bfd.is_some(), "the device asks for BFD");
     assert_eq!(tp.spec.local_ip.as_deref(), Some(NODE_VTEP));
     tp

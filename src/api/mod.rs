@@ -147,14 +147,20 @@ impl DeviceKey {
     /// Key of a RemoteDevice object (an object without a namespace is in `default`, as
     /// `kubectl apply` would put it).
     pub fn of(device: &RemoteDevice) -> Self {
+        let (namespace, name) = Self::borrowed(device);
         DeviceKey {
-            namespace: device
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_string()),
-            name: device.metadata.name.clone().unwrap_or_default(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
         }
+    }
+
+    /// The same key as [`DeviceKey::of`], borrowed from the object: for code that keys
+    /// every device of a pass and would otherwise allocate two strings per device.
+    pub fn borrowed(device: &RemoteDevice) -> (&str, &str) {
+        (
+            device.metadata.namespace.as_deref().unwrap_or("default"),
+            device.metadata.name.as_deref().unwrap_or_default(),
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tables shaped like `kubectl get tunnelports` and `kubectl get vtepgateways`.
 
+use std::borrow::Borrow;
 use std::fmt::Write;
 
 use crate::api::conditions::{READY, find};
@@ -35,14 +36,15 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// TunnelPorts as `kubectl get tunnelports` shows them; the status columns (OFPORT,
 /// READY, REACHABLE) only when `with_status`, since a plan has no status yet.
-pub fn tunnel_ports(ports: &[TunnelPort], with_status: bool) -> String {
+pub fn tunnel_ports(ports: &[impl Borrow<TunnelPort>], with_status: bool) -> String {
     let mut header = vec!["NAME", "NODE", "REMOTE", "TYPE", "DEVICES"];
     if with_status {
         header.extend(["OFPORT", "READY", "REACHABLE"]);
     }
     let rows: Vec<Vec<String>> = ports
         .iter()
-        .map(|tp| {
+        .map(Borrow::borrow)
+        .map(|tp: &TunnelPort| {
             let mut row = vec![
                 tp.metadata.name.clone().unwrap_or_default(),
                 tp.spec.node_name.clone(),

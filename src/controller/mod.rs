@@ -28,13 +28,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{MANAGED_BY_LABEL, MANAGER, RemoteDevice, TunnelPort};
 use crate::failure::ErrorKind;
+use crate::planner::Planner;
 use crate::telemetry::{Health, Metrics};
 
 pub use crate::backoff::Backoff;
 pub use crate::pacing::Pacing;
 use crate::pacing::{sleep_until, until_quiet};
 pub use leader::LeaseConfig;
-pub use reconcile::{Action, PassDecisions, Snapshot, decide};
+pub use reconcile::{Action, PassDecisions, Snapshot, decide, decide_with_plan};
 pub use writer::{Executed, WriteError, Writer};
 
 /// Flags of `remote-device-operator controller`.
@@ -355,6 +356,8 @@ pub async fn drive_reporting(
     let mut was_leader = false;
     // When writes the writer held back are due.
     let mut held_until = None;
+    // Kept across passes: only the tunnels whose devices changed are placed again.
+    let mut planner = Planner::default();
     loop {
         if !due && !wait_for_work(trigger, &mut leader, held_until, settings, cancel).await {
             return;
@@ -373,7 +376,9 @@ pub async fn drive_reporting(
         }
         let snap = snapshot();
         let started = Instant::now();
-        let decisions = decide(&snap, Timestamp::now());
+        let planned = planner.plan(&snap.devices, &snap.nodes, &snap.tunnel_ports);
+        let decisions = decide_with_plan(&snap, &planned, Timestamp::now());
+        drop(planned);
         metrics.set_tunnel_ports(&decisions.tunnel_port_states);
         if !is_leader {
             health.progress(PASS_LOOP);

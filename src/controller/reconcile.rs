@@ -276,7 +276,11 @@ impl<'a> PassIndex<'a> {
         let by_name = |p: &'a TunnelPort| Some((p.metadata.name.as_deref()?, p));
         PassIndex {
             stored: managed.iter().copied().filter_map(by_name).collect(),
-            desired: planned.tunnel_ports.iter().filter_map(by_name).collect(),
+            desired: planned
+                .tunnel_ports
+                .iter()
+                .filter_map(|p| by_name(p))
+                .collect(),
             node_names: snapshot
                 .nodes
                 .iter()

@@ -413,7 +413,7 @@ mod tests {
         let desired: BTreeMap<&str, &TunnelPort> = plan
             .tunnel_ports
             .iter()
-            .map(|tp| (tp.metadata.name.as_deref().unwrap(), tp))
+            .map(|tp| (tp.metadata.name.as_deref().unwrap(), &**tp))
             .collect();
         // (stored lists as planned, expected ready counts of a and b).
         let cases = [(true, ["2/2", "2/2"]), (false, ["2/2", "1/2"])];
@@ -513,7 +513,7 @@ mod tests {
             let desired: BTreeMap<&str, &TunnelPort> = plan
                 .tunnel_ports
                 .iter()
-                .map(|tp| (tp.metadata.name.as_deref().unwrap(), tp))
+                .map(|tp| (tp.metadata.name.as_deref().unwrap(), &**tp))
                 .collect();
             let have: BTreeMap<&str, &TunnelPort> = stored
                 .iter()

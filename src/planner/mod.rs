@@ -4,11 +4,13 @@
 //! Devices that cannot be planned (invalid, conflicting) are excluded and reported, so one
 //! bad object never blocks the others.
 
+mod memo;
 mod nodes;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
@@ -22,6 +24,7 @@ use crate::api::{
     names, tunnel_bfd,
 };
 
+pub use memo::Planner;
 pub use nodes::{NodeInfo, NodeIssue};
 
 /// What the planner decided for one device.
@@ -49,8 +52,9 @@ pub enum DeviceOutcome {
 /// The planner's answer.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TunnelPlan {
-    /// Desired TunnelPorts, sorted by name.
-    pub tunnel_ports: Vec<TunnelPort>,
+    /// Desired TunnelPorts, sorted by name; shared with the [`Planner`] that keeps them
+    /// for the next pass.
+    pub tunnel_ports: Vec<Arc<TunnelPort>>,
     /// Outcome of every input device.
     pub devices: BTreeMap<DeviceKey, DeviceOutcome>,
     /// Nodes whose tunnel IP could not be worked out as configured.
@@ -75,13 +79,17 @@ type Holders<'a> = HashSet<(&'a str, &'a str)>;
 /// TunnelPort first (so a newcomer can never take a claim away, even when creation times
 /// tie or are missing), then older objects, then namespace/name. Objects read from files
 /// have no creation time and are settled by namespace/name after the sitting holders.
-fn settle_order(
-    device: &RemoteDevice,
+fn settle_order<'a>(
+    device: &'a RemoteDevice,
     holders: &Holders<'_>,
-) -> (bool, Option<k8s_openapi::jiff::Timestamp>, DeviceKey) {
-    let key = DeviceKey::of(device);
+) -> (
+    bool,
+    Option<k8s_openapi::jiff::Timestamp>,
+    (&'a str, &'a str),
+) {
+    let key = DeviceKey::borrowed(device);
     (
-        !holders.contains(&(key.namespace.as_str(), key.name.as_str())),
+        !holders.contains(&key),
         device.metadata.creation_timestamp.as_ref().map(|t| t.0),
         key,
     )
@@ -90,29 +98,24 @@ fn settle_order(
 /// Computes the desired TunnelPorts from all RemoteDevices and Nodes, with no previous
 /// state (claims settled by age, then namespace/name).
 pub fn plan_tunnels(devices: &[RemoteDevice], nodes: &[Node]) -> TunnelPlan {
-    plan_tunnels_keeping(devices, nodes, &[])
+    plan_tunnels_keeping(devices, nodes, &[] as &[TunnelPort])
 }
 
 /// Computes the desired TunnelPorts, letting devices that `previous` TunnelPorts already
-/// carry keep their claims against newcomers.
+/// carry keep their claims against newcomers. A [`Planner`] that starts empty: the
+/// controller keeps one across passes instead, which gives the same plan.
 pub fn plan_tunnels_keeping(
     devices: &[RemoteDevice],
     nodes: &[Node],
-    previous: &[TunnelPort],
+    previous: &[impl Borrow<TunnelPort>],
 ) -> TunnelPlan {
-    let mut out = TunnelPlan::default();
-    let ordered = settled_devices(devices, previous);
-    let accepted = accept(&ordered, &mut out.devices);
-    let node_infos = unique_nodes(nodes);
-    out.node_issues = node_infos.iter().filter_map(|n| n.issue.clone()).collect();
-    out.tunnel_ports = place(&accepted, &node_infos, &mut out.devices);
-    out
+    Planner::default().plan(devices, nodes, previous)
 }
 
 /// Live devices, one per key, in the order their claims are settled ([`settle_order`]).
 fn settled_devices<'a>(
     devices: &'a [RemoteDevice],
-    previous: &[TunnelPort],
+    previous: &[impl Borrow<TunnelPort>],
 ) -> Vec<&'a RemoteDevice> {
     // Each distinct list once: the nodes' ports to a VTEP share theirs (the controller's
     // cache makes them one), and at 100 000 ports walking every copy was a million
@@ -120,21 +123,23 @@ fn settled_devices<'a>(
     let mut lists = HashSet::new();
     let holders: Holders<'_> = previous
         .iter()
+        .map(Borrow::borrow)
         .filter(|tp| lists.insert(Arc::as_ptr(&tp.spec.devices)))
         .flat_map(|tp| tp.spec.devices.iter())
         .map(|d| (d.namespace.as_str(), d.name.as_str()))
         .collect();
     // One object per key (the first in settle order), whatever the input order.
-    let mut unique: BTreeMap<DeviceKey, &RemoteDevice> = BTreeMap::new();
+    let mut unique: HashMap<(&str, &str), &RemoteDevice> = HashMap::new();
     for device in devices
         .iter()
         .filter(|d| d.metadata.deletion_timestamp.is_none())
     {
-        let slot = unique.entry(DeviceKey::of(device)).or_insert(device);
+        let slot = unique.entry(DeviceKey::borrowed(device)).or_insert(device);
         if settle_order(device, &holders) < settle_order(slot, &holders) {
             *slot = device;
         }
     }
+    // The sort key ends in the unique namespace/name: the hash map's order does not show.
     let mut ordered: Vec<&RemoteDevice> = unique.into_values().collect();
     ordered.sort_by_cached_key(|d| settle_order(d, &holders));
     ordered
@@ -166,22 +171,27 @@ type CarriedList = (Arc<Vec<TunnelDevice>>, Option<TunnelBfd>);
 struct Group<'a> {
     tunnel: TunnelId,
     selector: Option<&'a Selector>,
+    /// The selector's expressions, by which groups are told apart.
+    expressions: Expressions,
     members: Vec<&'a ValidDevice>,
 }
+
+/// A node selector as a comparable value (`None` = every node).
+type Expressions = Option<Vec<kube::core::Expression>>;
 
 /// The groups of `accepted`, in (tunnel, selector) order so the result does not depend on
 /// input order. Selectors are compared by their expressions: two spellings of the same
 /// selection only make two groups, which place the same way.
 fn group(accepted: &[ValidDevice]) -> Vec<Group<'_>> {
-    type Expressions = Option<Vec<kube::core::Expression>>;
     let mut groups: BTreeMap<(TunnelId, Expressions), Group<'_>> = BTreeMap::new();
     for device in accepted {
         let expressions = device.selector.clone().map(|s| s.into_iter().collect());
         groups
-            .entry((device.tunnel, expressions))
+            .entry((device.tunnel, expressions.clone()))
             .or_insert_with(|| Group {
                 tunnel: device.tunnel,
                 selector: device.selector.as_ref(),
+                expressions,
                 members: Vec::new(),
             })
             .members
@@ -223,78 +233,67 @@ impl Group<'_> {
     }
 }
 
-/// Puts every accepted device on the nodes its selector picks (never on a node whose own
-/// tunnel IP is its VTEP), records where, and builds one TunnelPort per node × tunnel.
-fn place(
-    accepted: &[ValidDevice],
+/// Where one group's devices landed: node → name of the TunnelPort that carries them
+/// there, and the selected nodes skipped as self-tunnels.
+type GroupPlacement = (Arc<BTreeMap<String, String>>, Vec<String>);
+
+/// Puts the groups of one tunnel (`run`, all with the same tunnel) on the nodes their
+/// selectors pick (never on a node whose own tunnel IP is the VTEP): where each group
+/// landed, in `run` order, and one TunnelPort per node that carries any of them.
+fn place_tunnel(
+    run: &[Group<'_>],
     node_infos: &[NodeInfo],
-    outcomes: &mut BTreeMap<DeviceKey, DeviceOutcome>,
-) -> Vec<TunnelPort> {
-    let groups = group(accepted);
-    // Per group: node → TunnelPort name, and the nodes skipped as self-tunnels.
+) -> (Vec<GroupPlacement>, Vec<TunnelPort>) {
     let mut placed: Vec<(BTreeMap<String, String>, Vec<String>)> =
-        vec![Default::default(); groups.len()];
-    // (node, tunnel) → indices of the groups it carries; BTreeMap keeps the output sorted.
-    let mut ports: BTreeMap<(&str, TunnelId), Vec<usize>> = BTreeMap::new();
+        vec![Default::default(); run.len()];
+    // Nodes that carry the same groups carry the same list: built once.
+    let mut lists: BTreeMap<Vec<usize>, CarriedList> = BTreeMap::new();
+    let mut ports = Vec::new();
     for node in node_infos {
-        for (i, g) in groups.iter().enumerate() {
+        let mut carried = Vec::new();
+        for (i, g) in run.iter().enumerate() {
             match g.placement(node) {
                 Placement::NotSelected => {}
                 Placement::SelfTunnel => placed[i].1.push(node.name.clone()),
                 Placement::Carried => {
                     let name = g.tunnel.tunnel_port_name(&node.name);
                     placed[i].0.insert(node.name.clone(), name);
-                    ports
-                        .entry((node.name.as_str(), g.tunnel))
-                        .or_default()
-                        .push(i);
+                    carried.push(i);
                 }
             }
         }
-    }
-    for (g, (tunnel_ports, self_tunnel_nodes)) in groups.iter().zip(placed.iter_mut()) {
-        let tunnel_ports = Arc::new(std::mem::take(tunnel_ports));
-        for device in &g.members {
-            let outcome = DeviceOutcome::Planned {
-                tunnel_ports: Arc::clone(&tunnel_ports),
-                self_tunnel_nodes: self_tunnel_nodes.clone(),
-            };
-            outcomes.insert(device.key.clone(), outcome);
-        }
-    }
-    let by_name: BTreeMap<&str, &NodeInfo> =
-        node_infos.iter().map(|n| (n.name.as_str(), n)).collect();
-    // Nodes that carry the same groups of a tunnel carry the same list: built once.
-    let mut lists: BTreeMap<(TunnelId, &[usize]), CarriedList> = BTreeMap::new();
-    let mut out: Vec<TunnelPort> = Vec::with_capacity(ports.len());
-    for ((node, tunnel), carried) in &ports {
-        let (devices, bfd) = lists
-            .entry((*tunnel, carried.as_slice()))
-            .or_insert_with(|| {
-                let members: Vec<&Group<'_>> = carried.iter().map(|&i| &groups[i]).collect();
-                Group::carried(&members)
-            });
-        out.push(tunnel_port(
-            by_name[node],
-            *tunnel,
+        let Some(&first) = carried.first() else {
+            continue;
+        };
+        let (devices, bfd) = lists.entry(carried).or_insert_with_key(|carried| {
+            let members: Vec<&Group<'_>> = carried.iter().map(|&i| &run[i]).collect();
+            Group::carried(&members)
+        });
+        ports.push(tunnel_port(
+            node,
+            run[first].tunnel,
             Arc::clone(devices),
             *bfd,
         ));
     }
-    out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    out
+    let placements = placed
+        .into_iter()
+        .map(|(tunnel_ports, self_tunnel)| (Arc::new(tunnel_ports), self_tunnel))
+        .collect();
+    (placements, ports)
 }
 
 /// The claims accepted devices hold, checked across all namespaces (VNIs are global on
 /// the overlay).
+/// Holders are kept as the objects, borrowed: a key is only built for a conflict.
 #[derive(Default)]
-struct Claims {
-    mac_owner: BTreeMap<(u32, [u8; 6]), DeviceKey>,
-    vlan_of_vni: BTreeMap<u32, (Option<u16>, DeviceKey)>,
+struct Claims<'a> {
+    mac_owner: BTreeMap<(u32, [u8; 6]), &'a RemoteDevice>,
+    vlan_of_vni: BTreeMap<u32, (Option<u16>, &'a RemoteDevice)>,
     tunnel_load: BTreeMap<TunnelId, usize>,
 }
 
-impl Claims {
+impl<'a> Claims<'a> {
     /// Who already holds what this device claims, and what: the same (VNI, MAC), the same
     /// VNI on another VLAN, or a full tunnel.
     fn conflict(
@@ -304,16 +303,18 @@ impl Claims {
         tunnel: TunnelId,
     ) -> Option<(Option<DeviceKey>, String)> {
         if let Some(owner) = self.mac_owner.get(&(spec.vni, mac)) {
+            let owner = DeviceKey::of(owner);
             let mac = validate::format_mac(mac);
             let message = format!(
                 "VNI {} and MAC {mac} are already claimed by {owner}",
                 spec.vni
             );
-            return Some((Some(owner.clone()), message));
+            return Some((Some(owner), message));
         }
         if let Some((vlan, owner)) = self.vlan_of_vni.get(&spec.vni)
             && *vlan != spec.local_vlan
         {
+            let owner = DeviceKey::of(owner);
             let show = |v: &Option<u16>| {
                 v.map_or_else(|| "untagged ports".to_string(), |v| format!("VLAN {v}"))
             };
@@ -322,7 +323,7 @@ impl Claims {
                 "VNI {} is mapped to {theirs} by {owner}; this device maps it to {ours}",
                 spec.vni
             );
-            return Some((Some(owner.clone()), message));
+            return Some((Some(owner), message));
         }
         if self.tunnel_load.get(&tunnel).copied().unwrap_or(0) >= MAX_DEVICES_PER_TUNNEL {
             let message = format!(
@@ -336,12 +337,13 @@ impl Claims {
     }
 
     /// Records the claims of an accepted device.
-    fn take(&mut self, key: &DeviceKey, spec: &RemoteDeviceSpec, mac: [u8; 6], tunnel: TunnelId) {
+    fn take(&mut self, device: &'a RemoteDevice, mac: [u8; 6], tunnel: TunnelId) {
+        let spec = &device.spec;
         *self.tunnel_load.entry(tunnel).or_default() += 1;
-        self.mac_owner.insert((spec.vni, mac), key.clone());
+        self.mac_owner.insert((spec.vni, mac), device);
         self.vlan_of_vni
             .entry(spec.vni)
-            .or_insert((spec.local_vlan, key.clone()));
+            .or_insert((spec.local_vlan, device));
     }
 }
 
@@ -395,7 +397,7 @@ fn accept(
             outcomes.insert(key, DeviceOutcome::Conflict { with, message });
             continue;
         }
-        claims.take(&key, spec, mac, tunnel);
+        claims.take(device, mac, tunnel);
         let entry = TunnelDevice {
             namespace: key.namespace.clone(),
             name: key.name.clone(),

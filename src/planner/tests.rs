@@ -678,7 +678,7 @@ proptest! {
         let vtep = victim.spec.vtep_ip.clone();
         let kept: Vec<RemoteDevice> = devices.iter().filter(|d| d.spec.vtep_ip != vtep).cloned().collect();
         let after = plan_tunnels(&kept, &nodes3());
-        let expected: Vec<TunnelPort> = before
+        let expected: Vec<Arc<TunnelPort>> = before
             .tunnel_ports
             .iter()
             .filter(|tp| validate::parse_ip(&tp.spec.remote_ip).ok() != validate::parse_ip(&vtep).ok())
@@ -851,4 +851,101 @@ fn devices_group_by_tunnel_and_selector() {
             assert_eq!(got, want, "{case} (reversed: {reversed})");
         }
     }
+}
+
+/// The nodes of [`nodes3`] in one of three states: as they are, n2 moved to rack a,
+/// n3 gone.
+fn nodes_variant(variant: u8) -> Vec<Node> {
+    let mut nodes = nodes3();
+    match variant {
+        1 => nodes[1] = node("n2", "198.51.100.2", &[("rack", "a")]),
+        2 => drop(nodes.pop()),
+        _ => {}
+    }
+    nodes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn a_planner_kept_across_passes_plans_what_a_fresh_one_does(
+        raw in proptest::collection::vec(arb_device(), 0..10),
+        steps in proptest::collection::vec(
+            (any::<prop::sample::Index>(), proptest::option::of((arb_device(), 0u8..3)), 0u8..3, any::<bool>()),
+            1..8,
+        ),
+    ) {
+        // An edited device asks for no BFD, the default BFD or faster BFD.
+        let bfd = |ask: u8| (ask > 0).then(|| crate::api::DeviceBfd {
+            enabled: Some(true),
+            min_rx_ms: (ask == 2).then_some(300),
+            ..Default::default()
+        });
+        let edited = |n: usize, (r, ask): (_, u8)| {
+            let mut d = build(100 + n, r, false);
+            d.spec.bfd = bfd(ask);
+            d
+        };
+        let mut devices: Vec<RemoteDevice> =
+            raw.into_iter().enumerate().map(|(i, r)| build(i, r, false)).collect();
+        let mut kept = Planner::default();
+        let mut stored: Vec<Arc<TunnelPort>> = Vec::new();
+        for (n, (at, edit, variant, written)) in steps.into_iter().enumerate() {
+            // One device replaced (or added), or removed; the rest as they were.
+            match edit {
+                Some(r) if devices.is_empty() => devices.push(edited(n, r)),
+                // Some edits change only what the device asks of BFD, or only its selector.
+                Some((_, ask)) if n % 3 == 1 => {
+                    let i = at.index(devices.len());
+                    devices[i].spec.bfd = bfd(ask);
+                }
+                Some((r, _)) if n % 3 == 2 => {
+                    let i = at.index(devices.len());
+                    devices[i].spec.node_selector = build(0, r, false).spec.node_selector;
+                }
+                Some(r) => {
+                    let i = at.index(devices.len());
+                    devices[i] = edited(n, r);
+                }
+                None if !devices.is_empty() => drop(devices.remove(at.index(devices.len()))),
+                None => {}
+            }
+            let nodes = nodes_variant(variant);
+            let incremental = kept.plan(&devices, &nodes, &stored);
+            let fresh = plan_tunnels_keeping(&devices, &nodes, &stored);
+            prop_assert_eq!(&incremental, &fresh, "step {}", n);
+            // The writes went through, or the pass's writes failed and the store is old.
+            if written {
+                stored = incremental.tunnel_ports;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_kept_planner_rebuilds_only_the_tunnel_whose_devices_changed() {
+    let nodes = nodes3();
+    let a = device("t1", "a", spec("192.0.2.10", 5001, "52:54:00:00:00:01"));
+    let b = device("t1", "b", spec("192.0.2.11", 5002, "52:54:00:00:00:02"));
+    let mut planner = Planner::default();
+    let before = planner.plan(&[a.clone(), b.clone()], &nodes, &[] as &[TunnelPort]);
+    let mut b2 = b.clone();
+    b2.spec.ips = vec!["198.51.100.20".into()];
+    let after = planner.plan(&[a.clone(), b2], &nodes, &before.tunnel_ports);
+    assert_eq!(after.tunnel_ports.len(), 6);
+    for (old, new) in before.tunnel_ports.iter().zip(&after.tunnel_ports) {
+        let same = Arc::ptr_eq(old, new);
+        let to_a = new.spec.remote_ip == "192.0.2.10";
+        assert_eq!(same, to_a, "{:?}: kept {same}", new.metadata.name);
+    }
+    // The nodes changed: every tunnel is placed again.
+    let moved = nodes_variant(1);
+    let again = planner.plan(&[a, b], &moved, &after.tunnel_ports);
+    assert!(
+        again
+            .tunnel_ports
+            .iter()
+            .all(|p| !after.tunnel_ports.iter().any(|q| Arc::ptr_eq(p, q)))
+    );
 }
