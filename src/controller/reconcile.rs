@@ -228,7 +228,8 @@ pub(super) fn tunnel_summary(port: &TunnelPort) -> String {
     )
 }
 
-/// Decides every write for `snapshot` at time `now`.
+/// Decides every write for `snapshot` at time `now`, with a fresh planner (the controller
+/// keeps one across passes and calls [`decide_with_plan`]; the decisions are the same).
 pub fn decide(snapshot: &Snapshot, now: Timestamp) -> PassDecisions {
     let planned: TunnelPlan =
         planner::plan_tunnels_keeping(&snapshot.devices, &snapshot.nodes, &snapshot.tunnel_ports);

@@ -1,6 +1,8 @@
 //! The planner: RemoteDevices + Nodes → the TunnelPorts every node must have.
 //!
 //! Pure and total: no I/O, no panics, and the same output for any order of the input.
+//! [`Planner`] keeps a pass's results for the next one; its output is still that of a
+//! fresh planner for the same input.
 //! Devices that cannot be planned (invalid, conflicting) are excluded and reported, so one
 //! bad object never blocks the others.
 
