@@ -15,9 +15,11 @@ use super::{
 };
 use crate::api::{RemoteDevice, TunnelBfd, TunnelDevice, TunnelId, TunnelPort};
 
-/// A TunnelPort's place in [`Planner`]: its name, then its tunnel (a name is unique per
-/// node and tunnel, so the tunnel only tells apart what a hash collision would merge).
-type PortKey = (String, TunnelId);
+/// A TunnelPort's place in [`Planner`]: its name, then its node. Names can collide only
+/// between nodes of one tunnel whose names differ but map to the same name part (e.g.
+/// `UPPER` beside `upper-<hash>`); keyed by node too, both ports stay in the plan, in the
+/// order a fresh planner gives.
+type PortKey = (String, String);
 
 /// A group as a memo remembers it: its selector, and its members' entries and BFD in
 /// settle order.
@@ -66,7 +68,8 @@ impl Planner {
     /// Computes the desired TunnelPorts, letting devices that `previous` TunnelPorts
     /// already carry keep their claims against newcomers. Claims are settled and devices
     /// validated afresh every time; placement and TunnelPorts only for tunnels whose
-    /// devices changed (all of them when the nodes changed).
+    /// groups changed (members, their entries or BFD, their settle order, selectors),
+    /// and for all of them when the nodes as the planner sees them changed.
     pub fn plan(
         &mut self,
         devices: &[RemoteDevice],
@@ -103,7 +106,9 @@ impl Planner {
         self.tunnels.retain(|tunnel, memo| {
             let keep = live.contains(tunnel);
             if !keep {
-                memo.ports.iter().for_each(|k| drop(ports.remove(k)));
+                for key in &memo.ports {
+                    ports.remove(key);
+                }
             }
             keep
         });
@@ -120,12 +125,15 @@ impl Planner {
             .is_some_and(|m| m.computed_from(run))
         {
             if let Some(old) = self.tunnels.remove(&tunnel) {
-                old.ports.iter().for_each(|k| drop(self.ports.remove(k)));
+                for key in &old.ports {
+                    self.ports.remove(key);
+                }
             }
             let (placements, built) = place_tunnel(run, &self.nodes);
             let mut keys = Vec::with_capacity(built.len());
             for port in built {
-                let key = (port.metadata.name.clone().unwrap_or_default(), tunnel);
+                let name = port.metadata.name.clone().unwrap_or_default();
+                let key = (name, port.spec.node_name.clone());
                 self.ports.insert(key.clone(), Arc::new(port));
                 keys.push(key);
             }

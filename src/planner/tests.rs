@@ -853,63 +853,87 @@ fn devices_group_by_tunnel_and_selector() {
     }
 }
 
-/// The nodes of [`nodes3`] in one of three states: as they are, n2 moved to rack a,
-/// n3 gone.
+/// The nodes of [`nodes3`] in one of six states: as they are, n2 moved to rack a, n3
+/// gone, n2 on the tunnel IP of a VTEP the devices use, n2 recreated (new UID), n4 added.
 fn nodes_variant(variant: u8) -> Vec<Node> {
     let mut nodes = nodes3();
     match variant {
         1 => nodes[1] = node("n2", "198.51.100.2", &[("rack", "a")]),
         2 => drop(nodes.pop()),
+        3 => nodes[1] = node("n2", "192.0.2.10", &[("rack", "b")]),
+        4 => nodes[1].metadata.uid = Some("uid-n2-again".into()),
+        5 => nodes.push(node("n4", "198.51.100.4", &[("rack", "b")])),
         _ => {}
     }
     nodes
 }
 
+/// One edit between two passes of [`a_planner_kept_across_passes_plans_what_a_fresh_one_does`].
+#[derive(Clone, Debug)]
+enum Edit {
+    /// A new device (new name) in place of one, or added when there is none.
+    Replace(DeviceParts),
+    Remove,
+    /// The same object asks for no BFD (0), the default BFD (1) or faster BFD (2).
+    Bfd(u8),
+    /// The same object with the selector of these parts.
+    Selector(DeviceParts),
+    /// The same object (same key, same BFD) with the rest of the spec from these parts:
+    /// VTEP, tunnel type, VNI, MAC, VLAN, selector.
+    Spec(DeviceParts),
+    /// The same object with one more IP.
+    AddIp(u8),
+}
+
+type DeviceParts = (u8, u8, u8, u8, u8, Option<u8>, bool);
+
+fn arb_edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        arb_device().prop_map(Edit::Replace),
+        Just(Edit::Remove),
+        (0u8..3).prop_map(Edit::Bfd),
+        arb_device().prop_map(Edit::Selector),
+        arb_device().prop_map(Edit::Spec),
+        any::<u8>().prop_map(Edit::AddIp),
+    ]
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn a_planner_kept_across_passes_plans_what_a_fresh_one_does(
         raw in proptest::collection::vec(arb_device(), 0..10),
         steps in proptest::collection::vec(
-            (any::<prop::sample::Index>(), proptest::option::of((arb_device(), 0u8..3)), 0u8..3, any::<bool>()),
-            1..8,
+            (any::<prop::sample::Index>(), arb_edit(), 0u8..6, any::<bool>()),
+            1..10,
         ),
     ) {
-        // An edited device asks for no BFD, the default BFD or faster BFD.
+        let mut devices: Vec<RemoteDevice> =
+            raw.into_iter().enumerate().map(|(i, r)| build(i, r, false)).collect();
         let bfd = |ask: u8| (ask > 0).then(|| crate::api::DeviceBfd {
             enabled: Some(true),
             min_rx_ms: (ask == 2).then_some(300),
             ..Default::default()
         });
-        let edited = |n: usize, (r, ask): (_, u8)| {
-            let mut d = build(100 + n, r, false);
-            d.spec.bfd = bfd(ask);
-            d
-        };
-        let mut devices: Vec<RemoteDevice> =
-            raw.into_iter().enumerate().map(|(i, r)| build(i, r, false)).collect();
         let mut kept = Planner::default();
         let mut stored: Vec<Arc<TunnelPort>> = Vec::new();
         for (n, (at, edit, variant, written)) in steps.into_iter().enumerate() {
-            // One device replaced (or added), or removed; the rest as they were.
-            match edit {
-                Some(r) if devices.is_empty() => devices.push(edited(n, r)),
-                // Some edits change only what the device asks of BFD, or only its selector.
-                Some((_, ask)) if n % 3 == 1 => {
-                    let i = at.index(devices.len());
-                    devices[i].spec.bfd = bfd(ask);
-                }
-                Some((r, _)) if n % 3 == 2 => {
-                    let i = at.index(devices.len());
+            let i = (!devices.is_empty()).then(|| at.index(devices.len()));
+            match (edit, i) {
+                (Edit::Replace(r), None) => devices.push(build(100 + n, r, false)),
+                (Edit::Replace(r), Some(i)) => devices[i] = build(100 + n, r, false),
+                (Edit::Remove, Some(i)) => drop(devices.remove(i)),
+                (Edit::Bfd(ask), Some(i)) => devices[i].spec.bfd = bfd(ask),
+                (Edit::Selector(r), Some(i)) => {
                     devices[i].spec.node_selector = build(0, r, false).spec.node_selector;
                 }
-                Some(r) => {
-                    let i = at.index(devices.len());
-                    devices[i] = edited(n, r);
+                (Edit::Spec(r), Some(i)) => {
+                    let bfd = devices[i].spec.bfd.take();
+                    devices[i].spec = RemoteDeviceSpec { bfd, ..build(0, r, false).spec };
                 }
-                None if !devices.is_empty() => drop(devices.remove(at.index(devices.len()))),
-                None => {}
+                (Edit::AddIp(last), Some(i)) => devices[i].spec.ips.push(format!("203.0.113.{last}")),
+                (_, None) => {}
             }
             let nodes = nodes_variant(variant);
             let incremental = kept.plan(&devices, &nodes, &stored);
