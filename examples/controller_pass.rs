@@ -37,10 +37,21 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    time_from(runs, &mut (), |_| {}, |_| f())
+}
+
+/// Median time of `f` on `state`, each run after an untimed `reset` of it.
+fn time_from<S, T>(
+    runs: usize,
+    state: &mut S,
+    mut reset: impl FnMut(&mut S),
+    mut f: impl FnMut(&mut S) -> T,
+) -> Duration {
     let samples = (0..runs)
         .map(|_| {
+            reset(state);
             let start = Instant::now();
-            std::hint::black_box(f());
+            std::hint::black_box(f(state));
             start.elapsed()
         })
         .collect();
@@ -199,19 +210,11 @@ fn main() {
     });
     // Every timed run is a real change: the planner is brought back to the settled
     // state, untimed, before it.
-    let mut timed_change = |f: &mut dyn FnMut(&mut Planner)| {
-        let samples = (0..runs)
-            .map(|_| {
-                drop(plan(&mut kept, &settled));
-                let start = Instant::now();
-                f(&mut kept);
-                start.elapsed()
-            })
-            .collect();
-        median(samples)
-    };
-    let change_plan = timed_change(&mut |p| drop(plan(p, &changed)));
-    let change = timed_change(&mut |p| drop(decide_with_plan(&changed, &plan(p, &changed), now)));
+    let settle_planner = |p: &mut Planner| drop(plan(p, &settled));
+    let change_plan = time_from(runs, &mut kept, settle_planner, |p| plan(p, &changed));
+    let change = time_from(runs, &mut kept, settle_planner, |p| {
+        decide_with_plan(&changed, &plan(p, &changed), now)
+    });
     let fresh_change_plan = time(runs, || {
         planner::plan_tunnels_keeping(&changed.devices, &changed.nodes, &changed.tunnel_ports)
     });

@@ -378,6 +378,7 @@ pub async fn drive_reporting(
         let started = Instant::now();
         let planned = planner.plan(&snap.devices, &snap.nodes, &snap.tunnel_ports);
         let decisions = decide_with_plan(&snap, &planned, Timestamp::now());
+        // The device outcomes are not needed while the writes are awaited.
         drop(planned);
         metrics.set_tunnel_ports(&decisions.tunnel_port_states);
         if !is_leader {

@@ -185,21 +185,25 @@ type Expressions = Option<Vec<kube::core::Expression>>;
 /// input order. Selectors are compared by their expressions: two spellings of the same
 /// selection only make two groups, which place the same way.
 fn group(accepted: &[ValidDevice]) -> Vec<Group<'_>> {
-    let mut groups: BTreeMap<(TunnelId, Expressions), Group<'_>> = BTreeMap::new();
+    type Members<'a> = (Option<&'a Selector>, Vec<&'a ValidDevice>);
+    let mut groups: BTreeMap<(TunnelId, Expressions), Members<'_>> = BTreeMap::new();
     for device in accepted {
         let expressions = device.selector.clone().map(|s| s.into_iter().collect());
         groups
-            .entry((device.tunnel, expressions.clone()))
-            .or_insert_with(|| Group {
-                tunnel: device.tunnel,
-                selector: device.selector.as_ref(),
-                expressions,
-                members: Vec::new(),
-            })
-            .members
+            .entry((device.tunnel, expressions))
+            .or_insert_with(|| (device.selector.as_ref(), Vec::new()))
+            .1
             .push(device);
     }
-    groups.into_values().collect()
+    groups
+        .into_iter()
+        .map(|((tunnel, expressions), (selector, members))| Group {
+            tunnel,
+            selector,
+            expressions,
+            members,
+        })
+        .collect()
 }
 
 /// A group's devices on one node.
@@ -264,19 +268,14 @@ fn place_tunnel(
                 }
             }
         }
-        let Some(&first) = carried.first() else {
+        if carried.is_empty() {
             continue;
-        };
+        }
         let (devices, bfd) = lists.entry(carried).or_insert_with_key(|carried| {
             let members: Vec<&Group<'_>> = carried.iter().map(|&i| &run[i]).collect();
             Group::carried(&members)
         });
-        ports.push(tunnel_port(
-            node,
-            run[first].tunnel,
-            Arc::clone(devices),
-            *bfd,
-        ));
+        ports.push(tunnel_port(node, run[0].tunnel, Arc::clone(devices), *bfd));
     }
     let placements = placed
         .into_iter()
@@ -286,8 +285,8 @@ fn place_tunnel(
 }
 
 /// The claims accepted devices hold, checked across all namespaces (VNIs are global on
-/// the overlay).
-/// Holders are kept as the objects, borrowed: a key is only built for a conflict.
+/// the overlay). Holders are kept as the objects, borrowed: a key is only built for a
+/// conflict.
 #[derive(Default)]
 struct Claims<'a> {
     mac_owner: BTreeMap<(u32, [u8; 6]), &'a RemoteDevice>,
