@@ -5,7 +5,7 @@
 #[allow(dead_code)]
 mod sandbox;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use remote_device_operator::api::{TunnelId, TunnelPort, TunnelPortSpec, TunnelType};
@@ -130,18 +130,22 @@ impl Agent {
         }
     }
 
-    /// Waits until exactly `want` are reported, all Ready with an ofport.
+    /// Waits until exactly `want` are reported, all Ready with an ofport, each on the
+    /// interface its spec names. Matching names alone would accept the observation made
+    /// before the latest `set` when a TunnelPort keeps its name but gets a new interface.
     async fn converge(&mut self, want: &[TunnelPort]) -> Observed {
-        let names: BTreeSet<String> = want
+        let want: BTreeMap<String, String> = want
             .iter()
-            .map(|t| t.metadata.name.clone().unwrap())
+            .map(|t| (t.metadata.name.clone().unwrap(), iface(t)))
             .collect();
         self.wait("convergence", move |o| {
             o.connected
-                && o.ports.keys().cloned().collect::<BTreeSet<_>>() == names
-                && o.ports
-                    .values()
-                    .all(|r| r.state == PortState::Ready && r.ofport.is_some_and(|p| p > 0))
+                && o.ports.len() == want.len()
+                && o.ports.iter().all(|(name, r)| {
+                    want.get(name) == Some(&r.interface_name)
+                        && r.state == PortState::Ready
+                        && r.ofport.is_some_and(|p| p > 0)
+                })
         })
         .await
     }
@@ -255,10 +259,14 @@ async fn creates_updates_and_deletes_vxlan_geneve_and_gre_tunnels() {
         None,
         Some("192.0.2.1"),
     );
+    let before = agent.observed.borrow().transactions;
     agent.set(vec![vx2.clone(), gn.clone(), gr.clone()]);
+    // In sync after a transaction sent since the change: in_sync alone may still be
+    // the report from before it.
     agent
-        .wait("local_ip applied", |o| {
+        .wait("local_ip applied", move |o| {
             o.in_sync
+                && o.transactions > before
                 && o.ports
                     .get("vx")
                     .is_some_and(|r| r.state == PortState::Ready)
