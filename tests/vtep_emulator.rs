@@ -37,6 +37,14 @@ fn synced(o: &GatewayObserved) -> bool {
     o.connected && o.in_sync && o.conflicts.is_empty()
 }
 
+/// Our logical switch's flood list as the writer last saw it in the database.
+fn flood_of(o: &GatewayObserved) -> Vec<&str> {
+    o.flood
+        .get(&VNI)
+        .map(|ips| ips.iter().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
 fn lines(text: &str) -> Vec<String> {
     text.lines()
         .map(|l| l.trim().to_string())
@@ -58,11 +66,13 @@ fn exercise(tor: &Tor, gw: &mut Gateway) {
     });
     assert_eq!(tor.vtep_ctl(&["list-ls"]).unwrap().trim(), "");
 
+    // Each wait names what the database must show: `synced` alone also holds for the
+    // report made before the writer read the new desired state.
     let o = gw.converge(
         Some(desired(&["192.168.100.1", "192.168.100.3"])),
         "programmed",
         Duration::from_secs(10),
-        synced,
+        |o| synced(o) && flood_of(o) == ["192.168.100.1", "192.168.100.3"],
     );
     assert_eq!(o.managed.get(&VNI).map(String::as_str), Some(LS));
     eprintln!("programmed in {:?}", started.elapsed());
@@ -118,7 +128,7 @@ fn exercise(tor: &Tor, gw: &mut Gateway) {
         Some(desired(&["192.168.100.1"])),
         "node removed",
         Duration::from_secs(10),
-        |o| synced(o) && o.transactions >= 2,
+        |o| synced(o) && flood_of(o) == ["192.168.100.1"],
     );
     let remote = lines(&tor.vtep_ctl(&["list-remote-macs", LS]).unwrap());
     assert_eq!(
