@@ -14,7 +14,7 @@ use crate::api::validate;
 use crate::api::{
     DeviceKey, RemoteDevice, RemoteDeviceStatus, TunnelDevice, TunnelPort, device_bfd,
 };
-use crate::planner::DeviceOutcome;
+use crate::planner::{DeviceOutcome, FastHash};
 
 /// How many node names a message lists before it says "and N more".
 const LIST_NODES: usize = 5;
@@ -100,7 +100,7 @@ pub struct PortView<'a> {
 /// One [`PortView`] per desired TunnelPort name, and the verdicts worked out from them.
 #[derive(Debug, Default)]
 pub struct PortViews<'a> {
-    by_name: HashMap<&'a str, PortView<'a>>,
+    by_name: HashMap<&'a str, PortView<'a>, FastHash>,
     /// Verdicts that hold for every device of a (tunnel, selector) group, by the address
     /// of the group's shared node → TunnelPort map (alive for the whole pass, so never
     /// reused) and whether nodes were skipped. All devices of a group land on the same

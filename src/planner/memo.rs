@@ -10,8 +10,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Node;
 
 use super::{
-    DeviceOutcome, Expressions, Group, GroupPlacement, NodeInfo, TunnelPlan, accept, group,
-    place_tunnel, settled_devices, unique_nodes,
+    DeviceOutcome, Expressions, FastHash, Group, GroupPlacement, NodeInfo, TunnelPlan, accept,
+    group, place_tunnel, settled_devices, unique_nodes,
 };
 use crate::api::{RemoteDevice, TunnelBfd, TunnelDevice, TunnelId, TunnelPort};
 
@@ -59,7 +59,7 @@ impl TunnelMemo {
 pub struct Planner {
     /// The nodes the memos were placed on: when they change, everything is re-planned.
     nodes: Vec<NodeInfo>,
-    tunnels: HashMap<TunnelId, TunnelMemo>,
+    tunnels: HashMap<TunnelId, TunnelMemo, FastHash>,
     /// Every planned TunnelPort, in the plan's order.
     ports: BTreeMap<PortKey, Arc<TunnelPort>>,
 }
@@ -87,7 +87,7 @@ impl Planner {
             self.nodes = node_infos;
         }
         let groups = group(&accepted);
-        let mut live = HashSet::new();
+        let mut live = HashSet::with_hasher(FastHash::default());
         // `group` sorts by tunnel first: each run is one tunnel's groups.
         for run in groups.chunk_by(|a, b| a.tunnel == b.tunnel) {
             live.insert(run[0].tunnel);

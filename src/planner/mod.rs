@@ -12,6 +12,7 @@ mod nodes;
 mod tests;
 
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -75,20 +76,24 @@ struct ValidDevice {
 
 /// Namespace/name of every device a stored TunnelPort carries, borrowed: every node's
 /// port repeats the same devices, so owned keys would cost nodes × devices allocations.
-type Holders<'a> = HashSet<(&'a str, &'a str)>;
+type Holders<'a> = HashSet<(&'a str, &'a str), FastHash>;
+
+/// The hasher of the planner's indexes: they are rebuilt every pass over every device and
+/// stored port, where std's SipHash was a visible share of the pass.
+pub(crate) type FastHash = foldhash::fast::RandomState;
+
+/// Where a device stands in [`settle_order`]: newcomer?, creation time, namespace/name.
+type SettleOrder<'a> = (
+    bool,
+    Option<k8s_openapi::jiff::Timestamp>,
+    (&'a str, &'a str),
+);
 
 /// Order in which claims are settled: devices that already hold their claim on a stored
 /// TunnelPort first (so a newcomer can never take a claim away, even when creation times
 /// tie or are missing), then older objects, then namespace/name. Objects read from files
 /// have no creation time and are settled by namespace/name after the sitting holders.
-fn settle_order<'a>(
-    device: &'a RemoteDevice,
-    holders: &Holders<'_>,
-) -> (
-    bool,
-    Option<k8s_openapi::jiff::Timestamp>,
-    (&'a str, &'a str),
-) {
+fn settle_order<'a>(device: &'a RemoteDevice, holders: &Holders<'_>) -> SettleOrder<'a> {
     let key = DeviceKey::borrowed(device);
     (
         !holders.contains(&key),
@@ -122,7 +127,7 @@ fn settled_devices<'a>(
     // Each distinct list once: the nodes' ports to a VTEP share theirs (the controller's
     // cache makes them one), and at 100 000 ports walking every copy was a million
     // insertions a pass.
-    let mut lists = HashSet::new();
+    let mut lists = HashSet::with_hasher(FastHash::default());
     let holders: Holders<'_> = previous
         .iter()
         .map(Borrow::borrow)
@@ -131,20 +136,27 @@ fn settled_devices<'a>(
         .map(|d| (d.namespace.as_str(), d.name.as_str()))
         .collect();
     // One object per key (the first in settle order), whatever the input order.
-    let mut unique: HashMap<(&str, &str), &RemoteDevice> = HashMap::new();
+    let mut unique: HashMap<(&str, &str), (SettleOrder<'a>, &RemoteDevice), FastHash> =
+        HashMap::default();
     for device in devices
         .iter()
         .filter(|d| d.metadata.deletion_timestamp.is_none())
     {
-        let slot = unique.entry(DeviceKey::borrowed(device)).or_insert(device);
-        if settle_order(device, &holders) < settle_order(slot, &holders) {
-            *slot = device;
+        let order = settle_order(device, &holders);
+        match unique.entry(order.2) {
+            Entry::Vacant(slot) => {
+                slot.insert((order, device));
+            }
+            Entry::Occupied(mut slot) if order < slot.get().0 => {
+                slot.insert((order, device));
+            }
+            Entry::Occupied(_) => {}
         }
     }
     // The sort key ends in the unique namespace/name: the hash map's order does not show.
-    let mut ordered: Vec<&RemoteDevice> = unique.into_values().collect();
-    ordered.sort_by_cached_key(|d| settle_order(d, &holders));
-    ordered
+    let mut ordered: Vec<_> = unique.into_values().collect();
+    ordered.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    ordered.into_iter().map(|(_, device)| device).collect()
 }
 
 /// Live nodes, one per name; for duplicate names (only possible from files) the one with
