@@ -9,6 +9,7 @@
 //! spread over 4 racks); 0 = no selectors.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
@@ -139,7 +140,8 @@ fn settle(snapshot: &Snapshot, now: Timestamp) -> Snapshot {
         .collect();
     for action in decide(snapshot, now).actions {
         match action {
-            Action::Apply { mut port, .. } => {
+            Action::Apply { port, .. } => {
+                let mut port = Arc::unwrap_or_clone(port);
                 port.metadata.uid = Some("uid".into());
                 port.metadata.generation = Some(1);
                 // One Apply per TunnelPort name in a pass: a plain push keeps this linear.

@@ -4,6 +4,7 @@
 //! should be, so a resync with nothing new decides nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -73,8 +74,9 @@ pub enum Action {
     },
     /// Server-side apply of a desired TunnelPort.
     Apply {
-        /// The object to apply.
-        port: TunnelPort,
+        /// The object to apply, shared with the plan it came from (a first pass applies
+        /// every desired port: copies would double the pass's peak).
+        port: Arc<TunnelPort>,
         /// Whether no such object exists yet (an event says so once it does).
         create: bool,
     },
@@ -263,7 +265,7 @@ pub fn decide_with_plan(
 struct PassIndex<'a> {
     managed: Vec<&'a TunnelPort>,
     stored: BTreeMap<&'a str, &'a TunnelPort>,
-    desired: BTreeMap<&'a str, &'a TunnelPort>,
+    desired: BTreeMap<&'a str, &'a Arc<TunnelPort>>,
     node_names: BTreeSet<&'a str>,
 }
 
@@ -280,7 +282,7 @@ impl<'a> PassIndex<'a> {
             desired: planned
                 .tunnel_ports
                 .iter()
-                .filter_map(|p| by_name(p))
+                .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
                 .collect(),
             node_names: snapshot
                 .nodes
@@ -328,7 +330,7 @@ fn applies(index: &PassIndex<'_>) -> Vec<Action> {
             Some(have) if have.metadata.deletion_timestamp.is_some() => {}
             Some(have) if !needs_apply(want, have) => {}
             have => actions.push(Action::Apply {
-                port: (*want).clone(),
+                port: Arc::clone(want),
                 create: have.is_none(),
             }),
         }

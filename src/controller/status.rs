@@ -117,12 +117,13 @@ impl<'a> PortViews<'a> {
 
 /// One [`PortView`] per desired TunnelPort name.
 pub fn port_views<'a>(
-    desired: &BTreeMap<&'a str, &'a TunnelPort>,
+    desired: &BTreeMap<&'a str, &'a Arc<TunnelPort>>,
     stored: &BTreeMap<&'a str, &'a TunnelPort>,
 ) -> PortViews<'a> {
     let by_name = desired
         .iter()
         .map(|(name, want)| {
+            let want: &'a TunnelPort = want;
             let have = stored.get(name).copied();
             let view = PortView {
                 desired: want,
@@ -410,10 +411,10 @@ mod tests {
         let b = device("t1", "b", "192.0.2.10", 5002, "52:54:00:00:00:02");
         let devices = [a.clone(), b.clone()];
         let plan = plan_tunnels(&devices, &nodes);
-        let desired: BTreeMap<&str, &TunnelPort> = plan
+        let desired: BTreeMap<&str, &Arc<TunnelPort>> = plan
             .tunnel_ports
             .iter()
-            .map(|tp| (tp.metadata.name.as_deref().unwrap(), &**tp))
+            .map(|tp| (tp.metadata.name.as_deref().unwrap(), tp))
             .collect();
         // (stored lists as planned, expected ready counts of a and b).
         let cases = [(true, ["2/2", "2/2"]), (false, ["2/2", "1/2"])];
@@ -510,10 +511,10 @@ mod tests {
                     tp
                 })
                 .collect();
-            let desired: BTreeMap<&str, &TunnelPort> = plan
+            let desired: BTreeMap<&str, &Arc<TunnelPort>> = plan
                 .tunnel_ports
                 .iter()
-                .map(|tp| (tp.metadata.name.as_deref().unwrap(), &**tp))
+                .map(|tp| (tp.metadata.name.as_deref().unwrap(), tp))
                 .collect();
             let have: BTreeMap<&str, &TunnelPort> = stored
                 .iter()
