@@ -224,6 +224,26 @@ fn first_pass_creates_every_tunnel_port_and_reports_pending() {
 }
 
 #[test]
+fn applies_share_the_planned_objects() {
+    let snap = two_nodes_one_device();
+    let plan = crate::planner::plan_tunnels_keeping(&snap.devices, &snap.nodes, &snap.tunnel_ports);
+    let d = super::reconcile::decide_with_plan(&snap, &plan, at(100));
+    let applied: Vec<&Arc<TunnelPort>> = d
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Apply { port, .. } => Some(port),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied.len(), plan.tunnel_ports.len());
+    // No copies: a first pass applies every desired port.
+    for port in applied {
+        assert!(plan.tunnel_ports.iter().any(|p| Arc::ptr_eq(p, port)));
+    }
+}
+
+#[test]
 fn resync_with_nothing_new_decides_nothing() {
     let mut snap = two_nodes_one_device();
     let first = decide(&snap, at(100));
