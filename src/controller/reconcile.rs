@@ -3,6 +3,7 @@
 //! Nothing here does I/O. A write is decided only when the cluster differs from what it
 //! should be, so a resync with nothing new decides nothing.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -75,7 +76,7 @@ pub enum Action {
     /// Server-side apply of a desired TunnelPort.
     Apply {
         /// The object to apply, shared with the plan it came from (a first pass applies
-        /// every desired port: copies would double the pass's peak).
+        /// every desired port: copies would be held beside the plan's until written).
         port: Arc<TunnelPort>,
         /// Whether no such object exists yet (an event says so once it does).
         create: bool,
@@ -269,6 +270,11 @@ struct PassIndex<'a> {
     node_names: BTreeSet<&'a str>,
 }
 
+/// A TunnelPort (or a shared one) keyed by its name; unnamed ones cannot be written.
+fn by_name<P: Borrow<TunnelPort>>(port: &P) -> Option<(&str, &P)> {
+    Some((port.borrow().metadata.name.as_deref()?, port))
+}
+
 impl<'a> PassIndex<'a> {
     fn new(snapshot: &'a Snapshot, planned: &'a TunnelPlan) -> Self {
         let managed: Vec<&TunnelPort> = snapshot
@@ -276,14 +282,9 @@ impl<'a> PassIndex<'a> {
             .iter()
             .filter(|p| is_managed(p))
             .collect();
-        let by_name = |p: &'a TunnelPort| Some((p.metadata.name.as_deref()?, p));
         PassIndex {
             stored: managed.iter().copied().filter_map(by_name).collect(),
-            desired: planned
-                .tunnel_ports
-                .iter()
-                .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
-                .collect(),
+            desired: planned.tunnel_ports.iter().filter_map(by_name).collect(),
             node_names: snapshot
                 .nodes
                 .iter()
