@@ -548,7 +548,7 @@ impl<'a> Plan<'a> {
                     let only = Datum::set(vec![Atom::Uuid(i.uuid.clone())]);
                     port_row.insert("interfaces".into(), only);
                 }
-                changed |= self.repair_interface(d, i, &ids);
+                changed |= self.repair_interface(d, i);
             }
         }
         if !ids_ok(&port.external_ids, &ids) {
@@ -569,22 +569,17 @@ impl<'a> Plan<'a> {
         PortReport::new(&d.interface_name, ofport, state)
     }
 
-    /// Reverts drift of type, options or marks on `i` (whether there was any: the port
-    /// is then being changed), and sets its `bfd` column (which leaves the port as it is).
-    fn repair_interface(
-        &mut self,
-        d: &DesiredTunnel,
-        i: &InterfaceRow,
-        ids: &BTreeMap<String, String>,
-    ) -> bool {
+    /// Reverts drift of type or options on `i` (whether there was any: the port is then
+    /// being changed), and sets its `bfd` column (which leaves the port as it is). The
+    /// interface carries no marks: its port's say whose it is.
+    fn repair_interface(&mut self, d: &DesiredTunnel, i: &InterfaceRow) -> bool {
         let kind = d.tunnel_type.as_str();
-        let drifted = !(i.kind == kind && i.options == d.options && ids_ok(&i.external_ids, ids));
+        let drifted = !(i.kind == kind && i.options == d.options);
         let bfd = d.bfd_column();
         let mut row = Row::new();
         if drifted {
             row.insert("type".into(), Datum::string(kind));
             row.insert("options".into(), Datum::string_map(&d.options));
-            row.insert("external_ids".into(), merged(&i.external_ids, ids));
         }
         if i.bfd != bfd {
             row.insert("bfd".into(), Datum::string_map(&bfd));
@@ -708,7 +703,6 @@ fn interface_row(d: &DesiredTunnel) -> Row {
         ("name".into(), Datum::string(&d.interface_name)),
         ("type".into(), Datum::string(d.tunnel_type.as_str())),
         ("options".into(), Datum::string_map(&d.options)),
-        ("external_ids".into(), Datum::string_map(&d.external_ids())),
     ]);
     if d.bfd.is_some() {
         row.insert("bfd".into(), Datum::string_map(&d.bfd_column()));

@@ -16,7 +16,6 @@ pub fn monitor_requests() -> Vec<MonitorRequest> {
                 "name",
                 "type",
                 "options",
-                "external_ids",
                 "ofport",
                 "error",
                 "bfd",
@@ -63,8 +62,6 @@ pub struct InterfaceRow {
     pub kind: String,
     /// `options`.
     pub options: BTreeMap<String, String>,
-    /// `external_ids`.
-    pub external_ids: BTreeMap<String, String>,
     /// OpenFlow port number once vswitchd has applied it; -1 = failed.
     pub ofport: Option<i64>,
     /// vswitchd's error for this interface.
@@ -119,7 +116,6 @@ fn interface_row(uuid: &Uuid, r: &Row) -> InterfaceRow {
         name: string(r, "name"),
         kind: string(r, "type"),
         options: map(r, "options"),
-        external_ids: map(r, "external_ids"),
         ofport: r.get("ofport").and_then(|d| d.as_i64()),
         error: r
             .get("error")
@@ -248,7 +244,7 @@ mod tests {
             "Port": {"columns": {"name": {"type": "string"}, "interfaces": set("uuid"),
                 "tag": opt_int, "external_ids": map}},
             "Interface": {"columns": {"name": {"type": "string"}, "type": {"type": "string"},
-                "options": map, "external_ids": map, "ofport": opt_int,
+                "options": map, "ofport": opt_int,
                 "error": {"type": {"key": "string", "min": 0, "max": 1}},
                 "bfd": map, "bfd_status": map}},
         }});
