@@ -360,8 +360,9 @@ async fn deleted_tunnel_port_leaves_ovs_before_its_finalizer_is_released() {
     node.join().await;
 }
 
-/// The whole shell: it lists only its node's TunnelPorts (label selector), puts the
-/// finalizer on before the OVS port exists, then reports Ready with the ofport OVS gave.
+/// The whole shell: it lists only its node's TunnelPorts (label selector), creates the
+/// OVS port without waiting for its finalizer patch (held unanswered here until the port
+/// is in OVS), then reports Ready with the ofport OVS gave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
     let sandbox = Sandbox::start(Datapath::Dummy).expect("OVS sandbox");
@@ -399,7 +400,7 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
     let mut held = Vec::new();
     let mut finalizer_added = false;
     let mut event_delivered = false;
-    let mut port_seen_before_finalizer = false;
+    let mut port_while_finalizer_pending = false;
     let ready_body = loop {
         let (method, path, query, _, body, send) = next(&mut handle).await;
         match (method.as_str(), path.as_str()) {
@@ -438,11 +439,16 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
                     body,
                     json!({"metadata": {"finalizers": [OVS_CLEANUP_FINALIZER], "resourceVersion": "7"}})
                 );
-                port_seen_before_finalizer |= !sandbox
-                    .vsctl(&["list-ports", "br-int"])
-                    .unwrap_or_default()
-                    .trim()
-                    .is_empty();
+                // The patch is not answered yet: the port must come anyway.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while !port_while_finalizer_pending && tokio::time::Instant::now() < deadline {
+                    port_while_finalizer_pending = !sandbox
+                        .vsctl(&["list-ports", "br-int"])
+                        .unwrap_or_default()
+                        .trim()
+                        .is_empty();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 finalizer_added = true;
                 send.send_response(json_response(
                     &serde_json::to_value(&with_finalizer).unwrap(),
@@ -476,8 +482,8 @@ async fn agent_lists_its_node_adds_finalizer_then_reports_ready() {
         }
     };
     assert!(
-        finalizer_added && !port_seen_before_finalizer,
-        "the finalizer comes before the OVS port"
+        finalizer_added && port_while_finalizer_pending,
+        "the OVS port is created while its finalizer patch is pending"
     );
     assert_eq!(ready_body["status"]["conditions"][0]["reason"], "PortReady");
     assert!(

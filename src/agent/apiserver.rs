@@ -57,7 +57,7 @@ async fn set_finalizers(
     api.patch(name, &params, &Patch::Merge(patch)).await
 }
 
-/// Adds the agent's finalizer (before the OVS port is created). On a conflict it reads the
+/// Adds the agent's finalizer (while the OVS port is being created). On a conflict it reads the
 /// object once and tries again on that version: on a busy API server the watch can lag
 /// seconds behind the controller's updates, and every round in between would conflict
 /// again on the version the watch shows.

@@ -16,7 +16,7 @@ use super::status::tunnel_port_status;
 pub struct AgentWrites {
     /// Every TunnelPort of this node, for the node loop (`None` before the first full list).
     pub desired: Option<Vec<TunnelPort>>,
-    /// TunnelPorts that need the finalizer before their OVS port may be created.
+    /// TunnelPorts that need the finalizer (their OVS ports are created meanwhile).
     pub add_finalizer: Vec<String>,
     /// Deleted TunnelPorts whose OVS port and rules are gone: release the finalizer.
     pub release_finalizer: Vec<String>,
@@ -54,7 +54,10 @@ pub fn decide_writes(
     };
     let status = mine
         .iter()
-        .filter(|(name, tp)| view.active.contains(**name) && phase(tp, true) == Phase::Active)
+        .filter(|(name, tp)| {
+            view.active.contains(**name)
+                && matches!(phase(tp, true), Phase::Active | Phase::NeedsFinalizer)
+        })
         .filter_map(|(name, tp)| {
             let status = tunnel_port_status(tp, view, now);
             (tp.status.as_ref() != Some(&status)).then(|| (name.to_string(), status))

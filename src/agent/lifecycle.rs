@@ -1,7 +1,10 @@
 //! The lifecycle of a node's tunnels as one pure step: every ordering rule lives here.
 //!
-//! - A TunnelPort gets the agent's finalizer before its OVS port may exist (so the port is
-//!   never in OVS without a way to clean it up); in standalone mode there are no finalizers.
+//! - A TunnelPort's OVS port is created side by side with adding the agent's finalizer,
+//!   not after it: waiting for the patch and its echo cost every new port ~50 ms, and the
+//!   finalizer is not what cleans up a port whose TunnelPort goes before it lands — the
+//!   agent removes any port it owns that no TunnelPort wants. In standalone mode there are
+//!   no finalizers.
 //! - No rule may point at a port that is not Ready (the flow planner gets ofport -1 for
 //!   a pending, refused or replaced port), and no flow plan is made before OVSDB has been
 //!   seen once (a plan then would be empty and the flow sync would delete every rule).
@@ -27,7 +30,7 @@ pub const OVSDB_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Where a TunnelPort is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// Waiting for the agent's finalizer: not in OVS yet.
+    /// Its port and rules belong in OVS; the agent's finalizer is still to be added.
     NeedsFinalizer,
     /// Its port and rules belong in OVS.
     Active,
@@ -76,9 +79,10 @@ pub struct Step {
     pub ovs_ports: Option<Vec<TunnelPort>>,
     /// The flows OVS must hold (`None`: touch nothing).
     pub flow_plan: Option<FlowPlan>,
-    /// The TunnelPorts whose status is reported (those that are Active).
+    /// The TunnelPorts whose status is reported: those whose port belongs in OVS (Active,
+    /// or still getting the finalizer).
     pub active: BTreeSet<String>,
-    /// TunnelPorts that need the finalizer before their port may be created.
+    /// TunnelPorts that need the finalizer (their ports are in `ovs_ports` meanwhile).
     pub add_finalizer: Vec<String>,
     /// Deleted TunnelPorts with neither port nor rules left: release the finalizer.
     pub release_finalizer: Vec<String>,
@@ -193,7 +197,10 @@ impl NodeState {
                 continue;
             }
             match phase(tp, self.finalizers) {
-                Phase::NeedsFinalizer => step.add_finalizer.push(name),
+                Phase::NeedsFinalizer => {
+                    step.add_finalizer.push(name.clone());
+                    mine.active.insert(name, tp.clone());
+                }
                 Phase::Active => {
                     mine.active.insert(name, tp.clone());
                 }

@@ -120,7 +120,7 @@ fn step(
 }
 
 #[test]
-fn first_appearance_the_finalizer_comes_before_the_port() {
+fn first_appearance_the_port_does_not_wait_for_the_finalizer() {
     let t0 = Instant::now();
     let fresh = tp("a", false, false);
     let kept = tp("b", true, false);
@@ -134,7 +134,8 @@ fn first_appearance_the_finalizer_comes_before_the_port() {
     let objects = vec![fresh.clone(), kept.clone(), elsewhere];
     let none = SyncStatus::default();
     let cases: [(&str, NodeState, Vec<&str>, Vec<&str>); 2] = [
-        ("agent", agent(), vec!["a"], vec!["b"]),
+        // The finalizer is added side by side with the port, both for "a".
+        ("agent", agent(), vec!["a"], vec!["a", "b"]),
         (
             "standalone",
             NodeState::new(None, false),
@@ -154,6 +155,42 @@ fn first_appearance_the_finalizer_comes_before_the_port() {
         assert_eq!(names(&s.ovs_ports), in_ovs, "{name}");
         assert_eq!(s.active.iter().collect::<Vec<_>>(), in_ovs, "{name}");
     }
+}
+
+/// A TunnelPort deleted before the agent's finalizer landed (it was in OVS meanwhile)
+/// leaves like any other: rules first, then its port; there is no finalizer to release.
+#[test]
+fn deleted_before_its_finalizer_landed_its_rules_then_its_port_go() {
+    let t0 = Instant::now();
+    let a = tp("a", false, false);
+    let mut state = agent();
+    let s = step(
+        &mut state,
+        Some(std::slice::from_ref(&a)),
+        &observed(&[&a], PortState::Ready),
+        &SyncStatus::default(),
+        t0,
+    );
+    assert_eq!(
+        (s.add_finalizer, names(&s.ovs_ports)),
+        (vec!["a".to_string()], vec!["a".to_string()])
+    );
+    // Gone from the watch (no finalizer held it); its rules are still in OVS.
+    let ovs = observed(&[&a], PortState::Ready);
+    let s = step(&mut state, Some(&[]), &ovs, &applied(&[&a]), t0);
+    assert_eq!(
+        names(&s.ovs_ports),
+        ["a"],
+        "the port stays while its rules may be there"
+    );
+    assert!(
+        s.flow_plan
+            .is_some_and(|p| !p.installed_per_tunnel.contains_key(&iface(&a)))
+    );
+    // The flow sync confirmed a plan without its rules: the port goes, nothing to release.
+    let s = step(&mut state, Some(&[]), &ovs, &applied(&[]), t0);
+    assert_eq!(names(&s.ovs_ports), Vec::<String>::new());
+    assert!(s.release_finalizer.is_empty() && s.add_finalizer.is_empty());
 }
 
 #[test]

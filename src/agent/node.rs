@@ -98,7 +98,7 @@ pub struct NodeView {
     pub ovs_unavailable: bool,
     /// The TunnelPorts whose status is reported (Active ones).
     pub active: BTreeSet<String>,
-    /// TunnelPorts that need the agent's finalizer before their port may be created.
+    /// TunnelPorts that need the agent's finalizer (their ports are created meanwhile).
     pub add_finalizer: Vec<String>,
     /// Deleted TunnelPorts with neither port nor rules left in OVS.
     pub release_finalizer: Vec<String>,
