@@ -261,7 +261,7 @@ impl Cluster {
         let mut c = Command::new(bin());
         c.args(&args)
             .env("KUBECONFIG", &rig.kubeconfig)
-            .env("RUST_LOG", std::env::var("RDO_BENCH_RUST_LOG").unwrap_or("info".into()))
+            .env("RUST_LOG", log_filter())
             .env("RDO_NODE_NAME", name)
             .env("RDO_OVSDB_ENDPOINT", rig.sandbox.endpoint())
             .env("RDO_OVS_BRIDGE", "br-int")
@@ -292,7 +292,7 @@ impl Cluster {
         let mut c = Command::new(bin());
         c.args(local_args(&self.chart.controller_args))
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", std::env::var("RDO_BENCH_RUST_LOG").unwrap_or("info".into()))
+            .env("RUST_LOG", log_filter())
             .env("RDO_POD_NAMESPACE", RELEASE_NS)
             .env("RDO_POD_NAME", identity);
         let log = self
@@ -521,4 +521,10 @@ pub fn device_spec(vtep: &str, vni: u32, n: u8, selector: Option<Value>) -> Valu
         spec["nodeSelector"] = selector;
     }
     spec
+}
+
+/// The components' `RUST_LOG`: `info`, or `RDO_BENCH_RUST_LOG` to read a bench's timeline
+/// at debug level.
+fn log_filter() -> String {
+    std::env::var("RDO_BENCH_RUST_LOG").unwrap_or_else(|_| "info".into())
 }
