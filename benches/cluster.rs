@@ -777,7 +777,8 @@ async fn run(shape: Shape) {
 }
 
 /// Copies every component's log to `$RDO_BENCH_LOGS` (when set), for reading afterwards:
-/// the private TMPDIR of `scripts/hermetic.sh` goes with its namespace.
+/// the private TMPDIR of `scripts/hermetic.sh` goes with its namespace. The components log
+/// at `info`, or at `$RDO_BENCH_RUST_LOG` (e.g. `info,remote_device_operator=debug`).
 fn keep_logs() {
     let (Some(to), Some(from)) = (
         std::env::var_os("RDO_BENCH_LOGS"),

@@ -124,7 +124,7 @@ struct Observer {
 }
 
 impl Observer {
-    /// Starts observing and returns once both sessions hold the current contents, so
+    /// Starts observing and returns once its sessions hold the current contents, so
     /// what follows counts from here.
     fn start(sb: &Sandbox, n: usize, watch: Watch) -> Observer {
         let endpoint: remote_device_operator::ovsdb::Endpoint =

@@ -3,8 +3,10 @@
 //! - A TunnelPort's OVS port is created side by side with adding the agent's finalizer,
 //!   not after it: waiting for the patch and its echo cost every new port ~50 ms, and the
 //!   finalizer is not what cleans up a port whose TunnelPort goes before it lands — the
-//!   agent removes any port it owns that no TunnelPort wants. In standalone mode there are
-//!   no finalizers.
+//!   agent removes any port it owns that no TunnelPort wants (rules first while this
+//!   process saw it active; an agent restarted in between removes both in one step, as in
+//!   standalone mode). A finalizer that cannot be added (a refused patch) leaves the port
+//!   in place and is retried. In standalone mode there are no finalizers.
 //! - No rule may point at a port that is not Ready (the flow planner gets ofport -1 for
 //!   a pending, refused or replaced port), and no flow plan is made before OVSDB has been
 //!   seen once (a plan then would be empty and the flow sync would delete every rule).

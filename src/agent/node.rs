@@ -96,7 +96,8 @@ pub struct NodeView {
     /// keeps reporting the last known state, so a blip does not flip every TunnelPort's
     /// status (two API writes each) for nothing.
     pub ovs_unavailable: bool,
-    /// The TunnelPorts whose status is reported (Active ones).
+    /// The TunnelPorts whose status is reported (Active ones and those still getting the
+    /// finalizer).
     pub active: BTreeSet<String>,
     /// TunnelPorts that need the agent's finalizer (their ports are created meanwhile).
     pub add_finalizer: Vec<String>,

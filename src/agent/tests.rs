@@ -228,6 +228,25 @@ fn an_unchanged_situation_writes_nothing() {
     assert!(again.status.is_empty(), "{:?}", again.status);
 }
 
+/// A port made while its finalizer is still being added reports its status at once:
+/// the finalizer and the status go in the same round.
+#[test]
+fn a_port_still_getting_its_finalizer_reports_its_status() {
+    let fresh = tp("a", "n1", false, false);
+    let mut v = view(
+        std::slice::from_ref(&fresh),
+        Some((PortState::Ready, 5)),
+        true,
+    );
+    v.add_finalizer = vec!["a".into()];
+    let d = decide_writes("n1", Some(std::slice::from_ref(&fresh)), &v, now());
+    assert_eq!(d.add_finalizer, ["a"]);
+    let status: Vec<&str> = d.status.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(status, ["a"], "{:?}", d.status);
+    let ready = d.status[0].1.conditions.iter().find(|c| c.type_ == READY);
+    assert_eq!(ready.map(|c| c.status.as_str()), Some("True"));
+}
+
 #[test]
 fn finalizer_writes_follow_the_lifecycle_step_and_the_objects_now() {
     let fresh = tp("a", "n1", false, false);

@@ -59,8 +59,8 @@ pub fn status_apply<K: kube::Resource<DynamicType = ()>>(
 /// Node annotation that overrides the node's tunnel (underlay) IP; a comma-separated list
 /// is accepted for dual-stack nodes.
 pub const TUNNEL_IP_ANNOTATION: &str = "remotedevice.io/tunnel-ip";
-/// Finalizer the agent puts on a TunnelPort before it creates the OVS port, so the port
-/// (and its flows) are removed before the object disappears.
+/// Finalizer the agent puts on a TunnelPort while it creates the OVS port, so that once
+/// it is on, the port (and its flows) are removed before the object disappears.
 pub const OVS_CLEANUP_FINALIZER: &str = "remotedevice.io/ovs-cleanup";
 
 /// Encapsulation of a tunnel, as OVS spells the Interface type.

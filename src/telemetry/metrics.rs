@@ -24,7 +24,7 @@ pub enum WriteKind {
     /// Removal of the agent's finalizer (by the agent once the OVS port is gone, or by the
     /// controller when the TunnelPort's node is gone).
     ReleaseFinalizer,
-    /// The agent's finalizer put on a TunnelPort before its OVS port is created.
+    /// The agent's finalizer put on a TunnelPort (while its OVS port is created).
     AddFinalizer,
     /// Status of a RemoteDevice or TunnelPort.
     Status,
