@@ -54,9 +54,9 @@ pub fn decide_writes(
     };
     let status = mine
         .iter()
+        // Not once it is being deleted, whatever the last step saw.
         .filter(|(name, tp)| {
-            view.active.contains(**name)
-                && matches!(phase(tp, true), Phase::Active | Phase::NeedsFinalizer)
+            view.active.contains(**name) && !matches!(phase(tp, true), Phase::Deleting { .. })
         })
         .filter_map(|(name, tp)| {
             let status = tunnel_port_status(tp, view, now);

@@ -199,11 +199,10 @@ impl NodeState {
                 continue;
             }
             match phase(tp, self.finalizers) {
-                Phase::NeedsFinalizer => {
-                    step.add_finalizer.push(name.clone());
-                    mine.active.insert(name, tp.clone());
-                }
-                Phase::Active => {
+                p @ (Phase::NeedsFinalizer | Phase::Active) => {
+                    if p == Phase::NeedsFinalizer {
+                        step.add_finalizer.push(name.clone());
+                    }
                     mine.active.insert(name, tp.clone());
                 }
                 Phase::Deleting { holds_finalizer } => {
