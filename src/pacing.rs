@@ -272,9 +272,35 @@ impl<T: Send + Sync> Changes for &mut tokio::sync::watch::Receiver<T> {
     }
 }
 
+/// Whether a change that woke a loop waiting since `idle_since` is acted on at once: after
+/// a quiet spell of `quiet` it most likely stands alone (one `kubectl apply`), and
+/// gathering would only delay it; soon after the loop's last step it belongs to a burst.
+pub fn acts_at_once(
+    idle_since: tokio::time::Instant,
+    now: tokio::time::Instant,
+    quiet: Duration,
+) -> bool {
+    now.saturating_duration_since(idle_since) >= quiet
+}
+
+/// The debounce of the controller's passes and of the node loop, in one home: a change
+/// after a quiet spell is taken at once ([`acts_at_once`]); one that follows the loop's
+/// last step closely starts gathering ([`until_quiet`]). `false` when the loop must end.
+pub async fn gather_burst(
+    changes: impl Changes,
+    idle_since: tokio::time::Instant,
+    quiet: Duration,
+    max_wait: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> bool {
+    if acts_at_once(idle_since, tokio::time::Instant::now(), quiet) {
+        return !cancel.is_cancelled();
+    }
+    until_quiet(changes, quiet, max_wait, cancel).await
+}
+
 /// Gathers a burst of changes: returns `true` once none came for `quiet`, or at the
 /// latest `max_wait` after it started; `false` when `cancel` fires or the changes end.
-/// One home for the debounce of the controller's passes and of the node loop.
 pub async fn until_quiet(
     mut changes: impl Changes,
     quiet: Duration,
@@ -530,6 +556,48 @@ mod tests {
         cancel.cancel();
         assert!(
             !until_quiet(&*notify, quiet, max, &cancel).await,
+            "cancelled"
+        );
+    }
+
+    #[test]
+    fn a_change_after_a_quiet_spell_is_taken_at_once() {
+        let quiet = Duration::from_millis(50);
+        let idle_since = tokio::time::Instant::now();
+        // (ms the loop had been waiting when the change came, taken at once)
+        let cases = [(0, false), (49, false), (50, true), (5_000, true)];
+        for (waited, at_once) in cases {
+            let now = idle_since + Duration::from_millis(waited);
+            assert_eq!(acts_at_once(idle_since, now, quiet), at_once, "{waited} ms");
+        }
+        // A clock read before `idle_since` (another thread's Instant) is no quiet spell.
+        let earlier = idle_since.checked_sub(Duration::from_millis(1));
+        if let Some(earlier) = earlier {
+            assert!(!acts_at_once(idle_since, earlier, quiet));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_change_soon_after_the_last_step_is_gathered() {
+        use tokio::time::{Instant as TInstant, sleep};
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (quiet, max) = (Duration::from_millis(30), Duration::from_millis(200));
+        let notify = tokio::sync::Notify::new();
+        // Idle for longer than `quiet`: no wait at all.
+        let idle_since = TInstant::now();
+        sleep(Duration::from_millis(40)).await;
+        let woken = TInstant::now();
+        assert!(gather_burst(&notify, idle_since, quiet, max, &cancel).await);
+        assert_eq!(woken.elapsed(), Duration::ZERO);
+        // Woken 10 ms after the last step: gathered until 30 ms of quiet.
+        let idle_since = TInstant::now();
+        sleep(Duration::from_millis(10)).await;
+        let woken = TInstant::now();
+        assert!(gather_burst(&notify, idle_since, quiet, max, &cancel).await);
+        assert_eq!(woken.elapsed(), quiet);
+        cancel.cancel();
+        assert!(
+            !gather_burst(&notify, TInstant::now() - max, quiet, max, &cancel).await,
             "cancelled"
         );
     }

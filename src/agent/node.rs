@@ -22,7 +22,7 @@ use crate::flows::{
     WorkloadPort,
 };
 use crate::ovs::{self, Observed, OvsConfig, PortState};
-use crate::pacing::{sleep_until, until_quiet};
+use crate::pacing::{gather_burst, sleep_until};
 
 use super::lifecycle::{Inputs, NodeState};
 
@@ -320,20 +320,21 @@ async fn lifecycle_loop(
             // (a cold start's transaction went out ~6 ms later for it).
             tokio::task::yield_now().await;
         }
+        let idle_since = tokio::time::Instant::now();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             // A burst of changes (a bulk `kubectl apply` or `delete` brings a node's ports
             // one by one) makes one step: each step re-plans and re-diffs every rule of
             // the node, and a step per change kept an agent with 100 ports beside 5 000
-            // rules busy for seconds.
-            // The first set (the initial list, or standalone's manifests) comes whole:
-            // stepped on at once.
+            // rules busy for seconds. A change after a quiet spell is stepped on at once,
+            // and so is the first set (the initial list, or standalone's manifests),
+            // which comes whole.
             r = ch.desired.changed() => {
                 if r.is_err() {
                     return;
                 }
                 if desired.is_some()
-                    && !until_quiet(&mut ch.desired, DESIRED_QUIET, DESIRED_MAX_WAIT, &shutdown).await
+                    && !gather_burst(&mut ch.desired, idle_since, DESIRED_QUIET, DESIRED_MAX_WAIT, &shutdown).await
                 {
                     return;
                 }
@@ -346,7 +347,8 @@ async fn lifecycle_loop(
     }
 }
 
-/// Quiet time after a change of the desired TunnelPorts before the loop steps on it...
+/// Quiet time after a change of the desired TunnelPorts (one that came within this long of
+/// the loop's last step) before the loop steps on it...
 const DESIRED_QUIET: Duration = Duration::from_millis(30);
 /// ... and the longest wait for that quiet.
 const DESIRED_MAX_WAIT: Duration = Duration::from_millis(500);

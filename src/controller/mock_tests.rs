@@ -516,6 +516,43 @@ async fn noop_resync_makes_no_write() {
     d.stop().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_event_after_quiet_passes_at_once_and_a_burst_is_gathered() {
+    let (client, _handle) = mock_client();
+    let metrics = Metrics::new();
+    let d = start_drive(
+        client,
+        &metrics,
+        settled(&first_snapshot()),
+        true,
+        Settings::default(),
+    );
+    let passes_after = |wait_ms| {
+        let metrics = metrics.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            metrics.reconciles()
+        }
+    };
+    assert_eq!(passes_after(1).await, 1, "the first pass runs at once");
+    // A lone event after a quiet spell: its pass does not wait for the debounce.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    d.trigger.notify_one();
+    assert_eq!(passes_after(1).await, 2, "a lone event waited");
+    // Events soon after that pass are a burst: one pass, 50 ms after the last of them.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        d.trigger.notify_one();
+    }
+    assert_eq!(
+        passes_after(49).await,
+        2,
+        "the burst did not wait for quiet"
+    );
+    assert_eq!(passes_after(2).await, 3, "the burst made one pass");
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn last_device_deleted_deletes_its_tunnel_ports_only() {
     let (client, mut handle) = mock_client();

@@ -2,7 +2,7 @@
 //! TunnelPorts and the devices' status what the planner says.
 //!
 //! The planner is global (every device × every node), so reconciliation is too: any
-//! change triggers one debounced pass that plans from the caches, decides the writes in
+//! change triggers a pass (bursts gathered into one) that plans from the caches, decides the writes in
 //! pure functions ([`reconcile`], [`status`]) and carries them out ([`writer`]). Only the
 //! holder of the Lease writes; other replicas keep their caches warm.
 
@@ -33,7 +33,7 @@ use crate::telemetry::{Health, Metrics};
 
 pub use crate::backoff::Backoff;
 pub use crate::pacing::Pacing;
-use crate::pacing::{sleep_until, until_quiet};
+use crate::pacing::{gather_burst, sleep_until, until_quiet};
 pub use leader::LeaseConfig;
 pub use reconcile::{Action, PassDecisions, Snapshot, decide, decide_with_plan};
 pub use writer::{Executed, WriteError, Writer};
@@ -133,9 +133,10 @@ pub fn lease_namespace(flag: Option<&str>, pod_file: Option<&str>) -> String {
 /// Timings of the reconcile loop.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Quiet time gathered before a pass: a pass waits until no watch event came for this
-    /// long, so a burst of events (a `kubectl apply` of many devices) makes one pass and
-    /// each TunnelPort is written once for it.
+    /// Quiet time gathered before a pass: an event within this long of the last pass
+    /// (the rest of a `kubectl apply` of many devices) waits until no event came for this
+    /// long, so a burst makes one more pass, not one per event. An event after a quiet
+    /// spell this long starts a pass at once.
     pub debounce: Duration,
     /// Longest wait for quiet: under a steady stream of events a pass still runs this
     /// often.
@@ -422,7 +423,9 @@ pub async fn drive_reporting(
 }
 
 /// Waits for a reason to run a pass — a watch event, the resync timer, a leadership change,
-/// held statuses falling due — then gathers the burst ([`gather`]). `false` when the loop
+/// held statuses falling due. One that comes after `debounce` of quiet since the last pass
+/// starts a pass at once; one sooner (the rest of a `kubectl apply`, events that came
+/// during the pass) gathers the burst first ([`gather_burst`]). `false` when the loop
 /// must end.
 async fn wait_for_work(
     trigger: &Notify,
@@ -431,6 +434,8 @@ async fn wait_for_work(
     settings: &Settings,
     cancel: &CancellationToken,
 ) -> bool {
+    // Called as a pass ends: the loop is idle from here.
+    let idle_since = Instant::now();
     tokio::select! {
         _ = cancel.cancelled() => return false,
         _ = trigger.notified() => {}
@@ -443,13 +448,8 @@ async fn wait_for_work(
             }
         }
     }
-    gather(trigger, settings, cancel).await
-}
-
-/// Gathers a burst of watch events ([`until_quiet`]): quiet for `debounce`, at most
-/// `debounce_max`. `false` when the loop must end.
-async fn gather(trigger: &Notify, settings: &Settings, cancel: &CancellationToken) -> bool {
-    until_quiet(trigger, settings.debounce, settings.debounce_max, cancel).await
+    let (quiet, max_wait) = (settings.debounce, settings.debounce_max);
+    gather_burst(trigger, idle_since, quiet, max_wait, cancel).await
 }
 
 /// The pause after a failed pass. A new watch event ends it when it shows the retry may
@@ -471,7 +471,8 @@ async fn pause_after_failure(
         _ = tokio::time::sleep(delay) => return true,
         _ = trigger.notified(), if interruptible => {}
     }
-    gather(trigger, settings, cancel).await
+    // Always gathered: the event may be the first of a recovering server's burst.
+    until_quiet(trigger, settings.debounce, settings.debounce_max, cancel).await
 }
 
 /// Runs the controller until `cancel`: watchers, leader election, reconcile loop.
