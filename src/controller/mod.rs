@@ -336,7 +336,8 @@ pub async fn drive(
 }
 
 /// The reconcile loop: waits for a trigger (watch event, resync timer, leadership gained),
-/// gathers a burst, and — when leading — decides and writes. A failed pass is retried
+/// gathers a burst unless the trigger came after a quiet spell ([`wait_for_work`]), and —
+/// when leading — decides and writes. A failed pass is retried
 /// after an exponential backoff; nothing runs faster than that. Every pass is a heartbeat
 /// on `health` ([`PASS_LOOP`]): pending when it starts, progress when it ends, so a pass
 /// that hangs shows on `/healthz`.
