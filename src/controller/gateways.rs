@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{RemoteDevice, TunnelPort, VtepGateway};
 use crate::ovsdb::TlsFiles;
+use crate::pacing::gather_burst;
 use crate::vtep::{Blocked, Fleet, GatewayConfig, GatewayTarget, gateway_status, gateway_targets};
 
 use super::Caches;
@@ -40,8 +41,11 @@ use super::Caches;
 /// Finalizer the controller puts on a VtepGateway so its rows leave the switch first.
 pub const GATEWAY_FINALIZER: &str = "remotedevice.io/vtep-cleanup";
 
-/// Quiet time gathered before a pass: short, as a change must reach the switch fast.
+/// Quiet time gathered before a pass that follows the last one closely (short, as a change
+/// must reach the switch fast); a change after a quiet spell this long goes at once...
 const DEBOUNCE: Duration = Duration::from_millis(20);
+/// ... and the longest wait for that quiet.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(200);
 /// A pass runs at least this often (statuses, Secrets rotated in place).
 const RESYNC: Duration = Duration::from_secs(30);
 
@@ -211,6 +215,7 @@ pub async fn run(
     // changing (frequent: BFD states, the switch's own rows) only refreshes statuses.
     let mut targets: Option<BTreeMap<String, GatewayTarget>> = None;
     loop {
+        let idle_since = tokio::time::Instant::now();
         let cluster_changed = tokio::select! {
             _ = cancel.cancelled() => break,
             _ = own.notified() => true,
@@ -218,7 +223,9 @@ pub async fn run(
             r = leader.changed() => if r.is_err() { break } else { true },
             _ = tokio::time::sleep(RESYNC) => true,
         };
-        tokio::time::sleep(DEBOUNCE).await;
+        if !gather_burst(&*own, idle_since, DEBOUNCE, DEBOUNCE_MAX, &cancel).await {
+            break;
+        }
         if !*leader.borrow_and_update() {
             fleet.stop_all();
             written.clear();
