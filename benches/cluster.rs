@@ -11,7 +11,7 @@
 //!    every node's OVS holds exactly those ports with the ofports they report;
 //! 2. `kubectl delete -f` of the same file → no TunnelPort left, no port in any OVS;
 //! 3. `single_runs` times: one device selected onto 10 nodes → its 10 TunnelPorts Ready
-//!    (each run a second after the previous one's device and TunnelPorts are gone).
+//!    (each run a second after everything before it is gone).
 //!
 //! The baseline, measured in the same run on the same API server: the bench itself makes
 //! the writes the flow cannot do without — per TunnelPort one apply, one finalizer patch
@@ -732,6 +732,9 @@ async fn run(shape: Shape) {
     let mut from_kubectl = Vec::new();
     let mut from_return = Vec::new();
     for r in 0..shape.single_runs {
+        // The device meets a settled cluster, as a user's would: the echoes of what came
+        // before (the bulk delete, the previous run's device) are over.
+        tokio::time::sleep(SETTLE_BETWEEN_SINGLE_RUNS).await;
         let ip = format!("203.0.113.{}", r + 1);
         let path = dir.join(format!("single-{r}.yaml"));
         std::fs::write(&path, format!(
@@ -747,9 +750,6 @@ async fn run(shape: Shape) {
         from_return.push(took.saturating_sub(returned));
         kubectl(&cluster, &["delete", "-f", &path, "--wait=false"]).await;
         wait_gone(&store, Instant::now(), Duration::from_millis(10)).await;
-        // The next device meets a settled cluster, as a user's would: the deletion's
-        // echoes (statuses, finalizer releases, their watch events) are over.
-        tokio::time::sleep(SETTLE_BETWEEN_SINGLE_RUNS).await;
     }
     if !from_kubectl.is_empty() {
         let p50 = median(from_kubectl.clone());
@@ -798,8 +798,8 @@ fn keep_logs() {
     eprintln!("logs copied to {}: {status:?}", to.to_string_lossy());
 }
 
-/// Pause between the single-device runs: a second is far longer than any echo of the
-/// previous run takes here (~100 ms), and short against a user's pace.
+/// Pause before each single-device run: a second is far longer than any echo of what came
+/// before takes here (~100 ms), and short against a user's pace.
 const SETTLE_BETWEEN_SINGLE_RUNS: Duration = Duration::from_secs(1);
 
 fn verdict(met: bool) -> &'static str {

@@ -283,9 +283,10 @@ pub fn acts_at_once(
     now.saturating_duration_since(idle_since) >= quiet
 }
 
-/// The debounce of the controller's passes and of the node loop, in one home: a change
-/// after a quiet spell is taken at once ([`acts_at_once`]); one that follows the loop's
-/// last step closely starts gathering ([`until_quiet`]). `false` when the loop must end.
+/// The debounce of the controller's passes, the gateway loop and the node loop, in one
+/// home: a change after a quiet spell is taken at once ([`acts_at_once`]); one that follows
+/// the loop's last step closely starts gathering `changes` ([`until_quiet`]; other wake-ups
+/// of the loop are not waited for). `false` when the loop must end.
 pub async fn gather_burst(
     changes: impl Changes,
     idle_since: tokio::time::Instant,

@@ -553,6 +553,42 @@ async fn an_event_after_quiet_passes_at_once_and_a_burst_is_gathered() {
     d.stop().await;
 }
 
+/// Quiet is counted from the end of the last pass: an event that came while a pass was
+/// writing is gathered after it, however long the pass took.
+#[tokio::test(start_paused = true)]
+async fn an_event_during_a_long_pass_is_gathered_after_it() {
+    let (client, mut handle) = mock_client();
+    let metrics = Metrics::new();
+    // Never settled: every pass writes again, so each pass shows as requests.
+    let snap = first_snapshot();
+    let device = serde_json::to_value(&snap.devices[0]).unwrap();
+    let d = start_drive(client, &metrics, snap, true, Settings::default());
+    let answer = |seen: Seen| {
+        if seen.method == Method::POST {
+            seen.reply(201, json!({}));
+        } else if seen.path.contains("/remotedevices/") {
+            seen.reply(200, device.clone());
+        } else {
+            let uid = format!("uid-{}", seen.path.rsplit('/').next().unwrap_or_default());
+            seen.echo(&uid);
+        }
+    };
+    // The first pass's first write takes 100 ms; an event comes meanwhile.
+    let first = next(&mut handle).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    d.trigger.notify_one();
+    answer(first);
+    while let Some(seen) = try_next(&mut handle, Duration::from_millis(1)).await {
+        answer(seen);
+    }
+    assert_eq!(metrics.reconciles(), 1, "the first pass ended");
+    // The pass ended 1 ms ago: the next one comes after 50 ms of quiet from there.
+    let waited = Instant::now();
+    let _second = next(&mut handle).await;
+    assert_eq!(waited.elapsed(), Duration::from_millis(49));
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn last_device_deleted_deletes_its_tunnel_ports_only() {
     let (client, mut handle) = mock_client();

@@ -136,7 +136,7 @@ pub struct Settings {
     /// Quiet time gathered before a pass: an event within this long of the last pass
     /// (the rest of a `kubectl apply` of many devices) waits until no event came for this
     /// long, so a burst makes one more pass, not one per event. An event after a quiet
-    /// spell this long starts a pass at once.
+    /// spell this long starts a pass at once, except after a failed pass (always gathered).
     pub debounce: Duration,
     /// Longest wait for quiet: under a steady stream of events a pass still runs this
     /// often.
