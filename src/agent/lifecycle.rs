@@ -309,4 +309,4 @@ impl<'a> Rules<'a> {
 
 #[cfg(test)]
 #[path = "lifecycle_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -14,7 +14,7 @@ use crate::ovs::{LocalPort, Observed, PortReport, PortState};
 
 /// TunnelPort `name` of node n1 (one remote VTEP per name), with or without the finalizer,
 /// deleted or not.
-fn tp(name: &str, finalizer: bool, deleting: bool) -> TunnelPort {
+pub(in crate::agent) fn tp(name: &str, finalizer: bool, deleting: bool) -> TunnelPort {
     TunnelPort {
         metadata: ObjectMeta {
             name: Some(name.into()),

@@ -353,3 +353,59 @@ async fn lifecycle_loop(
 const DESIRED_QUIET: Duration = Duration::from_millis(30);
 /// ... and the longest wait for that quiet.
 const DESIRED_MAX_WAIT: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::{Instant, sleep};
+
+    use super::*;
+    use crate::agent::lifecycle::tests::tp;
+
+    /// How long until the loop's next step shows in its view.
+    async fn stepped(view_rx: &mut watch::Receiver<NodeView>) -> Duration {
+        let started = Instant::now();
+        view_rx.changed().await.expect("the loop runs");
+        started.elapsed()
+    }
+
+    /// The node loop steps at once on a desired change after it sat idle for
+    /// [`DESIRED_QUIET`], and gathers one that follows its last step sooner.
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_port_change_is_stepped_on_at_once_a_burst_after_quiet() {
+        let (desired_tx, desired) = watch::channel::<Option<Vec<TunnelPort>>>(None);
+        let (_observed_tx, observed) = watch::channel(Observed::default());
+        let (_flows_tx, flows) = watch::channel(SyncStatus::default());
+        let (plan, _plan_rx) = watch::channel(None);
+        let (ovs_ports, _ovs_ports_rx) = watch::channel(None);
+        let (view, mut view_rx) = watch::channel(NodeView::default());
+        let channels = LifecycleChannels {
+            desired,
+            observed,
+            flows,
+            plan,
+            ovs_ports,
+            view,
+        };
+        let shutdown = CancellationToken::new();
+        let state = NodeState::new(Some("n1".into()), true);
+        let task = tokio::spawn(lifecycle_loop(state, channels, shutdown.clone()));
+        assert_eq!(stepped(&mut view_rx).await, Duration::ZERO, "the start");
+        let (a, b, c) = (
+            tp("a", false, false),
+            tp("b", false, false),
+            tp("c", false, false),
+        );
+        desired_tx.send_replace(Some(vec![a.clone()]));
+        assert_eq!(stepped(&mut view_rx).await, Duration::ZERO, "the first set");
+        // Idle for longer than the quiet time: the next change is stepped on at once.
+        sleep(DESIRED_QUIET * 2).await;
+        desired_tx.send_replace(Some(vec![a.clone(), b.clone()]));
+        assert_eq!(stepped(&mut view_rx).await, Duration::ZERO, "a lone change");
+        // 5 ms after that step: gathered until quiet.
+        sleep(Duration::from_millis(5)).await;
+        desired_tx.send_replace(Some(vec![a, b, c]));
+        assert_eq!(stepped(&mut view_rx).await, DESIRED_QUIET, "a burst");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}
