@@ -2,9 +2,10 @@
 //! TunnelPorts and the devices' status what the planner says.
 //!
 //! The planner is global (every device × every node), so reconciliation is too: any
-//! change triggers a pass (bursts gathered into one) that plans from the caches, decides the writes in
-//! pure functions ([`reconcile`], [`status`]) and carries them out ([`writer`]). Only the
-//! holder of the Lease writes; other replicas keep their caches warm.
+//! change triggers a pass (bursts gathered into one) that plans from the caches, decides
+//! the writes in pure functions ([`reconcile`], [`status`]) and carries them out
+//! ([`writer`]). Only the holder of the Lease writes; other replicas keep their caches
+//! warm.
 
 pub mod gateways;
 pub mod leader;
@@ -337,8 +338,8 @@ pub async fn drive(
 
 /// The reconcile loop: waits for a trigger (watch event, resync timer, leadership gained),
 /// gathers a burst unless the trigger came after a quiet spell ([`wait_for_work`]), and —
-/// when leading — decides and writes. A failed pass is retried
-/// after an exponential backoff; nothing runs faster than that. Every pass is a heartbeat
+/// when leading — decides and writes. A failed pass is retried after an exponential
+/// backoff; nothing runs faster than that. Every pass is a heartbeat
 /// on `health` ([`PASS_LOOP`]): pending when it starts, progress when it ends, so a pass
 /// that hangs shows on `/healthz`.
 pub async fn drive_reporting(
