@@ -237,6 +237,57 @@ fn loop_repairs_deleted_and_changed_flows_seen_by_the_monitor() {
     loop_repairs(&br, br.config(), true);
 }
 
+/// The loop's own bundles do not make it dump the bridge: every event they cause shows a
+/// flow as the plan just applied has it, or one that plan dropped. (A change by someone
+/// else still does: `loop_repairs`.)
+#[test]
+fn the_loops_own_bundles_are_not_followed_by_a_dump() {
+    let br = bridge();
+    let (mut status, tx, cancel, runtime, task) = start_sync(br.config());
+    let d1 = device("d1", "52:54:00:00:00:50", &["10.0.0.50"], None);
+    let d2 = device("d2", "52:54:00:00:00:51", &["10.0.0.51"], Some(100));
+    let plans = [
+        vec![d1.clone()],
+        vec![d1.clone(), d2.clone()],
+        vec![d2],
+        vec![],
+    ];
+    runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            status.wait_for(|s| s.monitor.is_running()),
+        )
+        .await
+        .expect("monitor running")
+        .unwrap();
+        for (i, devices) in plans.into_iter().enumerate() {
+            let p = Arc::new(br.plan(devices));
+            let checks = status.borrow().checks;
+            tx.send(Some(p.clone())).unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &p))),
+            )
+            .await
+            .expect("plan applied")
+            .unwrap();
+            // Two check intervals: a dump would have come by now.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let dumps = status.borrow().checks - checks;
+            // The first plan is checked against the bridge in full, once.
+            let expected = u64::from(i == 0);
+            assert_eq!(
+                dumps, expected,
+                "plan {i}: dumps after the loop's own bundle"
+            );
+            assert_eq!(br.owned().len(), p.len(), "plan {i}");
+        }
+        assert!(status.borrow().monitor.is_running());
+        cancel.cancel();
+        task.await.unwrap();
+    });
+}
+
 #[test]
 fn loop_repairs_deleted_and_changed_flows_without_monitor() {
     let br = bridge();

@@ -18,6 +18,7 @@
 
 mod desired;
 pub mod diff;
+mod monitor;
 mod planner;
 pub mod sync;
 #[cfg(test)]

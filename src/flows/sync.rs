@@ -5,8 +5,10 @@
 //! `check_interval` (1 s by default) the loop also dumps the owned flows
 //! (`dump-flows cookie=<tag>/<mask>`), diffs them against the plan and applies the
 //! difference the same way, so a deleted or edited owned flow comes back within about one
-//! interval. With the flow monitor (`ovs-ofctl monitor`) running, a quiet bridge is only
-//! dumped when the monitor reports a change (or every `quiet_check_interval`). Before the
+//! interval. With the flow monitor (`ovs-ofctl monitor`) running, the bridge is only
+//! dumped when the monitor reports a change that leaves a flow otherwise than the held
+//! plan has it — not after the loop's own bundles ([`super::monitor`]) — or every
+//! `quiet_check_interval`. Before the
 //! first plan is known, the loop dumps once the monitor is subscribed, and checks the
 //! first plan against that dump unless the monitor reported anything since (a restart
 //! does not wait for a dump after planning).
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::desired::FlowPlan;
 use super::diff::{FlowDiff, ParseError, diff, diff_plans, parse_dump};
+use super::monitor::PlanIndex;
 use super::{COOKIE_MASK, COOKIE_TAG, OPENFLOW_VERSION};
 use crate::backoff::Backoff;
 
@@ -39,7 +42,8 @@ pub struct FlowSyncConfig {
     pub ofctl: PathBuf,
     /// How often the owned flows are checked (dumped and diffed): every interval while
     /// the flow monitor is down or off, and at the next interval after the monitor
-    /// reported any flow change on the bridge. Repairs happen within about one interval.
+    /// reported a flow change the held plan does not account for. Repairs happen within
+    /// about one interval.
     pub check_interval: Duration,
     /// Watch the bridge's flow table with `ovs-ofctl monitor` so that a quiet bridge is
     /// not dumped every interval (a dump of 50 000 flows costs a few hundred ms).
@@ -160,8 +164,8 @@ struct Monitor {
 
 /// What the monitor said.
 enum MonitorEvent {
-    /// A flow table change.
-    Flow,
+    /// A flow table change, as printed.
+    Flow(String),
     /// It ended, with the reason in ovs-ofctl's words.
     Ended(String),
 }
@@ -174,7 +178,7 @@ async fn next_event(monitor: &mut Option<Monitor>) -> MonitorEvent {
     };
     loop {
         match m.lines.next_line().await {
-            Ok(Some(line)) if line.contains("event=") => return MonitorEvent::Flow,
+            Ok(Some(line)) if line.contains("event=") => return MonitorEvent::Flow(line),
             Ok(Some(line)) => {
                 // Replies and progress lines are noise; keep the latest as the reason.
                 if !line.trim().is_empty() && !line.contains("reply") {
@@ -267,6 +271,9 @@ struct LoopState {
     early_tried: bool,
     last_check: Instant,
     monitor_retry: MonitorRetry,
+    /// The held plan's index for judging monitor events, built at the first event after
+    /// the plan changed.
+    index: Option<PlanIndex>,
 }
 
 impl LoopState {
@@ -283,7 +290,21 @@ impl LoopState {
             early_tried: false,
             last_check: Instant::now(),
             monitor_retry: MonitorRetry::default(),
+            index: None,
         }
+    }
+
+    /// Whether a monitor event leaves its flow as the held plan has it (never without
+    /// a held plan).
+    fn held_agrees(&mut self, line: &str) -> bool {
+        let Some(held) = &self.held else {
+            return false;
+        };
+        let index = match self.index.take() {
+            Some(index) if index.is_of(held) => index,
+            _ => PlanIndex::new(held),
+        };
+        self.index.insert(index).agrees(line)
     }
 }
 
@@ -385,9 +406,15 @@ impl FlowSync {
             _ = cancel.cancelled() => Wake::Cancelled,
             event = next_event(&mut state.monitor) => {
                 match event {
-                    // Any flow event may concern us (a modify can even clear our
-                    // cookie), so it only marks the table for the next tick.
-                    MonitorEvent::Flow => state.dirty = true,
+                    // An event that shows a flow as the held plan has it (our own
+                    // bundle's, as a rule) changes nothing; any other may concern us (a
+                    // modify can even clear our cookie), so it marks the table for the
+                    // next tick.
+                    MonitorEvent::Flow(line) => {
+                        if !state.held_agrees(&line) {
+                            state.dirty = true;
+                        }
+                    }
                     MonitorEvent::Ended(reason) => {
                         state.monitor = None;
                         state.dirty = true;
@@ -509,13 +536,17 @@ impl FlowSync {
     }
 
     /// Starts `ovs-ofctl monitor <target> watch:!initial` (flow table changes made by
-    /// anyone), or says why it cannot be started.
+    /// anyone), or says why it cannot be started. It speaks the version the bundles and
+    /// dumps use, with port numbers, so its events print flows as the plan writes them.
     fn start_monitor(&self) -> Result<Monitor, String> {
         // ovs-ofctl prints the monitor's updates on stderr (unbuffered), its first reply
         // on stdout.
         let mut child = Command::new(&self.config.ofctl)
             .args([
                 NO_CONTROL_SOCKET,
+                "-O",
+                OPENFLOW_VERSION,
+                "--no-names",
                 "monitor",
                 &self.config.target,
                 "watch:!initial",
