@@ -12,7 +12,9 @@
 //! and match; when the plan's owner of that cookie has two flows there that differ only
 //! in priority, the event does not agree (a dump tells). Anything not understood does
 //! not agree either: the cost of a wrong "disagrees" is one dump, of a wrong "agrees" a
-//! drift left until the quiet check.
+//! drift left until the quiet check. What an event does not show at all (a flow added
+//! at another priority with a planned flow's cookie, match and actions; flags or
+//! importance edited alone) is such a drift.
 
 use std::collections::HashMap;
 use std::sync::Arc;
