@@ -263,14 +263,7 @@ fn the_loops_own_bundles_are_not_followed_by_a_dump() {
         for (i, devices) in plans.into_iter().enumerate() {
             let p = Arc::new(br.plan(devices));
             let checks = status.borrow().checks;
-            tx.send(Some(p.clone())).unwrap();
-            tokio::time::timeout(
-                Duration::from_secs(10),
-                status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &p))),
-            )
-            .await
-            .expect("plan applied")
-            .unwrap();
+            send_until_applied(&tx, &mut status, &p).await;
             // Two check intervals: a dump would have come by now.
             tokio::time::sleep(Duration::from_millis(2500)).await;
             let dumps = status.borrow().checks - checks;
@@ -395,6 +388,22 @@ type Started = (
     tokio::task::JoinHandle<()>,
 );
 
+/// Hands the loop `plan` and waits until it reports OVS holds it.
+async fn send_until_applied(
+    tx: &watch::Sender<Option<Arc<FlowPlan>>>,
+    status: &mut watch::Receiver<remote_device_operator::flows::SyncStatus>,
+    plan: &Arc<FlowPlan>,
+) {
+    tx.send(Some(plan.clone())).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, plan))),
+    )
+    .await
+    .expect("plan applied")
+    .unwrap();
+}
+
 /// A flow sync running on a runtime of its own, its desired plan still unknown: its
 /// status, the desired plan's sender, its cancel token, the runtime and the task.
 fn start_sync(config: FlowSyncConfig) -> Started {
@@ -423,14 +432,7 @@ fn loop_repairs(br: &Bridge, config: FlowSyncConfig, monitor: bool) {
         // Unknown desired state: nothing is written.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(br.owned().is_empty());
-        tx.send(Some(p.clone())).unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &p))),
-        )
-        .await
-        .expect("plan applied")
-        .unwrap();
+        send_until_applied(&tx, &mut status, &p).await;
     });
     assert_eq!(status.borrow().monitor.is_running(), monitor);
     let reference = {
@@ -526,16 +528,7 @@ fn loop_repairs(br: &Bridge, config: FlowSyncConfig, monitor: bool) {
     // OVS holds exactly the new plan and nothing with the device's cookie.
     let cookie = p.device_cookie("tenant", "d1").unwrap();
     let without = Arc::new(br.plan(vec![]));
-    tx.send(Some(without.clone())).unwrap();
-    runtime.block_on(async {
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, &without))),
-        )
-        .await
-        .expect("new plan applied")
-        .unwrap();
-    });
+    runtime.block_on(send_until_applied(&tx, &mut status, &without));
     assert!(br.with_cookie(cookie).is_empty());
     assert_eq!(br.owned().len(), without.len());
 
@@ -709,15 +702,8 @@ fn sync_until_applied(br: &Bridge, plan: &Arc<FlowPlan>, before_plan: impl FnOnc
     before_plan();
     // The monitor's report of what `before_plan` did has reached the loop.
     std::thread::sleep(Duration::from_millis(300));
-    tx.send(Some(plan.clone())).unwrap();
     runtime.block_on(async {
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            status.wait_for(|s| s.applied.as_ref().is_some_and(|a| Arc::ptr_eq(a, plan))),
-        )
-        .await
-        .expect("plan applied")
-        .unwrap();
+        send_until_applied(&tx, &mut status, plan).await;
         cancel.cancel();
         task.await.unwrap();
     });
