@@ -61,7 +61,8 @@ pub struct ParseError {
     pub reason: String,
 }
 
-fn parse_u64(s: &str) -> Option<u64> {
+/// A number as OVS prints it: hex with `0x`, else decimal.
+pub(super) fn parse_u64(s: &str) -> Option<u64> {
     match s.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => s.parse().ok(),

@@ -1,25 +1,22 @@
-//! What one flow monitor event (`ovs-ofctl monitor <bridge> watch:!initial`) says about
-//! the plan OVS is known to hold: whether the flow it reports is now as that plan has
-//! it. The flow sync dumps the bridge only after an event that does not agree, so its own
-//! bundles — every event of which shows a flow of the plan it just applied, or one it
-//! removed — no longer cost a full dump each (1 565 dumps of up to a few thousand flows,
-//! ~90 ms each, in one 20-node bench run).
+//! What one flow monitor event (`ovs-ofctl monitor <bridge> watch:!initial`) says: whether
+//! it is one of those the loop's last bundle caused. The flow sync dumps the bridge only
+//! after an event that is not, so its own bundles no longer cost a full dump each (1 565
+//! dumps of up to a few thousand flows, ~90 ms each, in one 20-node bench run).
 //!
 //! ovs-ofctl prints an event as
 //! `event=<ADDED|MODIFIED|DELETED> [reason=…] table=<t> [idle_timeout=…] [hard_timeout=…]
 //! cookie=<c> <match> [actions=<a>]`: without the priority (its formatter leaves it out)
-//! and without `actions=` when there are none (drop). So a flow is found by cookie, table
-//! and match; when the plan's owner of that cookie has two flows there that differ only
-//! in priority, the event does not agree (a dump tells). Anything not understood does
-//! not agree either: the cost of a wrong "disagrees" is one dump, of a wrong "agrees" a
-//! drift left until the quiet check. What an event does not show at all (a flow added
-//! at another priority with a planned flow's cookie, match and actions; flags or
-//! importance edited alone) is such a drift.
+//! and without `actions=` when there are none (drop). So an event is matched to a line of
+//! the bundle by cookie, table and match (and actions for an add), and each line of the
+//! bundle accounts for one event only: a copy of a flow the bundle added, at another
+//! priority, is a second event and counts as a change. A deleted flow with a foreign
+//! cookie is not ours and changes nothing of ours. Anything else, or anything not
+//! understood, counts as a change: the cost of a wrong "change" is one dump, of a wrong
+//! "ours" a drift left until the quiet check.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::desired::{Flow, FlowPlan, OwnedFlows};
+use super::diff::{FlowDiff, parse_u64};
 use super::typed::{Match, same_actions};
 use super::{COOKIE_MASK, COOKIE_TAG};
 
@@ -61,9 +58,8 @@ fn parse(line: &str) -> Option<Event<'_>> {
             Some(("event", _)) => return None,
             Some(("reason", _)) => {}
             Some(("table", t)) => table = Some(t.parse().ok()?),
-            Some(("cookie", c)) => {
-                cookie = Some(u64::from_str_radix(c.strip_prefix("0x")?, 16).ok()?)
-            }
+            // `%#x`: a zero cookie prints as `0`.
+            Some(("cookie", c)) => cookie = Some(parse_u64(c)?),
             Some(("idle_timeout" | "hard_timeout", _)) => timeouts = true,
             // The match is the one token left (none when it matches everything).
             _ if matches.is_none() => matches = Some(token),
@@ -80,80 +76,78 @@ fn parse(line: &str) -> Option<Event<'_>> {
     })
 }
 
-/// A held plan's owners by cookie, built once per plan that events are judged against.
-#[derive(Debug)]
-pub struct PlanIndex {
-    plan: Arc<FlowPlan>,
-    owners: HashMap<u64, Arc<OwnedFlows>>,
+/// Where one event is looked for: cookie, table, match.
+type Place = (u64, u8, Match);
+
+/// The events a bundle is expected to cause, each accounted for once.
+#[derive(Debug, Default)]
+pub struct Expected {
+    /// Flows added (or replaced): their actions, per place.
+    added: HashMap<Place, Vec<String>>,
+    /// Flows deleted, per place.
+    deleted: HashMap<Place, usize>,
 }
 
-impl PlanIndex {
-    /// The index of `plan`.
-    pub fn new(plan: &Arc<FlowPlan>) -> Self {
-        let owners = plan
-            .owners
-            .values()
-            .map(|o| (o.cookie, Arc::clone(o)))
-            .collect();
-        PlanIndex {
-            plan: Arc::clone(plan),
-            owners,
+impl Expected {
+    /// The events applying `delta` causes.
+    pub fn of(delta: &FlowDiff) -> Self {
+        let mut expected = Expected::default();
+        for flow in &delta.add {
+            let place = (flow.cookie, flow.table, Match::parse(&flow.matches));
+            expected
+                .added
+                .entry(place)
+                .or_default()
+                .push(flow.actions.clone());
         }
+        for flow in &delta.delete {
+            let place = (flow.cookie, flow.table, Match::parse(&flow.matches));
+            *expected.deleted.entry(place).or_default() += 1;
+        }
+        expected
     }
 
-    /// Whether this is the index of `plan` (the same shared plan, not an equal one).
-    pub fn is_of(&self, plan: &Arc<FlowPlan>) -> bool {
-        Arc::ptr_eq(&self.plan, plan)
-    }
-
-    /// Whether the event on `line` leaves the flow it reports as the plan has it: an owned
-    /// flow added or changed to exactly the plan's, or a flow deleted that the plan does
-    /// not hold (foreign, or one of ours the plan dropped).
-    pub fn agrees(&self, line: &str) -> bool {
+    /// Whether the event on `line` is one of the expected ones (then it is taken off) or
+    /// the deletion of a flow that is not ours; `false` means the bridge may have
+    /// changed otherwise.
+    pub fn account_for(&mut self, line: &str) -> bool {
         let Some(event) = parse(line) else {
             return false;
         };
-        let planned = self.planned(&event);
+        let owned = event.cookie & COOKIE_MASK == COOKIE_TAG;
+        let place = (event.cookie, event.table, Match::parse(event.matches));
         match event.kind {
             Kind::Now => {
-                let [flow] = planned.as_slice() else {
+                let actions = event.actions.unwrap_or("");
+                let Some(added) = self.added.get_mut(&place) else {
                     return false;
                 };
-                !event.timeouts
-                    && flow.cookie == event.cookie
-                    && same_actions(event.actions.unwrap_or(""), &flow.actions)
+                match added.iter().position(|a| same_actions(actions, a)) {
+                    Some(i) if !event.timeouts => {
+                        added.swap_remove(i);
+                        true
+                    }
+                    _ => false,
+                }
             }
-            Kind::Gone => planned.is_empty(),
+            Kind::Gone if !owned => true,
+            Kind::Gone => match self.deleted.get_mut(&place) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            },
         }
-    }
-
-    /// The plan's flows with the event's cookie, table and match (any priority).
-    fn planned(&self, event: &Event<'_>) -> Vec<&Flow> {
-        if event.cookie & COOKIE_MASK != COOKIE_TAG {
-            return Vec::new();
-        }
-        let Some(owner) = self.owners.get(&event.cookie) else {
-            return Vec::new();
-        };
-        let matches = Match::parse(event.matches);
-        owner
-            .flows
-            .iter()
-            .filter(|(key, _)| key.table == event.table && key.matches == matches)
-            .map(|(_, flow)| flow)
-            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flows::desired::Owner;
+    use crate::flows::{Flow, ObservedFlow};
 
-    const C1: u64 = 0x5244_4f46_0000_0001;
-    const C2: u64 = 0x5244_4f46_0000_0002;
-
-    fn flow(cookie: u64, table: u8, priority: u16, matches: &str, actions: &str) -> Flow {
+    fn added(cookie: u64, table: u8, priority: u16, matches: &str, actions: &str) -> Flow {
         Flow {
             cookie,
             table,
@@ -163,88 +157,118 @@ mod tests {
         }
     }
 
-    /// A plan of two owners: C1 with an egress and an ingress rule, C2 with one drop rule
-    /// and two rules that differ only in priority.
-    fn index() -> PlanIndex {
-        let owned = |cookie: u64, flows: Vec<Flow>| OwnedFlows {
+    fn deleted(cookie: u64, table: u8, priority: u16, matches: &str) -> ObservedFlow {
+        ObservedFlow {
             cookie,
-            flows: flows.into_iter().map(|f| (f.key(), f)).collect(),
-        };
-        let mut plan = FlowPlan::default();
-        plan.set_owner(
-            &Owner::Tunnel("t1".into()),
-            Some(owned(
-                C1,
-                vec![
-                    flow(
-                        C1,
-                        230,
-                        100,
-                        "reg6=0x1001,dl_dst=52:54:00:00:00:50",
-                        "set_field:0x3->reg7,output:3",
-                    ),
-                    flow(
-                        C1,
-                        0,
-                        50,
-                        "in_port=3",
-                        "set_field:0x1001->reg6,resubmit(,230)",
-                    ),
-                ],
-            )),
+            table,
+            priority,
+            matches: matches.into(),
+            actions: "drop".into(),
+            attributes: vec![],
+        }
+    }
+
+    /// A bundle that adds an egress rule, an ingress rule, a drop rule and one rule at
+    /// two priorities, and deletes two rules.
+    fn expected() -> Expected {
+        let (c1, c2, c9) = (
+            0x5244_4f46_0000_0001,
+            0x5244_4f46_0000_0002,
+            0x5244_4f46_0000_0009,
         );
-        plan.set_owner(
-            &Owner::Tunnel("t2".into()),
-            Some(owned(
-                C2,
-                vec![
-                    flow(C2, 0, 60005, "in_port=4", "drop"),
-                    flow(C2, 231, 10, "reg6=0x1002", "output:5"),
-                    flow(C2, 231, 20, "reg6=0x1002", "output:5"),
-                ],
-            )),
-        );
-        PlanIndex::new(&Arc::new(plan))
+        Expected::of(&FlowDiff {
+            add: vec![
+                added(
+                    c1,
+                    230,
+                    100,
+                    "reg6=0x1001,dl_dst=52:54:00:00:00:50",
+                    "set_field:0x3->reg7,output:3",
+                ),
+                added(
+                    c1,
+                    0,
+                    50,
+                    "in_port=3",
+                    "set_field:0x1001->reg6,resubmit(,230)",
+                ),
+                added(c2, 0, 60005, "in_port=4", "drop"),
+                added(c2, 231, 10, "reg6=0x1002", "output:5"),
+                added(c2, 231, 20, "reg6=0x1002", "output:5"),
+            ],
+            delete: vec![
+                deleted(c9, 0, 60010, "in_port=9"),
+                deleted(c1, 230, 100, "reg6=0x1001,dl_dst=52:54:00:00:00:99"),
+            ],
+        })
     }
 
     #[test]
-    fn events_agree_only_when_the_flow_is_now_as_planned() {
-        let index = index();
-        // Lines as ovs-ofctl 3.1 (`-O OpenFlow14 --no-names monitor`) prints them.
+    fn a_bundles_own_events_are_accounted_for_once_each_and_nothing_else_is() {
+        let mut expected = expected();
+        // Lines as ovs-ofctl 3.1 (`-O OpenFlow14 --no-names monitor`) prints them, in
+        // order: each is judged after the ones before it.
         let cases = [
-            // Our bundle's adds, in another spelling of the same actions.
+            // The bundle's adds, one in another spelling of the same actions; a drop
+            // rule prints no actions; an add that replaced a flow may show as modified.
             (
                 " event=ADDED table=230 cookie=0x52444f4600000001 reg6=0x1001,dl_dst=52:54:00:00:00:50 actions=load:0x3->NXM_NX_REG7[],output:3",
-                true,
-            ),
-            (
-                " event=ADDED table=0 cookie=0x52444f4600000001 in_port=3 actions=set_field:0x1001->reg6,resubmit(,230)",
                 true,
             ),
             (
                 "event=MODIFIED table=0 cookie=0x52444f4600000001 in_port=3 actions=set_field:0x1001->reg6,resubmit(,230)",
                 true,
             ),
-            // A drop rule prints no actions.
             (
                 " event=ADDED table=0 cookie=0x52444f4600000002 in_port=4",
                 true,
             ),
-            // Our bundle deleting what the plan dropped: a match, an owner, or a cookie
-            // the plan no longer has; a foreign flow deleted.
+            // Each line accounts for one event: a second report of the same flow (a
+            // copy at another priority, say) is a change.
             (
-                " event=DELETED reason=delete table=230 cookie=0x52444f4600000001 reg6=0x1001,dl_dst=52:54:00:00:00:99 actions=output:3",
+                " event=ADDED table=0 cookie=0x52444f4600000002 in_port=4",
+                false,
+            ),
+            (
+                " event=ADDED table=0 cookie=0x52444f4600000001 in_port=3 actions=set_field:0x1001->reg6,resubmit(,230)",
+                false,
+            ),
+            // Two lines at one place (two priorities): two events.
+            (
+                " event=ADDED table=231 cookie=0x52444f4600000002 reg6=0x1002 actions=output:5",
+                true,
+            ),
+            (
+                " event=ADDED table=231 cookie=0x52444f4600000002 reg6=0x1002 actions=output:5",
+                true,
+            ),
+            (
+                " event=ADDED table=231 cookie=0x52444f4600000002 reg6=0x1002 actions=output:5",
+                false,
+            ),
+            // The bundle's deletes, once each.
+            (
+                " event=DELETED reason=delete table=0 cookie=0x52444f4600000009 in_port=9 actions=drop",
                 true,
             ),
             (
                 " event=DELETED reason=delete table=0 cookie=0x52444f4600000009 in_port=9 actions=drop",
+                false,
+            ),
+            (
+                " event=DELETED reason=delete table=230 cookie=0x52444f4600000001 reg6=0x1001,dl_dst=52:54:00:00:00:99 actions=output:3",
+                true,
+            ),
+            // A foreign flow deleted (a zero cookie prints as `0`).
+            (
+                " event=DELETED reason=delete table=0 cookie=0 actions=NORMAL",
                 true,
             ),
             (
                 " event=DELETED reason=delete table=0 cookie=0x1 in_port=3 actions=drop",
                 true,
             ),
-            // Someone else's change to a planned flow.
+            // Someone else's changes.
             (
                 " event=MODIFIED table=230 cookie=0x52444f4600000001 reg6=0x1001,dl_dst=52:54:00:00:00:50",
                 false,
@@ -254,29 +278,11 @@ mod tests {
                 false,
             ),
             (
-                " event=ADDED table=0 cookie=0x0 in_port=3 actions=drop",
+                " event=ADDED table=0 cookie=0 in_port=3 actions=drop",
                 false,
             ),
-            (
-                " event=ADDED table=0 cookie=0x52444f4600000001 idle_timeout=10 in_port=3 actions=set_field:0x1001->reg6,resubmit(,230)",
-                false,
-            ),
-            // Our cookie on a flow the plan does not have.
             (
                 " event=ADDED table=231 cookie=0x52444f4600000001 reg6=0x1001 actions=output:3",
-                false,
-            ),
-            (
-                " event=ADDED table=0 cookie=0x52444f4600000009 in_port=9 actions=drop",
-                false,
-            ),
-            // Two planned flows differ only in priority, which events do not show.
-            (
-                " event=ADDED table=231 cookie=0x52444f4600000002 reg6=0x1002 actions=output:5",
-                false,
-            ),
-            (
-                " event=DELETED reason=delete table=231 cookie=0x52444f4600000002 reg6=0x1002 actions=output:5",
                 false,
             ),
             // Not understood.
@@ -292,15 +298,29 @@ mod tests {
             ),
             ("NXST_FLOW_MONITOR reply (xid=0x0):", false),
         ];
-        for (line, agrees) in cases {
-            assert_eq!(index.agrees(line), agrees, "{line}");
+        for (line, ours) in cases {
+            assert_eq!(expected.account_for(line), ours, "{line}");
         }
     }
 
     #[test]
-    fn an_index_knows_its_own_plan() {
-        let index = index();
-        assert!(index.is_of(&index.plan.clone()));
-        assert!(!index.is_of(&Arc::new((*index.plan).clone())));
+    fn an_add_with_a_timeout_or_other_actions_is_not_the_bundles() {
+        let mut expected = expected();
+        let own = " event=ADDED table=0 cookie=0x52444f4600000001 in_port=3 actions=set_field:0x1001->reg6,resubmit(,230)";
+        for line in [
+            " event=ADDED table=0 cookie=0x52444f4600000001 idle_timeout=10 in_port=3 actions=set_field:0x1001->reg6,resubmit(,230)",
+            " event=ADDED table=0 cookie=0x52444f4600000001 in_port=3 actions=drop",
+        ] {
+            assert!(!expected.account_for(line), "{line}");
+        }
+        // Neither used the line up: the bundle's own event still matches it.
+        assert!(expected.account_for(own));
+    }
+
+    #[test]
+    fn nothing_is_expected_of_an_empty_bundle() {
+        let mut expected = Expected::default();
+        assert!(!expected.account_for(" event=ADDED table=0 cookie=0x52444f4600000002 in_port=4"));
+        assert!(expected.account_for(" event=DELETED reason=delete table=0 cookie=0 in_port=4"));
     }
 }

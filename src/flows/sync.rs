@@ -6,9 +6,8 @@
 //! (`dump-flows cookie=<tag>/<mask>`), diffs them against the plan and applies the
 //! difference the same way, so a deleted or edited owned flow comes back within about one
 //! interval. With the flow monitor (`ovs-ofctl monitor`) running, the bridge is only
-//! dumped when the monitor reports a change that leaves a flow otherwise than the held
-//! plan has it — not after the loop's own bundles ([`super::monitor`]) — or every
-//! `quiet_check_interval`. Before the
+//! dumped when the monitor reports a change other than those the loop's last bundle
+//! caused ([`super::monitor`]), or every `quiet_check_interval`. Before the
 //! first plan is known, the loop dumps once the monitor is subscribed, and checks the
 //! first plan against that dump unless the monitor reported anything since (a restart
 //! does not wait for a dump after planning).
@@ -29,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::desired::FlowPlan;
 use super::diff::{FlowDiff, ParseError, diff, diff_plans, parse_dump};
-use super::monitor::PlanIndex;
+use super::monitor::Expected;
 use super::{COOKIE_MASK, COOKIE_TAG, OPENFLOW_VERSION};
 use crate::backoff::Backoff;
 
@@ -42,8 +41,8 @@ pub struct FlowSyncConfig {
     pub ofctl: PathBuf,
     /// How often the owned flows are checked (dumped and diffed): every interval while
     /// the flow monitor is down or off, and at the next interval after the monitor
-    /// reported a flow change the held plan does not account for. Repairs happen within
-    /// about one interval.
+    /// reported a flow change other than the loop's own. Repairs happen within about one
+    /// interval.
     pub check_interval: Duration,
     /// Watch the bridge's flow table with `ovs-ofctl monitor` so that a quiet bridge is
     /// not dumped every interval (a dump of 50 000 flows costs a few hundred ms).
@@ -271,9 +270,8 @@ struct LoopState {
     early_tried: bool,
     last_check: Instant,
     monitor_retry: MonitorRetry,
-    /// The held plan's index for judging monitor events, built at the first event after
-    /// the plan changed.
-    index: Option<PlanIndex>,
+    /// The monitor events the last bundle is still to cause.
+    expected: Expected,
 }
 
 impl LoopState {
@@ -290,21 +288,8 @@ impl LoopState {
             early_tried: false,
             last_check: Instant::now(),
             monitor_retry: MonitorRetry::default(),
-            index: None,
+            expected: Expected::default(),
         }
-    }
-
-    /// Whether a monitor event leaves its flow as the held plan has it (never without
-    /// a held plan).
-    fn held_agrees(&mut self, line: &str) -> bool {
-        let Some(held) = &self.held else {
-            return false;
-        };
-        let index = match self.index.take() {
-            Some(index) if index.is_of(held) => index,
-            _ => PlanIndex::new(held),
-        };
-        self.index.insert(index).agrees(line)
     }
 }
 
@@ -378,14 +363,16 @@ impl FlowSync {
                 r = self.round(from.as_deref(), early, &plan) => r,
             };
             match result {
-                Ok(outcome) => {
+                Ok((outcome, applied)) => {
                     self.succeeded(&plan, &outcome, same_plan, checks_bridge);
                     state.held = Some(plan);
+                    state.expected = Expected::of(&applied);
                 }
                 Err(e) => {
                     self.failed(&e);
                     state.held = None;
                     state.dirty = true;
+                    state.expected = Expected::default();
                 }
             }
         }
@@ -406,12 +393,11 @@ impl FlowSync {
             _ = cancel.cancelled() => Wake::Cancelled,
             event = next_event(&mut state.monitor) => {
                 match event {
-                    // An event that shows a flow as the held plan has it (our own
-                    // bundle's, as a rule) changes nothing; any other may concern us (a
-                    // modify can even clear our cookie), so it marks the table for the
-                    // next tick.
+                    // An event the last bundle caused changes nothing; any other may
+                    // concern us (a modify can even clear our cookie), so it marks the
+                    // table for the next tick.
                     MonitorEvent::Flow(line) => {
-                        if !state.held_agrees(&line) {
+                        if !state.expected.account_for(&line) {
                             state.dirty = true;
                         }
                     }
@@ -457,17 +443,20 @@ impl FlowSync {
     }
 
     /// One round: the change from the held plan `from`, or (without one) a full check,
-    /// against the `early` dump when there is one.
+    /// against the `early` dump when there is one. Also returns the difference it
+    /// applied, whose monitor events are then known for the loop's own.
     async fn round(
         &self,
         from: Option<&FlowPlan>,
         early: Option<Vec<super::ObservedFlow>>,
         plan: &FlowPlan,
-    ) -> Result<SyncOutcome, FlowSyncError> {
-        match from {
-            Some(from) => self.apply_change(from, plan).await,
-            None => self.check(plan, early).await,
-        }
+    ) -> Result<(SyncOutcome, FlowDiff), FlowSyncError> {
+        let (delta, observed) = match from {
+            Some(from) => (diff_plans(plan, from), from.len()),
+            None => self.against_bridge(plan, early).await?,
+        };
+        let outcome = self.apply_diff(&delta, observed).await?;
+        Ok((outcome, delta))
     }
 
     /// Dumps the owned flows once the monitor is subscribed (so any change after the dump
@@ -620,12 +609,22 @@ impl FlowSync {
         plan: &FlowPlan,
         dumped: Option<Vec<super::ObservedFlow>>,
     ) -> Result<SyncOutcome, FlowSyncError> {
+        let (delta, observed) = self.against_bridge(plan, dumped).await?;
+        self.apply_diff(&delta, observed).await
+    }
+
+    /// The difference from the owned flows (`dumped`, or a dump now) to `plan`, and how
+    /// many owned flows there were.
+    async fn against_bridge(
+        &self,
+        plan: &FlowPlan,
+        dumped: Option<Vec<super::ObservedFlow>>,
+    ) -> Result<(FlowDiff, usize), FlowSyncError> {
         let observed = match dumped {
             Some(flows) => flows,
             None => self.dump_owned().await?,
         };
-        self.apply_diff(&diff(plan, &observed), observed.len())
-            .await
+        Ok((diff(plan, &observed), observed.len()))
     }
 
     /// Applies a difference (when there is one) in one bundle.
