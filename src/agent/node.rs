@@ -333,9 +333,15 @@ async fn lifecycle_loop(
                 if r.is_err() {
                     return;
                 }
-                let (quiet, max_wait) = (DESIRED_QUIET, DESIRED_MAX_WAIT);
                 if desired.is_some()
-                    && !gather_burst(&mut ch.desired, idle_since, quiet, max_wait, &shutdown).await
+                    && !gather_burst(
+                        &mut ch.desired,
+                        idle_since,
+                        DESIRED_QUIET,
+                        DESIRED_MAX_WAIT,
+                        &shutdown,
+                    )
+                    .await
                 {
                     return;
                 }

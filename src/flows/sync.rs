@@ -366,7 +366,12 @@ impl FlowSync {
                 Ok((outcome, applied)) => {
                     self.succeeded(&plan, &outcome, same_plan, checks_bridge);
                     state.held = Some(plan);
-                    state.expected = Expected::of(&applied);
+                    // Only a running monitor reports them (one started later marks the
+                    // table dirty anyway).
+                    state.expected = match state.monitor {
+                        Some(_) => Expected::of(&applied),
+                        None => Expected::default(),
+                    };
                 }
                 Err(e) => {
                     self.failed(&e);
@@ -442,9 +447,10 @@ impl FlowSync {
         }
     }
 
-    /// One round: the change from the held plan `from`, or (without one) a full check,
-    /// against the `early` dump when there is one. Also returns the difference it
-    /// applied, whose monitor events are then known for the loop's own.
+    /// One round: the change from the held plan `from` (no dump: cheap and incremental),
+    /// or (without one) a full check, against the `early` dump when there is one. Also
+    /// returns the difference it applied, whose monitor events are then known for the
+    /// loop's own.
     async fn round(
         &self,
         from: Option<&FlowPlan>,
@@ -588,7 +594,8 @@ impl FlowSync {
     }
 
     /// Applies the change from a plan OVS holds to a new one in one bundle, without
-    /// dumping (the periodic [`FlowSync::sync_once`] catches anything else).
+    /// dumping (the periodic [`FlowSync::sync_once`] catches anything else), as the
+    /// loop's rounds do; for benchmarks and tools.
     pub async fn apply_change(
         &self,
         from: &FlowPlan,
